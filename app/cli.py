@@ -1,0 +1,158 @@
+"""Command line: ``flask units|categories|users|demo|worker|serve``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.extensions import db
+from core.catalogue import import_categories
+from core.csvio import ImportRejected
+from core.i18n import DomainError
+from core.models import Role
+from core.units import import_units
+
+units_cli = AppGroup("units", help="单位树（市、区、街道、社区、市直部门）")
+categories_cli = AppGroup("categories", help="派单目录")
+users_cli = AppGroup("users", help="用户与角色")
+
+
+def _report_rejected(rejected: ImportRejected) -> None:
+    click.echo(f"导入失败，文件未作任何修改（{len(rejected.errors)} 处错误）：", err=True)
+    for error in rejected.errors:
+        click.echo(f"  {error}", err=True)
+    raise SystemExit(1)
+
+
+@units_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def units_import(file: Path) -> None:
+    """Import units from CSV (code,name,level,parent_code,kind,note[,population]); re-import updates."""
+    try:
+        summary = import_units(db.session, file.read_bytes())
+    except ImportRejected as rejected:
+        db.session.rollback()
+        _report_rejected(rejected)
+    db.session.commit()
+    click.echo(f"新增 {summary.created}，更新 {summary.updated}，未变 {summary.unchanged}")
+
+
+@categories_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def categories_import(file: Path) -> None:
+    """Import the dispatch catalogue from CSV; re-import updates."""
+    try:
+        summary = import_categories(db.session, file.read_bytes())
+    except ImportRejected as rejected:
+        db.session.rollback()
+        _report_rejected(rejected)
+    db.session.commit()
+    click.echo(f"新增 {summary.created}，更新 {summary.updated}，未变 {summary.unchanged}")
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--unit", "unit_code", help="单位编码（工作人员必填）")
+@click.option("--name", "display_name", default="")
+@click.password_option()
+def users_create(username: str, role: str, unit_code: str | None, display_name: str, password: str) -> None:
+    """Create an account."""
+    from app.auth import create_user
+
+    try:
+        create_user(db.session, username, password, role, unit_code, display_name)
+    except DomainError as error:
+        db.session.rollback()
+        raise click.ClickException(error.message) from error
+    db.session.commit()
+    click.echo(f"已创建用户 {username}（{role}）")
+
+
+@click.command("demo")
+def demo() -> None:
+    """Load demo data once (idempotent): work-plan units, catalogue, demo places, users, samples."""
+    logins = _load_demo()
+    _print_logins(logins)
+
+
+def _load_demo() -> list:
+    from app.demo import load_demo
+    from app.web.public import token_key
+
+    logins = load_demo(db.session, token_key())
+    db.session.commit()
+    return logins
+
+
+def _print_logins(logins: list) -> None:
+    from app.demo import DEMO_PASSWORD
+
+    click.echo(f"示例账号（密码均为 {DEMO_PASSWORD}）：")
+    for login in logins:
+        click.echo(f"  {login.username:<22} {login.role.value:<11} {login.unit}")
+
+
+@click.command("worker")
+@click.option("--queues", default="routing,scoring,default", show_default=True)
+@click.option("--burst", is_flag=True, help="处理完队列后退出")
+@click.option("--fork", is_flag=True, help="每个任务单独 fork 子进程（隔离更强，吞吐更低）")
+def worker(queues: str, burst: bool, fork: bool) -> None:
+    """Run an RQ worker with the app preloaded (SimpleWorker by default: see README on throughput)."""
+    from rq import SimpleWorker, Worker
+
+    from app.queue import queue_name
+    from app.redis_conn import redis_for
+    from app.tasks import set_worker_app
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    set_worker_app(app)
+    names = [queue_name(app, q.strip()) for q in queues.split(",") if q.strip()]
+    worker_class = Worker if fork else SimpleWorker
+    worker_class(names, connection=redis_for(app)).work(burst=burst, with_scheduler=True)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="RQ worker 进程数")
+def serve(host: str, port: int, workers: int) -> None:
+    """Upgrade the database, load demo data once, start RQ worker(s) and the web server."""
+    from flask_migrate import upgrade
+    from waitress import serve as waitress_serve
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    upgrade()
+    logins = _load_demo()
+    env = dict(os.environ)
+    if not app.config.get("REDIS_URL"):
+        from app.redis_conn import redis_for
+
+        conn = redis_for(app)  # starts the embedded Redis; children join it through its socket
+        env["REDIS_URL"] = f"unix://{conn.socket_file}"  # type: ignore[attr-defined]
+    children = [
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], env=env) for _ in range(workers)
+    ]
+    click.echo("")
+    click.echo(f"民呼我应 已启动：http://{host}:{port}/")
+    _print_logins(logins)
+    try:
+        waitress_serve(app, host=host, port=port, threads=8)
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait(timeout=10)
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands."""
+    for command in (units_cli, categories_cli, users_cli, demo, worker, serve):
+        app.cli.add_command(command)

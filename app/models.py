@@ -1,0 +1,6 @@
+"""Imports every model module so the metadata knows all tables (used by migrations and tests)."""
+
+from core.models import Category, Unit, User
+from routing.models import Case, CaseEvent
+
+__all__ = ["Case", "CaseEvent", "Category", "Unit", "User"]

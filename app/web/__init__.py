@@ -1,0 +1,13 @@
+"""Pages for people: residents, operators and (in later blueprints) staff."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.web import present, public
+
+
+def init_app(app: Flask) -> None:
+    """Register the page blueprints and template helpers."""
+    app.register_blueprint(public.bp)
+    present.init_app(app)

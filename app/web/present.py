@@ -1,0 +1,85 @@
+"""Template helpers: labels, masking by viewer, dates in local time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask
+
+from app.auth import signed_in_user
+from core.models import LEVEL_LABELS, ROLE_LABELS, URGENCY_LABELS, Level, Role
+from core.privacy import mask_name, mask_phone
+from routing.access import can_see_contact
+from routing.intake import CHANNEL_LABELS
+from routing.models import Case
+
+STATE_LABELS = {
+    "submitted": "已受理",
+    "dispatching": "派单中",
+    "triage": "待人工分派",
+    "dispatched": "待签收",
+    "accepted": "办理中",
+    "resolved": "已办结，待评价",
+    "closed": "已归档",
+    "merged": "已合并",
+}
+# Naive UTC in the database; people read Beijing time.
+LOCAL_OFFSET = timedelta(hours=8)
+
+
+def local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Format a stored UTC time as Beijing time."""
+    return (moment + LOCAL_OFFSET).strftime(fmt) if moment else ""
+
+
+def contact_name(case: Case) -> str:
+    """The contact's name as the current viewer may see it."""
+    if can_see_contact(signed_in_user(), case):
+        return case.contact_name + ("（要求不公开姓名）" if case.anonymous else "")
+    return "匿名" if case.anonymous else mask_name(case.contact_name)
+
+
+def contact_phone(case: Case) -> str:
+    """The contact's phone as the current viewer may see it."""
+    return case.contact_phone if can_see_contact(signed_in_user(), case) else mask_phone(case.contact_phone)
+
+
+def init_app(app: Flask) -> None:
+    """Expose the helpers to templates."""
+
+    @app.context_processor
+    def helpers() -> dict[str, Any]:
+        return {
+            "STATE_LABELS": STATE_LABELS,
+            "ROLE_LABELS": ROLE_LABELS,
+            "LEVEL_LABELS": LEVEL_LABELS,
+            "URGENCY_LABELS": URGENCY_LABELS,
+            "CHANNEL_LABELS": CHANNEL_LABELS,
+            "Level": Level,
+            "local": local,
+            "contact_name": contact_name,
+            "contact_phone": contact_phone,
+            "me": signed_in_user(),
+            "nav_links": nav_links,
+        }
+
+
+# Navigation per role; blueprints add their entries with ``register_nav`` when they register.
+NAV: dict[Role, list[tuple[str, str]]] = {role: [] for role in Role}
+
+
+def register_nav(endpoint: str, label: str, *roles: Role) -> None:
+    """Add a navigation link for the given roles (once)."""
+    for role in roles:
+        if (endpoint, label) not in NAV[role]:
+            NAV[role].append((endpoint, label))
+
+
+def nav_links(user: Any) -> list[tuple[str, str]]:
+    """The navigation links of a signed-in user's role."""
+    return NAV.get(user.role, []) if user is not None else []
+
+
+register_nav("web.hotline_request", "热线受理", Role.operator, Role.admin)
+register_nav("web.my_requests", "我的诉求", Role.resident)

@@ -1,0 +1,166 @@
+"""Residents' and operators' pages: intake, the private status page, lookup."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from app.auth import roles_required, signed_in_user
+from app.extensions import db
+from app.web.forms import IntakeForm, LookupForm
+from core import jobs
+from core.catalogue import active_categories
+from core.models import Role, Unit
+from core.units import children_of
+from routing.access import can_view
+from routing.intake import IdempotencyConflict, IntakeRejected, Submission, check_token, find_case, normalise_phone
+from routing.intake import submit as submit_case
+from routing.models import Case
+from routing.narrative import describe
+
+bp = Blueprint("web", __name__)
+
+
+def token_key() -> bytes:
+    """Key of the private status tokens (derived from the instance secret)."""
+    return ("case-token:" + current_app.config["SECRET_KEY"]).encode()
+
+
+def _unit(code: str | None) -> Unit | None:
+    return db.session.scalar(select(Unit).where(Unit.code == code)) if code else None
+
+
+def _fill_choices(form: IntakeForm) -> None:
+    """Options for the selects; street and community lists follow what is chosen (works without JS too)."""
+    form.category.choices = [("", "请选择诉求类别")] + [
+        (c.code, f"{c.group} · {c.name}" if c.group else c.name) for c in active_categories(db.session)
+    ]
+    form.district.choices = [("", "请选择区")] + [(u.code, u.name) for u in children_of(db.session, None)]
+    district = _unit(form.district.data)
+    street = _unit(form.street.data)
+    streets = children_of(db.session, district) if district else []
+    form.street.choices = [("", "请选择街道")] + [(u.code, u.name) for u in streets]
+    communities = children_of(db.session, street) if street and street in streets else []
+    form.community.choices = [("", "请选择社区")] + [(u.code, u.name) for u in communities]
+
+
+def _intake(channel: str, template: str) -> Any:
+    form = IntakeForm()
+    _fill_choices(form)
+    if not form.idempotency_key.data:
+        form.idempotency_key.data = uuid.uuid4().hex
+    if form.validate_on_submit():
+        user = signed_in_user()
+        data = Submission(
+            category=form.category.data or "",
+            district=form.district.data or None,
+            street=form.street.data or None,
+            community=form.community.data or "",
+            address=form.address.data or "",
+            description=form.description.data or "",
+            contact_name=form.contact_name.data or "",
+            contact_phone=form.contact_phone.data or "",
+            lat=form.lat.data,
+            lng=form.lng.data,
+            anonymous=bool(form.anonymous.data),
+        )
+        try:
+            result = submit_case(
+                db.session,
+                data,
+                channel=channel,
+                token_key=token_key(),
+                resident=user if user is not None and user.role == Role.resident else None,
+                operator=user if channel == "phone" else None,
+                idempotency_key=form.idempotency_key.data,
+            )
+        except IntakeRejected as rejected:
+            db.session.rollback()
+            for error in rejected.errors:
+                getattr(form, error.field).errors.append(_(error.message))
+        except IdempotencyConflict:
+            db.session.rollback()
+            flash(_("该表单已提交过，请刷新页面后重新填写"))
+        else:
+            db.session.commit()
+            if result.created:
+                jobs.enqueue("routing.jobs.route_case", result.case.id)
+            return redirect(
+                url_for("web.submitted", tracking_number=result.case.tracking_number, k=result.token)
+            )
+    return render_template(template, form=form)
+
+
+@bp.route("/")
+def home() -> Any:
+    """Landing page: submit, follow, sign in."""
+    return render_template("home.html", lookup=LookupForm())
+
+
+@bp.route("/requests/new", methods=["GET", "POST"])
+def new_request() -> Any:
+    """Resident intake form (no account needed)."""
+    return _intake("web", "intake.html")
+
+
+@bp.route("/hotline/new", methods=["GET", "POST"])
+@roles_required(Role.operator, Role.admin)
+def hotline_request() -> Any:
+    """Operator intake on a caller's behalf, recorded as channel "phone"."""
+    return _intake("phone", "hotline_intake.html")
+
+
+@bp.route("/requests/<tracking_number>/submitted")
+def submitted(tracking_number: str) -> Any:
+    """Success page: tracking number and the private link."""
+    case = find_case(db.session, tracking_number)
+    token = request.args.get("k")
+    if case is None or not check_token(token_key(), case.tracking_number, token):
+        abort(404)
+    link = url_for("web.status", tracking_number=case.tracking_number, k=token, _external=True)
+    return render_template("submitted.html", case=case, link=link)
+
+
+@bp.route("/status/<tracking_number>")
+def status(tracking_number: str) -> Any:
+    """The private status page with the case's timeline (token, owner or staff)."""
+    case = find_case(db.session, tracking_number)
+    if case is None:
+        abort(404)
+    user = signed_in_user()
+    if not (check_token(token_key(), case.tracking_number, request.args.get("k")) or can_view(user, case)):
+        abort(404)  # not 403: do not confirm that a tracking number exists
+    steps = [(event, describe(event, for_resident=True)) for event in case.events]
+    return render_template("status.html", case=case, steps=steps)
+
+
+@bp.route("/lookup", methods=["POST"])
+def lookup() -> Any:
+    """Recover the private link with the tracking number and the phone number given at intake."""
+    form = LookupForm()
+    if form.validate_on_submit():
+        case = find_case(db.session, form.tracking_number.data or "")
+        if case is not None and case.contact_phone == normalise_phone(form.contact_phone.data or ""):
+            from routing.intake import case_token
+
+            return redirect(
+                url_for("web.status", tracking_number=case.tracking_number, k=case_token(token_key(), case.tracking_number))
+            )
+    flash(_("未找到与该受理编号和手机号码匹配的诉求"))
+    return redirect(url_for("web.home"))
+
+
+@bp.route("/my/requests")
+@roles_required(Role.resident)
+def my_requests() -> Any:
+    """A signed-in resident's own requests."""
+    user = signed_in_user()
+    assert user is not None
+    cases = db.session.scalars(
+        select(Case).where(Case.resident_id == user.id).order_by(Case.created_at.desc()).limit(200)
+    ).all()
+    return render_template("my_requests.html", cases=cases)

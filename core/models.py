@@ -1,0 +1,175 @@
+"""Shared kernel models: the unit tree, the category catalogue (派单目录) and users."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Enum, Float, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from core.db import Base, utcnow
+
+
+class Level(enum.StrEnum):
+    """Administrative level of a unit; departments sit beside the tree at city level."""
+
+    city = "city"
+    district = "district"
+    street = "street"
+    community = "community"
+
+
+LEVEL_ORDER = {Level.city: 0, Level.district: 1, Level.street: 2, Level.community: 3}
+LEVEL_LABELS = {Level.city: "市", Level.district: "区", Level.street: "街道", Level.community: "社区"}
+
+
+class UnitKind(enum.StrEnum):
+    """What a unit is, beyond its level."""
+
+    government = "government"
+    district = "district"
+    functional_zone = "functional_zone"
+    department = "department"
+    utility = "utility"
+    street = "street"
+    community = "community"
+
+
+class Role(enum.StrEnum):
+    """Platform roles (see PRODUCT.md, "Who uses it")."""
+
+    resident = "resident"
+    operator = "operator"
+    dispatcher = "dispatcher"
+    handler = "handler"
+    evaluator = "evaluator"
+    admin = "admin"
+
+
+ROLE_LABELS = {
+    Role.resident: "居民",
+    Role.operator: "热线坐席",
+    Role.dispatcher: "派单员",
+    Role.handler: "承办人",
+    Role.evaluator: "考评员",
+    Role.admin: "管理员",
+}
+STAFF_ROLES = frozenset({Role.operator, Role.dispatcher, Role.handler, Role.evaluator, Role.admin})
+
+
+class Urgency(enum.StrEnum):
+    """Urgency class of a category, which drives its default limits."""
+
+    emergency = "emergency"
+    urgent = "urgent"
+    normal = "normal"
+    complex = "complex"
+
+
+URGENCY_LABELS = {
+    Urgency.emergency: "紧急",
+    Urgency.urgent: "加急",
+    Urgency.normal: "一般",
+    Urgency.complex: "复杂",
+}
+
+
+class LimitUnit(enum.StrEnum):
+    """How a resolution limit counts time."""
+
+    working_days = "working_days"
+    working_hours = "working_hours"
+    calendar_hours = "calendar_hours"
+
+
+class Unit(Base):
+    """A node of the unit tree (city, district, street, community) or a city department beside it."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    level: Mapped[Level] = mapped_column(Enum(Level, native_enum=False, length=20))
+    kind: Mapped[UnitKind] = mapped_column(Enum(UnitKind, native_enum=False, length=20))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    # Materialised path of ids ("/1/4/17/"), so a subtree is one indexed prefix match.
+    path: Mapped[str] = mapped_column(String(400), default="/", index=True)
+    population: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    parent: Mapped[Unit | None] = relationship(remote_side=[id])
+
+    @property
+    def is_department(self) -> bool:
+        """True for city departments and utilities, which are reached by category, not by place."""
+        return self.kind in (UnitKind.department, UnitKind.utility)
+
+    def ancestor_ids(self) -> list[int]:
+        """Ids from the root down to this unit, inclusive."""
+        return [int(part) for part in self.path.strip("/").split("/") if part]
+
+    def contains(self, other: Unit) -> bool:
+        """Whether ``other`` is this unit or lies in its subtree."""
+        return other.path.startswith(self.path)
+
+    def __repr__(self) -> str:
+        return f"<Unit {self.code} {self.name}>"
+
+
+class Category(Base):
+    """An entry of the dispatch catalogue (派单目录): what kind of request, who answers it, how fast."""
+
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    group: Mapped[str] = mapped_column(String(60), default="")
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    default_level: Mapped[str] = mapped_column(String(20), default="community")
+    urgency: Mapped[Urgency] = mapped_column(Enum(Urgency, native_enum=False, length=20), default="normal")
+    sign_for_hours: Mapped[float] = mapped_column(Float, default=4.0)
+    resolution_limit: Mapped[float] = mapped_column(Float, default=7.0)
+    resolution_unit: Mapped[LimitUnit] = mapped_column(
+        Enum(LimitUnit, native_enum=False, length=20), default="working_days"
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    department: Mapped[Unit | None] = relationship()
+
+
+class User(Base):
+    """A person who signs in: a resident with an account, or staff bound to a unit."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(80), default="")
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    unit: Mapped[Unit | None] = relationship()
+
+    @property
+    def is_staff(self) -> bool:
+        """Staff roles are bound to a unit; residents are not."""
+        return self.role in STAFF_ROLES
+
+
+def unit_by_code(session: Session, code: str) -> Unit | None:
+    """Look a unit up by its code."""
+    return session.scalar(select(Unit).where(Unit.code == code))
+
+
+def city_root(session: Session) -> Unit | None:
+    """The city unit at the top of the tree."""
+    return session.scalar(select(Unit).where(Unit.level == Level.city, Unit.parent_id.is_(None)))

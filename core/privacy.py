@@ -1,0 +1,42 @@
+"""Masking of residents' names and phone numbers wherever the viewer may not see them."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
+
+
+def mask_name(name: str | None) -> str:
+    """Keep the first character: 张三丰 → 张**; empty stays empty."""
+    if not name:
+        return ""
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+def mask_phone(phone: str | None) -> str:
+    """Keep the first three and last four digits: 13812345678 → 138****5678."""
+    if not phone:
+        return ""
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def scrub(text: str) -> str:
+    """Mask every mainland mobile number inside free text."""
+    return _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+
+
+class PiiLogFilter(logging.Filter):
+    """Logging filter that masks phone numbers in every record, so none reaches a log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the formatted message with phone numbers masked."""
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True

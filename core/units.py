@@ -1,0 +1,163 @@
+"""Unit tree import: CSV rows (code,name,level,parent_code,kind,note[,population]) upserted by code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.csvio import ImportRejected, RowError, read_rows
+from core.models import LEVEL_ORDER, Level, Unit, UnitKind
+
+COLUMNS = ("code", "name", "level", "parent_code", "kind")
+WORK_PLAN_UNITS = Path(__file__).parent / "data" / "units-from-work-plan.csv"
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    """A validated unit row."""
+
+    line: int
+    code: str
+    name: str
+    level: Level
+    parent_code: str | None
+    kind: UnitKind
+    note: str
+    population: int | None
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What an import did."""
+
+    created: int
+    updated: int
+    unchanged: int
+
+
+def parse_units(data: bytes | str) -> list[UnitRow]:
+    """Validate every row; raise ImportRejected listing each bad line, or return the rows."""
+    rows: list[UnitRow] = []
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    for line, raw in read_rows(data, COLUMNS):
+        code, name = raw.get("code", ""), raw.get("name", "")
+        if not code:
+            errors.append(RowError(line, "编码不能为空", "code"))
+            continue
+        if len(code) > 40:
+            errors.append(RowError(line, "编码过长（最多 40 个字符）", "code"))
+            continue
+        if code in seen:
+            errors.append(RowError(line, f"编码 {code} 与第 {seen[code]} 行重复", "code"))
+            continue
+        seen[code] = line
+        if not name:
+            errors.append(RowError(line, "名称不能为空", "name"))
+        try:
+            level = Level(raw.get("level", ""))
+        except ValueError:
+            errors.append(RowError(line, f"层级 {raw.get('level')!r} 无效，应为 city/district/street/community", "level"))
+            continue
+        try:
+            kind = UnitKind(raw.get("kind", ""))
+        except ValueError:
+            errors.append(RowError(line, f"类型 {raw.get('kind')!r} 无效", "kind"))
+            continue
+        population: int | None = None
+        if raw.get("population"):
+            try:
+                population = int(raw["population"])
+                if population < 0:
+                    raise ValueError
+            except ValueError:
+                errors.append(RowError(line, "人口数必须是非负整数", "population"))
+        parent = raw.get("parent_code") or None
+        if parent is None and level != Level.city:
+            errors.append(RowError(line, "除市级外，每个单位都要有上级编码", "parent_code"))
+        rows.append(UnitRow(line, code, name, level, parent, kind, raw.get("note", ""), population))
+    if errors:
+        raise ImportRejected(errors)
+    return rows
+
+
+def _check_parent(row: UnitRow, parent_level: Level | None) -> str | None:
+    """Why a row's parent is wrong for its level, or None."""
+    if row.parent_code is None:
+        return None
+    if parent_level is None:
+        return f"上级编码 {row.parent_code} 不存在"
+    is_department = row.kind in (UnitKind.department, UnitKind.utility)
+    if is_department:
+        return None if parent_level == Level.city else "市直部门的上级必须是市"
+    if LEVEL_ORDER[parent_level] != LEVEL_ORDER[row.level] - 1:
+        return f"{row.level.value} 的上级必须是上一级单位，而 {row.parent_code} 是 {parent_level.value}"
+    return None
+
+
+def import_units(session: Session, data: bytes | str) -> ImportSummary:
+    """Upsert units by code; the whole file is checked before anything is written (flush only)."""
+    rows = parse_units(data)
+    existing = {u.code: u for u in session.scalars(select(Unit))}
+    levels = {code: unit.level for code, unit in existing.items()}
+    levels.update({row.code: row.level for row in rows})
+    errors = [
+        RowError(row.line, message, "parent_code")
+        for row in rows
+        if (message := _check_parent(row, levels.get(row.parent_code) if row.parent_code else None))
+    ]
+    if errors:
+        raise ImportRejected(errors)
+    created = updated = unchanged = 0
+    # Parents first, so each child can take its parent's path.
+    for row in sorted(rows, key=lambda r: LEVEL_ORDER[r.level] + (0.5 if r.kind == UnitKind.department else 0)):
+        unit = existing.get(row.code)
+        parent = existing.get(row.parent_code) if row.parent_code else None
+        values = {
+            "name": row.name,
+            "level": row.level,
+            "kind": row.kind,
+            "note": row.note,
+            "parent": parent,
+        }
+        if row.population is not None:
+            values["population"] = row.population
+        if unit is None:
+            unit = Unit(code=row.code, **values)
+            session.add(unit)
+            existing[row.code] = unit
+            created += 1
+        elif any(getattr(unit, k) != v for k, v in values.items()):
+            for key, value in values.items():
+                setattr(unit, key, value)
+            updated += 1
+        else:
+            unchanged += 1
+        session.flush()
+        unit.path = (parent.path if parent else "/") + f"{unit.id}/"
+    session.flush()
+    return ImportSummary(created, updated, unchanged)
+
+
+def import_work_plan_units(session: Session) -> ImportSummary:
+    """Load the districts, zones and departments named in the work plan (shipped with the project)."""
+    return import_units(session, WORK_PLAN_UNITS.read_bytes())
+
+
+def children_of(session: Session, parent: Unit | None) -> list[Unit]:
+    """Active places (not departments) directly below a unit, by code; the districts when parent is None."""
+    query = select(Unit).where(Unit.active.is_(True)).order_by(Unit.code)
+    if parent is None:
+        query = query.where(Unit.level == Level.district)
+    else:
+        query = query.where(Unit.parent_id == parent.id, Unit.kind.not_in([UnitKind.department, UnitKind.utility]))
+    return list(session.scalars(query))
+
+
+def departments(session: Session) -> list[Unit]:
+    """City departments and utilities."""
+    query = select(Unit).where(Unit.kind.in_([UnitKind.department, UnitKind.utility])).order_by(Unit.code)
+    return list(session.scalars(query))

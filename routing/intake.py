@@ -1,0 +1,261 @@
+"""Intake (受理): validate a request, record it as ``submitted`` and issue its tracking number.
+
+One set of rules serves the resident form, the operator form and the JSON API: each hands plain values
+to :func:`submit`, which either stores exactly one case or raises :class:`IntakeRejected` listing every
+field that is wrong (and stores nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from base64 import urlsafe_b64encode
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from core.i18n import N_, DomainError
+from core.models import Category, Level, Unit, User
+from routing.models import Case, CaseEvent
+
+CHANNELS = ("web", "phone", "api")
+CHANNEL_LABELS = {"web": "网上", "phone": "12345 热线", "api": "接口"}
+MOBILE = re.compile(r"^1[3-9]\d{9}$")
+LIMITS = {"address": 200, "description": 2000, "contact_name": 40}
+MIN_DESCRIPTION = 5
+# Mainland China's bounding box: a point outside it is a typing error, not a place in the city.
+LAT_RANGE, LNG_RANGE = (18.0, 54.0), (73.0, 136.0)
+_TRACKING_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read out on the phone
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field that is wrong, with a machine code and a zh-CN message."""
+
+    field: str
+    code: str
+    message: str
+
+
+class IntakeRejected(DomainError):
+    """The submission is invalid; ``errors`` lists every problem. Nothing was stored."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("invalid", "；".join(e.message for e in errors))
+        self.errors = errors
+
+
+class IdempotencyConflict(DomainError):
+    """An idempotency key was reused for a different request."""
+
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("idempotency_conflict", N_("该幂等键已用于另一条不同的诉求"), "Idempotency-Key")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Plain values of a request as typed by a resident or operator."""
+
+    category: str
+    community: str
+    address: str
+    description: str
+    contact_name: str
+    contact_phone: str
+    street: str | None = None
+    district: str | None = None
+    lat: float | str | None = None
+    lng: float | str | None = None
+    anonymous: bool = False
+
+    def fingerprint(self) -> str:
+        """Stable hash of the content, to tell an idempotent replay from a reused key."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The stored case, whether this call created it, and the resident's private token."""
+
+    case: Case
+    created: bool
+    token: str
+
+
+def normalise_phone(raw: str) -> str:
+    """Strip spaces, dashes and a +86 prefix from a mobile number."""
+    digits = re.sub(r"[\s\-()]", "", raw or "")
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    elif digits.startswith("0086"):
+        digits = digits[4:]
+    return digits
+
+
+def _coordinate(raw: float | str | None) -> float | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    return float(raw)
+
+
+def validate(session: Session, data: Submission) -> tuple[Category, Unit, list[FieldError]]:
+    """Check every rule; return the category and community found and the list of problems."""
+    errors: list[FieldError] = []
+
+    def need(field: str, value: str | None, label: str) -> bool:
+        if not (value or "").strip():
+            errors.append(FieldError(field, "required", f"请填写{label}"))
+            return False
+        return True
+
+    category = community = None
+    if need("category", data.category, "诉求类别"):
+        category = session.scalar(select(Category).where(Category.code == data.category.strip()))
+        if category is None or not category.active:
+            errors.append(FieldError("category", "unknown", "所选诉求类别不存在"))
+    if need("community", data.community, "所在社区"):
+        community = session.scalar(select(Unit).where(Unit.code == data.community.strip()))
+        if community is None or community.level != Level.community or not community.active:
+            errors.append(FieldError("community", "unknown", "所选社区不存在"))
+            community = None
+    if community is not None:
+        street = community.parent
+        if data.street and (street is None or street.code != data.street):
+            errors.append(FieldError("community", "mismatch", "所选社区不属于所选街道"))
+        elif data.district and (street is None or street.parent is None or street.parent.code != data.district):
+            errors.append(FieldError("street", "mismatch", "所选街道不属于所选区"))
+    for field, label in (("address", "详细地址"), ("description", "诉求内容"), ("contact_name", "联系人姓名")):
+        value = getattr(data, field) or ""
+        if need(field, value, label) and len(value.strip()) > LIMITS[field]:
+            errors.append(FieldError(field, "too_long", f"{label}不能超过 {LIMITS[field]} 个字"))
+    if (data.description or "").strip() and len(data.description.strip()) < MIN_DESCRIPTION:
+        errors.append(FieldError("description", "too_short", f"诉求内容至少 {MIN_DESCRIPTION} 个字，请说明具体情况"))
+    if need("contact_phone", data.contact_phone, "手机号码") and not MOBILE.match(normalise_phone(data.contact_phone)):
+        errors.append(FieldError("contact_phone", "invalid", "手机号码格式不正确，应为 11 位大陆手机号"))
+    try:
+        lat, lng = _coordinate(data.lat), _coordinate(data.lng)
+    except (TypeError, ValueError):
+        errors.append(FieldError("lat", "invalid", "地图坐标必须是数字"))
+    else:
+        if (lat is None) != (lng is None):
+            errors.append(FieldError("lat" if lat is None else "lng", "required", "地图坐标需同时提供纬度和经度"))
+        elif lat is not None and lng is not None and not (
+            LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LNG_RANGE[0] <= lng <= LNG_RANGE[1]
+        ):
+            errors.append(FieldError("lat", "out_of_range", "地图坐标不在中国境内"))
+    return category, community, errors  # type: ignore[return-value]  # None only when errors is non-empty
+
+
+def case_token(key: bytes, tracking_number: str) -> str:
+    """The private token of a case: an HMAC of its tracking number, so nothing secret is stored."""
+    digest = hmac.new(key, f"case-token:{tracking_number}".encode(), hashlib.sha256).digest()
+    return urlsafe_b64encode(digest[:18]).decode()
+
+
+def check_token(key: bytes, tracking_number: str, token: str | None) -> bool:
+    """Constant-time check of a resident's private token."""
+    return bool(token) and hmac.compare_digest(case_token(key, tracking_number), token or "")
+
+
+def new_tracking_number(now: datetime) -> str:
+    """Readable tracking number with the date, e.g. MH20261126-7K3QX."""
+    suffix = "".join(secrets.choice(_TRACKING_ALPHABET) for _ in range(5))
+    return f"MH{now:%Y%m%d}-{suffix}"
+
+
+def submit(
+    session: Session,
+    data: Submission,
+    *,
+    channel: str,
+    token_key: bytes,
+    resident: User | None = None,
+    operator: User | None = None,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> Intake:
+    """Store one case in state ``submitted`` with its intake event (flush only; the caller commits)."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel}")
+    fingerprint = data.fingerprint()
+    key = (idempotency_key or "").strip()[:80] or None
+    if key:
+        replay = _replay(session, key, fingerprint, token_key)
+        if replay:
+            return replay
+    category, community, errors = validate(session, data)
+    if errors:
+        raise IntakeRejected(errors)
+    street = community.parent
+    assert street is not None and street.parent is not None  # a community always sits under a street
+    now = now or utcnow()
+    for _attempt in range(5):
+        case = Case(
+            tracking_number=new_tracking_number(now),
+            channel=channel,
+            category=category,
+            community=community,
+            street=street,
+            district=street.parent,
+            address=data.address.strip(),
+            lat=_coordinate(data.lat),
+            lng=_coordinate(data.lng),
+            description=data.description.strip(),
+            contact_name=data.contact_name.strip(),
+            contact_phone=normalise_phone(data.contact_phone),
+            anonymous=bool(data.anonymous),
+            resident_id=resident.id if resident else None,
+            operator_id=operator.id if operator else None,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+            state="submitted",
+            created_at=now,
+        )
+        actor = operator or resident
+        case.events.append(
+            CaseEvent(
+                action="submit",
+                to_state="submitted",
+                actor_id=actor.id if actor else None,
+                actor_unit_id=operator.unit_id if operator else None,
+                actor_role=actor.role.value if actor else "resident",
+                details={"channel": channel},
+                created_at=now,
+            )
+        )
+        try:
+            with session.begin_nested():
+                session.add(case)
+                session.flush()
+        except IntegrityError:
+            # Either the same idempotency key won a race, or the random suffix collided: look, then retry.
+            if key:
+                replay = _replay(session, key, fingerprint, token_key)
+                if replay:
+                    return replay
+            continue
+        return Intake(case, True, case_token(token_key, case.tracking_number))
+    raise RuntimeError("could not allocate a tracking number")
+
+
+def _replay(session: Session, key: str, fingerprint: str, token_key: bytes) -> Intake | None:
+    existing = session.scalar(select(Case).where(Case.idempotency_key == key))
+    if existing is None:
+        return None
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict()
+    return Intake(existing, False, case_token(token_key, existing.tracking_number))
+
+
+def find_case(session: Session, tracking_number: str) -> Case | None:
+    """A case by its tracking number (case-insensitive)."""
+    return session.scalar(select(Case).where(Case.tracking_number == (tracking_number or "").strip().upper()))

@@ -1,0 +1,59 @@
+"""Each audit event told in plain Chinese for the resident's status page and the staff timeline."""
+
+from __future__ import annotations
+
+from routing.models import CaseEvent
+
+ACTION_LABELS = {
+    "submit": "诉求已受理",
+    "dispatch": "已派单",
+    "pass_down": "已转派下级",
+    "triage": "转人工分派",
+    "accept": "承办单位已签收",
+    "return_case": "承办单位退单",
+    "escalate": "吹哨上报",
+    "respond_escalation": "部门报到响应",
+    "request_extension": "申请延期",
+    "approve_extension": "延期已批准",
+    "refuse_extension": "延期未获批准",
+    "resolve": "已办结",
+    "callback": "回访评价",
+    "reopen": "重新办理",
+    "supervise": "督办",
+    "merge": "合并到其他诉求",
+    "close": "已归档",
+    "warn": "即将超时提醒",
+}
+
+
+def _unit(event: CaseEvent, attr: str) -> str:
+    unit = getattr(event, attr)
+    return unit.name if unit is not None else ""
+
+
+def describe(event: CaseEvent, for_resident: bool = True) -> str:
+    """One sentence saying what happened at this step and who is responsible now."""
+    label = ACTION_LABELS.get(event.action, event.action)
+    to_unit, from_unit = _unit(event, "to_unit"), _unit(event, "from_unit")
+    details = event.details or {}
+    action = event.action
+    if action == "submit":
+        channel = "12345 热线" if details.get("channel") == "phone" else "网上"
+        return f"{label}（{channel}渠道），正在分派给负责单位"
+    if action in ("dispatch", "pass_down") and to_unit:
+        return f"{label}至 {to_unit}，等待签收"
+    if action == "triage":
+        return f"{label}：{to_unit or '派单中心'} 正在确定承办单位"
+    if action == "accept":
+        return f"{from_unit or to_unit} 已签收，正在办理"
+    if action == "return_case":
+        text = f"{from_unit} 认为不属于本单位办理，已退回上级重新分派"
+        return text if for_resident else f"{text}（{event.reason}）"
+    if action == "approve_extension" and details.get("new_deadline"):
+        return f"{label}，新的办结期限为 {details['new_deadline']}"
+    if action == "resolve":
+        reply = details.get("reply") or event.reason
+        return f"{from_unit or ''} 已办结。答复：{reply}" if reply else label
+    if action == "callback":
+        return f"{label}：{details.get('satisfaction_label', '')}"
+    return f"{label}{('：' + event.reason) if event.reason and not for_resident else ''}"
