@@ -480,16 +480,18 @@ def _validate_tree(root: Indicator) -> list[Indicator]:
                 raise ScoringError(
                     "rule_on_group", N_("{label}有子指标，不能再设评分规则").format(label=label)
                 )
-            if not any(_scoring(child) for child in node.children):
-                raise ScoringError(
-                    "no_scored_children", N_("{label}至少需要一个计权重的子指标").format(label=label)
-                )
         elif node.rule is None:
             raise ScoringError("missing_rule", N_("{label}是末级指标，必须设置评分规则").format(label=label))
         if node is not root and _scoring(node) and weight <= 0:
             raise ScoringError("bad_weight", N_("{label}的权重必须大于 0").format(label=label))
         if weight < 0:
             raise ScoringError("bad_weight", N_("{label}的权重不能为负数").format(label=label))
+    # Structure last, so that a malformed node is reported as itself rather than as its parent's problem.
+    for node in nodes:
+        if node.children and not any(_scoring(child) for child in node.children):
+            raise ScoringError(
+                "no_scored_children", N_("指标「{name}」至少需要一个计权重的子指标").format(name=node.name)
+            )
     return nodes
 
 

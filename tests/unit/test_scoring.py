@@ -50,13 +50,17 @@ def test_linear_edges(value: float, expected: float) -> None:
     assert Linear(0.8, 0.95).score(value, 10).score == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0.01, 30.0), (0.05, 30.0), (0.1, 20.0), (0.2, 0.0), (0.3, 0.0)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0.01, 30.0), (0.05, 30.0), (0.1, 20.0), (0.2, 0.0), (0.3, 0.0)]
+)
 def test_linear_lower_is_better(value: float, expected: float) -> None:
     # 超时率 in 0.05–0.2, lower better: 0.1 → (0.2 − 0.1)/(0.2 − 0.05) = 0.1/0.15 = 2/3 → 2/3 × 30 = 20.
     assert Linear(0.05, 0.2, higher_is_better=False).score(value, 30).score == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0.79, 0.0), (0.8, 6.0), (0.85, 6.0), (0.9, 10.0), (0.99, 10.0)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0.79, 0.0), (0.8, 6.0), (0.85, 6.0), (0.9, 10.0), (0.99, 10.0)]
+)
 def test_steps_pick_highest_threshold_reached(value: float, expected: float) -> None:
     # ≥ 0.9 → 100 %, ≥ 0.8 → 60 %, else 0; out of 10 points. Given unsorted on purpose.
     rule = Steps(((0.9, 1.0), (0.8, 0.6)))
@@ -353,30 +357,58 @@ def test_leaf_veto_zeroes_the_leaf_only() -> None:
     assert score_tree(leaf_veto_tree(), {"L1": 0.75, "L2": 0.7}).score == pytest.approx(75.0)
 
 
-def test_full_marks_scale() -> None:
-    # Same hand-worked case on a 10-point scale: 60.333 / 10.
-    assert score_tree(sample_tree(), BASE_VALUES, full_marks=10).score == pytest.approx(6.0333333)
+def test_full_marks_scale_keeps_per_item_points_absolute() -> None:
+    # Same values on a 10-point scale. Linear and step shares scale down: A1 = .5 × 2 = 1,
+    # B1 = .6 × 3.5 = 2.1, B2 = 2/3 × 3.5 = 2.333. Per-item points do not: A2 is now worth 1 point and
+    # 3 × 2 = 6 ≥ 1 → 0; the bonus still adds 2. Total = 1 + 0 + 2.1 + 2.333 + 2 = 7.4333.
+    nodes = by_code(score_tree(sample_tree(), BASE_VALUES, full_marks=10))
+    assert nodes["A2"].score == 0.0
+    assert nodes["root"].score == pytest.approx(1 + 2.1 + 7 / 3 + 2)
 
 
 @pytest.mark.parametrize(
     ("tree", "code"),
     [
         (Indicator("r", "根", rule=Linear(0, 1)), "root_is_leaf"),
-        (Indicator("r", "根", children=[Indicator("a", "甲"), Indicator("b", "乙", 1, Linear(0, 1))]), "missing_rule"),
         (
-            Indicator("r", "根", children=[Indicator("a", "甲", 1, Linear(0, 1)), Indicator("a", "乙", 1, Linear(0, 1))]),
+            Indicator("r", "根", children=[Indicator("a", "甲"), Indicator("b", "乙", 1, Linear(0, 1))]),
+            "missing_rule",
+        ),
+        (
+            Indicator(
+                "r",
+                "根",
+                children=[Indicator("a", "甲", 1, Linear(0, 1)), Indicator("a", "乙", 1, Linear(0, 1))],
+            ),
             "duplicate_code",
         ),
         (Indicator("r", "根", children=[Indicator("total", "甲", 1, Linear(0, 1))]), "reserved_code"),
         (Indicator("r", "根", children=[Indicator("a", "甲", 0, Linear(0, 1))]), "bad_weight"),
-        (Indicator("r", "根", children=[Indicator("a", "甲", -1, Bonus(1, 2)), Indicator("b", "乙", 1, Linear(0, 1))]), "bad_weight"),
+        (
+            Indicator(
+                "r",
+                "根",
+                children=[Indicator("a", "甲", -1, Bonus(1, 2)), Indicator("b", "乙", 1, Linear(0, 1))],
+            ),
+            "bad_weight",
+        ),
         (Indicator("r", "根", children=[Indicator("a", "甲", 1, Bonus(1, 2))]), "no_scored_children"),
         (
-            Indicator("r", "根", children=[Indicator("a", "甲", 1, Linear(0, 1), [Indicator("b", "乙", 1, Linear(0, 1))])]),
+            Indicator(
+                "r",
+                "根",
+                children=[Indicator("a", "甲", 1, Linear(0, 1), [Indicator("b", "乙", 1, Linear(0, 1))])],
+            ),
             "rule_on_group",
         ),
-        (Indicator("r", "根", children=[Indicator("a", "甲", 1, Linear(0, 1), veto_scope="unit")]), "veto_scope_without_veto"),
-        (Indicator("r", "根", children=[Indicator("a", "甲", 1, Veto(1), veto_scope="all")]), "bad_veto_scope"),  # type: ignore[arg-type]
+        (
+            Indicator("r", "根", children=[Indicator("a", "甲", 1, Linear(0, 1), veto_scope="unit")]),
+            "veto_scope_without_veto",
+        ),
+        (
+            Indicator("r", "根", children=[Indicator("a", "甲", 1, Veto(1), veto_scope="all")]),  # type: ignore[arg-type]
+            "bad_veto_scope",
+        ),
     ],
 )
 def test_bad_trees_refused(tree: Indicator, code: str) -> None:
@@ -407,7 +439,9 @@ def test_indicator_config_round_trip() -> None:
 
 def test_indicator_config_refused() -> None:
     with pytest.raises(ScoringError) as info:
-        indicator_from_config({"code": "r", "name": "根", "children": [{"code": "a", "name": "甲", "size": 3}]})
+        indicator_from_config(
+            {"code": "r", "name": "根", "children": [{"code": "a", "name": "甲", "size": 3}]}
+        )
     assert info.value.code == "unknown_key"
     with pytest.raises(ScoringError) as info:
         indicator_from_config({"code": "r", "name": "根", "children": [{"code": "a", "name": "甲"}]})
@@ -486,7 +520,10 @@ def random_values(tree: Indicator, units: int, seed: int) -> pd.DataFrame:
 def test_score_units_agrees_with_score_tree_unit_by_unit() -> None:
     tree = big_tree()
     frame = random_values(tree, 300, seed=42)
+    # Every 10th unit has no data for any leaf of group g1, so the whole group drops out.
+    frame.loc[frame.index[::10], [f"g1l{i}" for i in range(6)]] = np.nan
     result = score_units(tree, frame)
+    assert result["g1"].isna().sum() >= 30
     triggered = 0
     for unit, row in frame.iterrows():
         values = {code: (None if np.isnan(v) else float(v)) for code, v in row.items()}

@@ -23,7 +23,7 @@ from surveys.weights import (
 # Source: Wikipedia, "Analytic hierarchy process – leader example" (criteria with respect to the goal).
 # Order: Experience, Education, Charisma, Age. The article states the priorities
 # .547, .127, .270, .056 and a consistency ratio of 0.044.
-LEADER_CRITERIA = [
+LEADER_CRITERIA: list[list[float]] = [
     [1, 4, 3, 7],
     [1 / 4, 1, 1 / 3, 3],
     [1 / 3, 3, 1, 5],
