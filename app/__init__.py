@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import sessionmaker
 
 from app import config as app_config
@@ -24,7 +25,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(app_config.load(instance, config))
     _configure_logging(app)
 
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
     db.init_app(app)
+    with app.app_context():
+        _configure_engine(db.engine)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     babel.init_app(app)
@@ -50,6 +55,27 @@ def _configure_logging(app: Flask) -> None:
         handler.addFilter(pii)
     if not any(isinstance(f, PiiLogFilter) for f in logging.getLogger().filters):
         logging.getLogger().addFilter(pii)
+
+
+def _configure_engine(engine: Engine) -> None:
+    """SQLite: real transactions and savepoints, foreign keys, WAL so web and worker processes can share it."""
+    if engine.dialect.name != "sqlite" or getattr(engine, "_minhu_configured", False):
+        return
+    engine._minhu_configured = True  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _configure_jobs(app: Flask) -> None:

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""The two set-up commands of 民呼我应 (standard library only, so it runs on a bare Python 3.11+).
+
+    python3 manage.py run    # create .venv, install, migrate, load demo data, start web + worker
+    python3 manage.py test   # create .venv, install with test extras, run every test tier
+
+Each creates its own virtual environment in .venv and installs from pyproject.toml when that file
+changed since the last install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+def ensure_venv(extras: str = "") -> None:
+    """Create .venv and (re)install the project when pyproject.toml or the extras changed."""
+    if sys.version_info < (3, 11):
+        sys.exit("需要 Python 3.11 或更高版本 / Python 3.11+ is required")
+    if not PYTHON.exists():
+        print("创建虚拟环境 .venv …", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()[:16]
+    stamp = VENV / f".installed-{digest}"
+    if stamp.exists():
+        return
+    print("安装依赖 …", flush=True)
+    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", target], check=True)
+    for old in VENV.glob(".installed-*"):
+        old.unlink()
+    stamp.touch()
+
+
+def ensure_chromium() -> None:
+    """End-to-end tests drive Debian's chromium; install it with apt when we may (root), else say why not."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("安装 chromium（端到端测试用）…", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env, stdout=subprocess.DEVNULL
+        )
+    if not shutil.which("chromium"):
+        print("提示：未找到 chromium，端到端浏览器测试将被跳过（apt-get install chromium 可启用）", flush=True)
+
+
+def run(args: list[str]) -> int:
+    """Start the platform on the embedded defaults (or DATABASE_URL / REDIS_URL when set)."""
+    ensure_venv()
+    command = [str(PYTHON), "-m", "flask", "--app", "app", "serve", *args]
+    return subprocess.call(command, cwd=ROOT)
+
+
+def test(args: list[str]) -> int:
+    """Run every test tier (pytest arguments pass through)."""
+    ensure_venv("test")
+    ensure_chromium()
+    return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
+
+
+def main() -> int:
+    """Dispatch ``run`` or ``test``."""
+    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
+        print(__doc__)
+        return 2
+    command, rest = sys.argv[1], sys.argv[2:]
+    return run(rest) if command == "run" else test(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Shared fixtures: one app and schema per test run, and a rolled-back transaction per test.
+
+The database is SQLite in a temporary folder unless DATABASE_URL points elsewhere (CI runs the suite a
+second time against PostgreSQL). Each test runs inside an outer transaction that is rolled back, with
+the app's ``db.session`` swapped for a session that turns commits into savepoints (Flask-SQLAlchemy's
+own session ignores ``bind=connection``; see ARCHITECTURE.md, known traps).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.orm import Session, scoped_session
+
+from app import create_app
+from app.extensions import db
+from core import jobs
+
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Remember the database in the report header."""
+    config.addinivalue_line("markers", "nodb: test needs no database")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which database and Redis the run uses."""
+    return f"database: {_database_url() or 'SQLite (temporary)'}; redis: {os.environ.get('REDIS_URL') or 'embedded'}"
+
+
+def _database_url() -> str | None:
+    return os.environ.get("DATABASE_URL") or None
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """The app with a fresh schema and the reference data every test may rely on."""
+    instance = tmp_path_factory.mktemp("instance")
+    url = _database_url() or f"sqlite:///{instance / 'test.sqlite3'}"
+    application = create_app(
+        {
+            "INSTANCE_PATH": str(instance),
+            "DATABASE_URL": url,
+            "SECRET_KEY": "test-secret",
+            "RQ_ASYNC": False,
+            "WTF_CSRF_ENABLED": False,
+            "TESTING": True,
+            "SERVER_NAME": "localhost",
+        }
+    )
+    with application.app_context():
+        _reset_schema()
+        from app.demo import load_demo
+        from app.web.public import token_key
+
+        with application.test_request_context():
+            load_demo(db.session, token_key())
+        db.session.commit()
+        db.session.remove()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _reset_schema() -> None:
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    else:
+        db.drop_all()
+    db.create_all()
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    """A session inside a transaction rolled back after the test; also serves db.session and jobs."""
+    with app.app_context():
+        connection = db.engine.connect()
+        outer = connection.begin()
+
+        def factory() -> Session:
+            return Session(bind=connection, join_transaction_mode="create_savepoint")
+
+        scoped = scoped_session(factory)
+        original = db.session
+        db.session = scoped  # type: ignore[assignment]
+        previous_factory = app.extensions["session_factory"]
+        jobs.configure(factory, lambda task, args: _enqueue(app, task, args))
+        try:
+            yield scoped()
+        finally:
+            scoped.remove()
+            db.session = original  # type: ignore[assignment]
+            jobs.configure(previous_factory, lambda task, args: _enqueue(app, task, args))
+            outer.rollback()
+            connection.close()
+
+
+def _enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> None:
+    from app.queue import enqueue
+
+    enqueue(app, task, args)
+
+
+@pytest.fixture
+def client(app: Flask, session: Session) -> Any:
+    """Flask test client sharing the test's transaction."""
+    return app.test_client()
+
+
+def login(client: Any, username: str, password: str = "demo-pass-2026") -> None:
+    """Sign a test client in as one of the demo users."""
+    response = client.post("/login", data={"username": username, "password": password})
+    assert response.status_code == 302, response.data.decode()[:500]
+
+
+@pytest.fixture
+def shared_path() -> Path:
+    """The ../shared folder beside the repository (reference data of the work plan)."""
+    return Path(__file__).resolve().parent.parent.parent / "shared"
