@@ -412,7 +412,6 @@ def rake(
                 raise StatsError("not_converged", "边际分布相互矛盾，加权无法收敛。")
             factor = np.divide(target * w.sum(), totals, out=np.zeros_like(totals), where=totals > 0)
             w = w * factor[codes]
-        w = w * (n / w.sum())
         worst = max(
             float(np.max(np.abs(np.bincount(c, weights=w, minlength=t.size) / n - t))) for c, t in fitted
         )
@@ -538,7 +537,7 @@ def _finite_population(n0: float, population: int | None, proportion: bool) -> i
     if population is not None:
         if isinstance(population, bool) or not isinstance(population, int | np.integer) or population < 1:
             raise StatsError("bad_population", f"总体规模必须是正整数，收到 {population!r}。")
-        n0 = n0 / (1.0 + (n0) / population)
+        n0 = n0 / (1.0 + ((n0 - 1.0) if proportion else n0) / population)
     # Tolerance so a value that is an integer up to rounding (e.g. 96.000000001) is not pushed up by one.
     n = math.ceil(n0 - 1e-9)
     return int(min(n, population)) if population is not None else int(n)

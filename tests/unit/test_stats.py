@@ -517,6 +517,28 @@ def test_compare_quarters_corrects_across_groups() -> None:
         assert table["significant"].dtype == bool
 
 
+def test_compare_quarters_welch_with_one_constant_side() -> None:
+    # Everyone gave 100 last quarter: scipy's raw-data t test warns on such samples; ours must not.
+    # Hand-worked Welch: change = −8.333, SE² = 0/3 + 208.33/3 = 8.333², t = 1.0 on df = 2 → p = 0.4226.
+    prev = pd.DataFrame({"unit": ["甲"] * 3, "score": [100.0, 100.0, 100.0]})
+    curr = pd.DataFrame({"unit": ["甲"] * 3, "score": [100.0, 75.0, 100.0]})
+    table = S.compare_quarters(prev, curr, "unit", "score")
+    assert table.loc["甲", "p_value"] == pytest.approx(0.422650, abs=1e-6)
+    assert table.loc["甲", "change"] == pytest.approx(-25 / 3)
+
+
+def test_compare_quarters_significance_uses_adjusted_p() -> None:
+    # Two units with the sleep data each: raw p = 0.0794 twice. At alpha = 0.10, BH keeps both
+    # (0.0794·2/2), Holm adjusts both to 2·0.0794 = 0.159 and keeps neither.
+    prev = pd.DataFrame({"unit": ["甲"] * 10 + ["乙"] * 10, "score": SLEEP_DRUG1 * 2})
+    curr = pd.DataFrame({"unit": ["甲"] * 10 + ["乙"] * 10, "score": SLEEP_DRUG2 * 2})
+    bh = S.compare_quarters(prev, curr, "unit", "score", alpha=0.1, correction="fdr_bh")
+    holm = S.compare_quarters(prev, curr, "unit", "score", alpha=0.1, correction="holm")
+    assert bh["significant"].all()
+    assert holm["p_adjusted"].to_numpy() == pytest.approx([2 * 0.0793941] * 2, abs=1e-6)
+    assert not holm["significant"].any()
+
+
 def test_compare_quarters_errors() -> None:
     prev, curr = _quarters()
     with raises_code("bad_method"):
