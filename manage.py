@@ -63,7 +63,10 @@ def run(args: list[str]) -> int:
     """Start the platform on the embedded defaults (or DATABASE_URL / REDIS_URL when set)."""
     ensure_venv()
     command = [str(PYTHON), "-m", "flask", "--app", "app", "serve", *args]
-    return subprocess.call(command, cwd=ROOT)
+    os.chdir(ROOT)
+    if os.name == "posix":
+        os.execv(command[0], command)  # the server gets signals (Ctrl-C, SIGTERM) directly
+    return subprocess.call(command)
 
 
 def test(args: list[str]) -> int:

@@ -140,6 +140,8 @@ def serve(host: str, port: int, workers: int) -> None:
     children = [
         subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], env=env) for _ in range(workers)
     ]
+    # SIGTERM ends the server like Ctrl-C does, so the workers are stopped before the embedded Redis.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo("")
     click.echo(f"民呼我应 已启动：http://{host}:{port}/")
     _print_logins(logins)
@@ -149,10 +151,14 @@ def serve(host: str, port: int, workers: int) -> None:
         for child in children:
             child.send_signal(signal.SIGTERM)
         for child in children:
-            child.wait(timeout=10)
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def init_app(app: Flask) -> None:
     """Register the commands."""
     for command in (units_cli, categories_cli, users_cli, demo, worker, serve):
         app.cli.add_command(command)
+    app.cli.add_command(__import__("app.scoring_cli", fromlist=["scoring_cli"]).scoring_cli)
