@@ -26,7 +26,7 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 def ensure_venv(extras: str = "") -> None:
     """Create .venv and (re)install the project when pyproject.toml or the extras changed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - manage.py runs on whatever python3 the user has
         sys.exit("需要 Python 3.11 或更高版本 / Python 3.11+ is required")
     if not PYTHON.exists():
         print("创建虚拟环境 .venv …", flush=True)
@@ -56,7 +56,9 @@ def ensure_chromium() -> None:
             ["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env, stdout=subprocess.DEVNULL
         )
     if not shutil.which("chromium"):
-        print("提示：未找到 chromium，端到端浏览器测试将被跳过（apt-get install chromium 可启用）", flush=True)
+        print(
+            "提示：未找到 chromium，端到端浏览器测试将被跳过（apt-get install chromium 可启用）", flush=True
+        )
 
 
 def run(args: list[str]) -> int:

@@ -35,8 +35,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     babel.init_app(app)
     login_manager.init_app(app)
 
-    from app import models  # noqa: F401 - registers every table on the metadata (migrations, create_all)
-    from app import api, auth, cli, errors, web
+    from app import (
+        api,
+        auth,
+        cli,
+        errors,
+        models,  # noqa: F401 - registers every table on the metadata (migrations, create_all)
+        web,
+    )
 
     auth.init_app(app)
     errors.init_app(app)
@@ -87,5 +93,8 @@ def _configure_jobs(app: Flask) -> None:
         with app.app_context():
             return sessionmaker(bind=db.engine)()
 
-    jobs.configure(session_factory, lambda task, args: queue.enqueue(app, task, args) and None)
+    def enqueuer(task: str, args: tuple[Any, ...]) -> None:
+        queue.enqueue(app, task, args)
+
+    jobs.configure(session_factory, enqueuer)
     app.extensions["session_factory"] = session_factory

@@ -11,12 +11,12 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from app.extensions import db, login_manager
+from core.db import DbSession
 from core.i18n import DomainError
 from core.models import STAFF_ROLES, Role, Unit, User
 
@@ -84,7 +84,7 @@ def roles_required(*roles: Role) -> Callable[[F], F]:
 
 
 def create_user(
-    session: Session,
+    session: DbSession,
     username: str,
     password: str,
     role: Role | str,
@@ -114,7 +114,7 @@ def create_user(
     return user
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
+def authenticate(session: DbSession, username: str, password: str) -> User | None:
     """The active user with these credentials, or None."""
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.active or not check_password_hash(user.password_hash, password):

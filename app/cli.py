@@ -138,7 +138,8 @@ def serve(host: str, port: int, workers: int) -> None:
         conn = redis_for(app)  # starts the embedded Redis; children join it through its socket
         env["REDIS_URL"] = f"unix://{conn.socket_file}"  # type: ignore[attr-defined]
     children = [
-        subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], env=env) for _ in range(workers)
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], env=env)
+        for _ in range(workers)
     ]
     # SIGTERM ends the server like Ctrl-C does, so the workers are stopped before the embedded Redis.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -10,10 +10,10 @@ import random
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from app.auth import create_user
 from core.catalogue import import_default_catalogue
+from core.db import DbSession
 from core.models import Level, Role, Unit, UnitKind, User
 from core.units import import_work_plan_units
 from routing.intake import Submission, submit
@@ -35,17 +35,28 @@ class DemoLogin:
     unit: str
 
 
-def _ensure_unit(session: Session, code: str, name: str, level: Level, kind: UnitKind, parent: Unit, population: int) -> Unit:
+def _ensure_unit(
+    session: DbSession, code: str, name: str, level: Level, kind: UnitKind, parent: Unit, population: int
+) -> Unit:
     unit = session.scalar(select(Unit).where(Unit.code == code))
     if unit is None:
-        unit = Unit(code=code, name=name, level=level, kind=kind, parent=parent, is_demo=True, population=population, note="示例数据")
+        unit = Unit(
+            code=code,
+            name=name,
+            level=level,
+            kind=kind,
+            parent=parent,
+            is_demo=True,
+            population=population,
+            note="示例数据",
+        )
         session.add(unit)
         session.flush()
         unit.path = f"{parent.path}{unit.id}/"
     return unit
 
 
-def ensure_demo_places(session: Session) -> list[Unit]:
+def ensure_demo_places(session: DbSession) -> list[Unit]:
     """Generate a few streets per district and communities per street; returns the communities."""
     rng = random.Random(12345)  # deterministic populations
     districts = session.scalars(select(Unit).where(Unit.level == Level.district).order_by(Unit.code)).all()
@@ -53,19 +64,29 @@ def ensure_demo_places(session: Session) -> list[Unit]:
     for district in districts:
         for s in range(STREETS_PER_DISTRICT):
             street = _ensure_unit(
-                session, f"{district.code}-S{s + 1}", f"{district.name}{_STREET_NAMES[s]}", Level.street,
-                UnitKind.street, district, 0,
+                session,
+                f"{district.code}-S{s + 1}",
+                f"{district.name}{_STREET_NAMES[s]}",
+                Level.street,
+                UnitKind.street,
+                district,
+                0,
             )
             for c in range(COMMUNITIES_PER_STREET):
                 community = _ensure_unit(
-                    session, f"{street.code}-C{c + 1}", f"{_STREET_NAMES[s][2:4]}{_COMMUNITY_NAMES[c]}（示例）",
-                    Level.community, UnitKind.community, street, rng.randint(3000, 12000),
+                    session,
+                    f"{street.code}-C{c + 1}",
+                    f"{_STREET_NAMES[s][2:4]}{_COMMUNITY_NAMES[c]}（示例）",
+                    Level.community,
+                    UnitKind.community,
+                    street,
+                    rng.randint(3000, 12000),
                 )
                 communities.append(community)
     return communities
 
 
-def demo_logins(session: Session) -> list[DemoLogin]:
+def demo_logins(session: DbSession) -> list[DemoLogin]:
     """The demo accounts to create: one per role, staff at meaningful units."""
     first_district = session.scalar(select(Unit).where(Unit.code == "420102"))
     street = session.scalar(select(Unit).where(Unit.code == "420102-S1"))
@@ -94,7 +115,7 @@ SAMPLES = (
 )
 
 
-def load_demo(session: Session, token_key: bytes) -> list[DemoLogin]:
+def load_demo(session: DbSession, token_key: bytes) -> list[DemoLogin]:
     """Idempotently load everything a demo needs (flush only; the caller commits)."""
     import_work_plan_units(session)
     import_default_catalogue(session)
@@ -102,7 +123,14 @@ def load_demo(session: Session, token_key: bytes) -> list[DemoLogin]:
     logins = demo_logins(session)
     for login in logins:
         if session.scalar(select(User).where(User.username == login.username)) is None:
-            create_user(session, login.username, DEMO_PASSWORD, login.role, login.unit or None, f"示例{login.username}")
+            create_user(
+                session,
+                login.username,
+                DEMO_PASSWORD,
+                login.role,
+                login.unit or None,
+                f"示例{login.username}",
+            )
     if session.scalar(select(Case.id).limit(1)) is None:
         for i, (category, text, address) in enumerate(SAMPLES):
             submit(

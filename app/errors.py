@@ -39,7 +39,9 @@ CODES = {
 
 def api_error(status: int, errors: list[dict[str, Any]] | None = None) -> Any:
     """A JSON error body ``{"errors": [{"field", "code", "message"}]}`` with ``status``."""
-    body = errors or [{"field": None, "code": CODES.get(status, "error"), "message": _(MESSAGES.get(status, "错误"))}]
+    body = errors or [
+        {"field": None, "code": CODES.get(status, "error"), "message": _(MESSAGES.get(status, "错误"))}
+    ]
     return jsonify({"errors": body}), status
 
 

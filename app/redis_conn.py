@@ -27,4 +27,4 @@ def redis_for(app: Flask) -> Redis:
 
 def current_redis() -> Redis:
     """Redis of the current app."""
-    return redis_for(current_app)  # type: ignore[arg-type]  # current_app proxies a Flask
+    return redis_for(current_app)

@@ -6,13 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from core.csvio import ImportRejected, RowError, read_rows
+from core.db import DbSession
 from core.models import Category, LimitUnit, Unit, Urgency
 from core.units import ImportSummary
 
-COLUMNS = ("code", "name", "department_code", "default_level", "urgency", "sign_for_hours", "resolution_limit")
+COLUMNS = (
+    "code",
+    "name",
+    "department_code",
+    "default_level",
+    "urgency",
+    "sign_for_hours",
+    "resolution_limit",
+)
 DEFAULT_CATALOGUE = Path(__file__).parent / "data" / "categories.csv"
 HANDLING_LEVELS = ("community", "street", "district", "department")
 HANDLING_LEVEL_LABELS = {"community": "社区", "street": "街道", "district": "区", "department": "市直部门"}
@@ -56,7 +64,9 @@ def parse_categories(data: bytes | str) -> list[CategoryRow]:
         if not raw["name"]:
             problems.append(RowError(line, "名称不能为空", "name"))
         if raw["default_level"] not in HANDLING_LEVELS:
-            problems.append(RowError(line, "默认承办层级应为 community/street/district/department", "default_level"))
+            problems.append(
+                RowError(line, "默认承办层级应为 community/street/district/department", "default_level")
+            )
         try:
             urgency = Urgency(raw["urgency"] or "normal")
         except ValueError:
@@ -65,7 +75,9 @@ def parse_categories(data: bytes | str) -> list[CategoryRow]:
         try:
             unit = LimitUnit(raw.get("resolution_unit") or "working_days")
         except ValueError:
-            problems.append(RowError(line, "时限单位应为 working_days/working_hours/calendar_hours", "resolution_unit"))
+            problems.append(
+                RowError(line, "时限单位应为 working_days/working_hours/calendar_hours", "resolution_unit")
+            )
             unit = LimitUnit.working_days
         numbers: dict[str, float] = {}
         for column in ("sign_for_hours", "resolution_limit"):
@@ -78,8 +90,16 @@ def parse_categories(data: bytes | str) -> list[CategoryRow]:
             continue
         rows.append(
             CategoryRow(
-                line, code, raw["name"], raw.get("group", ""), raw["department_code"], raw["default_level"],
-                urgency, numbers["sign_for_hours"], numbers["resolution_limit"], unit,
+                line,
+                code,
+                raw["name"],
+                raw.get("group", ""),
+                raw["department_code"],
+                raw["default_level"],
+                urgency,
+                numbers["sign_for_hours"],
+                numbers["resolution_limit"],
+                unit,
             )
         )
     if errors:
@@ -87,10 +107,13 @@ def parse_categories(data: bytes | str) -> list[CategoryRow]:
     return rows
 
 
-def import_categories(session: Session, data: bytes | str) -> ImportSummary:
+def import_categories(session: DbSession, data: bytes | str) -> ImportSummary:
     """Upsert categories by code; departments must already exist (flush only)."""
     rows = parse_categories(data)
-    units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_({r.department_code for r in rows})))}
+    units = {
+        u.code: u
+        for u in session.scalars(select(Unit).where(Unit.code.in_({r.department_code for r in rows})))
+    }
     errors = [
         RowError(r.line, f"责任部门 {r.department_code} 不存在", "department_code")
         for r in rows
@@ -125,11 +148,11 @@ def import_categories(session: Session, data: bytes | str) -> ImportSummary:
     return ImportSummary(created, updated, unchanged)
 
 
-def import_default_catalogue(session: Session) -> ImportSummary:
+def import_default_catalogue(session: DbSession) -> ImportSummary:
     """Load the catalogue shipped with the project."""
     return import_categories(session, DEFAULT_CATALOGUE.read_bytes())
 
 
-def active_categories(session: Session) -> list[Category]:
+def active_categories(session: DbSession) -> list[Category]:
     """Categories residents can choose, by group and code."""
     return list(session.scalars(select(Category).where(Category.active.is_(True)).order_by(Category.code)))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, TypeAlias
 
 from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 # Names every constraint deterministically so migrations can drop/alter them on PostgreSQL and SQLite alike.
 NAMING_CONVENTION = {
@@ -26,3 +27,8 @@ class Base(DeclarativeBase):
 def utcnow() -> datetime:
     """Current time as a naive UTC datetime (the storage convention of every timestamp column)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+# Services take a plain Session; the web shell hands them Flask-SQLAlchemy's scoped session, which
+# proxies every Session method. This alias lets both type-check without the domain importing Flask.
+DbSession: TypeAlias = Session | scoped_session[Any]

@@ -7,7 +7,7 @@ Domain packages cannot import Flask-Babel, so they mark their Chinese (source-la
 from __future__ import annotations
 
 
-def N_(message: str) -> str:  # noqa: N802 - gettext's conventional marker name
+def N_(message: str) -> str:
     """Mark a message for translation without translating it here."""
     return message
 

@@ -6,9 +6,9 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, Enum, Float, ForeignKey, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.db import Base, utcnow
+from core.db import Base, DbSession, utcnow
 
 
 class Level(enum.StrEnum):
@@ -165,11 +165,11 @@ class User(Base):
         return self.role in STAFF_ROLES
 
 
-def unit_by_code(session: Session, code: str) -> Unit | None:
+def unit_by_code(session: DbSession, code: str) -> Unit | None:
     """Look a unit up by its code."""
     return session.scalar(select(Unit).where(Unit.code == code))
 
 
-def city_root(session: Session) -> Unit | None:
+def city_root(session: DbSession) -> Unit | None:
     """The city unit at the top of the tree."""
     return session.scalar(select(Unit).where(Unit.level == Level.city, Unit.parent_id.is_(None)))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from core.csvio import ImportRejected, RowError, read_rows
+from core.db import DbSession
 from core.models import LEVEL_ORDER, Level, Unit, UnitKind
 
 COLUMNS = ("code", "name", "level", "parent_code", "kind")
@@ -60,7 +61,11 @@ def parse_units(data: bytes | str) -> list[UnitRow]:
         try:
             level = Level(raw.get("level", ""))
         except ValueError:
-            errors.append(RowError(line, f"层级 {raw.get('level')!r} 无效，应为 city/district/street/community", "level"))
+            errors.append(
+                RowError(
+                    line, f"层级 {raw.get('level')!r} 无效，应为 city/district/street/community", "level"
+                )
+            )
             continue
         try:
             kind = UnitKind(raw.get("kind", ""))
@@ -98,7 +103,7 @@ def _check_parent(row: UnitRow, parent_level: Level | None) -> str | None:
     return None
 
 
-def import_units(session: Session, data: bytes | str) -> ImportSummary:
+def import_units(session: DbSession, data: bytes | str) -> ImportSummary:
     """Upsert units by code; the whole file is checked before anything is written (flush only)."""
     rows = parse_units(data)
     existing = {u.code: u for u in session.scalars(select(Unit))}
@@ -113,10 +118,12 @@ def import_units(session: Session, data: bytes | str) -> ImportSummary:
         raise ImportRejected(errors)
     created = updated = unchanged = 0
     # Parents first, so each child can take its parent's path.
-    for row in sorted(rows, key=lambda r: LEVEL_ORDER[r.level] + (0.5 if r.kind == UnitKind.department else 0)):
+    for row in sorted(
+        rows, key=lambda r: LEVEL_ORDER[r.level] + (0.5 if r.kind == UnitKind.department else 0)
+    ):
         unit = existing.get(row.code)
         parent = existing.get(row.parent_code) if row.parent_code else None
-        values = {
+        values: dict[str, Any] = {
             "name": row.name,
             "level": row.level,
             "kind": row.kind,
@@ -142,22 +149,24 @@ def import_units(session: Session, data: bytes | str) -> ImportSummary:
     return ImportSummary(created, updated, unchanged)
 
 
-def import_work_plan_units(session: Session) -> ImportSummary:
+def import_work_plan_units(session: DbSession) -> ImportSummary:
     """Load the districts, zones and departments named in the work plan (shipped with the project)."""
     return import_units(session, WORK_PLAN_UNITS.read_bytes())
 
 
-def children_of(session: Session, parent: Unit | None) -> list[Unit]:
+def children_of(session: DbSession, parent: Unit | None) -> list[Unit]:
     """Active places (not departments) directly below a unit, by code; the districts when parent is None."""
     query = select(Unit).where(Unit.active.is_(True)).order_by(Unit.code)
     if parent is None:
         query = query.where(Unit.level == Level.district)
     else:
-        query = query.where(Unit.parent_id == parent.id, Unit.kind.not_in([UnitKind.department, UnitKind.utility]))
+        query = query.where(
+            Unit.parent_id == parent.id, Unit.kind.not_in([UnitKind.department, UnitKind.utility])
+        )
     return list(session.scalars(query))
 
 
-def departments(session: Session) -> list[Unit]:
+def departments(session: DbSession) -> list[Unit]:
     """City departments and utilities."""
     query = select(Unit).where(Unit.kind.in_([UnitKind.department, UnitKind.utility])).order_by(Unit.code)
     return list(session.scalars(query))

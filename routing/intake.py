@@ -18,9 +18,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError
 from core.models import Category, Level, Unit, User
 from routing.models import Case, CaseEvent
@@ -107,7 +106,7 @@ def _coordinate(raw: float | str | None) -> float | None:
     return float(raw)
 
 
-def validate(session: Session, data: Submission) -> tuple[Category, Unit, list[FieldError]]:
+def validate(session: DbSession, data: Submission) -> tuple[Category, Unit, list[FieldError]]:
     """Check every rule; return the category and community found and the list of problems."""
     errors: list[FieldError] = []
 
@@ -131,15 +130,25 @@ def validate(session: Session, data: Submission) -> tuple[Category, Unit, list[F
         street = community.parent
         if data.street and (street is None or street.code != data.street):
             errors.append(FieldError("community", "mismatch", "所选社区不属于所选街道"))
-        elif data.district and (street is None or street.parent is None or street.parent.code != data.district):
+        elif data.district and (
+            street is None or street.parent is None or street.parent.code != data.district
+        ):
             errors.append(FieldError("street", "mismatch", "所选街道不属于所选区"))
-    for field, label in (("address", "详细地址"), ("description", "诉求内容"), ("contact_name", "联系人姓名")):
+    for field, label in (
+        ("address", "详细地址"),
+        ("description", "诉求内容"),
+        ("contact_name", "联系人姓名"),
+    ):
         value = getattr(data, field) or ""
         if need(field, value, label) and len(value.strip()) > LIMITS[field]:
             errors.append(FieldError(field, "too_long", f"{label}不能超过 {LIMITS[field]} 个字"))
     if (data.description or "").strip() and len(data.description.strip()) < MIN_DESCRIPTION:
-        errors.append(FieldError("description", "too_short", f"诉求内容至少 {MIN_DESCRIPTION} 个字，请说明具体情况"))
-    if need("contact_phone", data.contact_phone, "手机号码") and not MOBILE.match(normalise_phone(data.contact_phone)):
+        errors.append(
+            FieldError("description", "too_short", f"诉求内容至少 {MIN_DESCRIPTION} 个字，请说明具体情况")
+        )
+    if need("contact_phone", data.contact_phone, "手机号码") and not MOBILE.match(
+        normalise_phone(data.contact_phone)
+    ):
         errors.append(FieldError("contact_phone", "invalid", "手机号码格式不正确，应为 11 位大陆手机号"))
     try:
         lat, lng = _coordinate(data.lat), _coordinate(data.lng)
@@ -147,9 +156,13 @@ def validate(session: Session, data: Submission) -> tuple[Category, Unit, list[F
         errors.append(FieldError("lat", "invalid", "地图坐标必须是数字"))
     else:
         if (lat is None) != (lng is None):
-            errors.append(FieldError("lat" if lat is None else "lng", "required", "地图坐标需同时提供纬度和经度"))
-        elif lat is not None and lng is not None and not (
-            LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LNG_RANGE[0] <= lng <= LNG_RANGE[1]
+            errors.append(
+                FieldError("lat" if lat is None else "lng", "required", "地图坐标需同时提供纬度和经度")
+            )
+        elif (
+            lat is not None
+            and lng is not None
+            and not (LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LNG_RANGE[0] <= lng <= LNG_RANGE[1])
         ):
             errors.append(FieldError("lat", "out_of_range", "地图坐标不在中国境内"))
     return category, community, errors  # type: ignore[return-value]  # None only when errors is non-empty
@@ -173,7 +186,7 @@ def new_tracking_number(now: datetime) -> str:
 
 
 def submit(
-    session: Session,
+    session: DbSession,
     data: Submission,
     *,
     channel: str,
@@ -247,7 +260,7 @@ def submit(
     raise RuntimeError("could not allocate a tracking number")
 
 
-def _replay(session: Session, key: str, fingerprint: str, token_key: bytes) -> Intake | None:
+def _replay(session: DbSession, key: str, fingerprint: str, token_key: bytes) -> Intake | None:
     existing = session.scalar(select(Case).where(Case.idempotency_key == key))
     if existing is None:
         return None
@@ -256,6 +269,6 @@ def _replay(session: Session, key: str, fingerprint: str, token_key: bytes) -> I
     return Intake(existing, False, case_token(token_key, existing.tracking_number))
 
 
-def find_case(session: Session, tracking_number: str) -> Case | None:
+def find_case(session: DbSession, tracking_number: str) -> Case | None:
     """A case by its tracking number (case-insensitive)."""
     return session.scalar(select(Case).where(Case.tracking_number == (tracking_number or "").strip().upper()))

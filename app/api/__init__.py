@@ -42,7 +42,7 @@ def _read_submission(body: Any) -> tuple[Submission | None, list[dict[str, Any]]
     if not isinstance(body, dict):
         return None, [_field_error("", "invalid", _("请求体必须是 JSON 对象"))]
     errors = []
-    for name in FIELDS + ("street", "district"):
+    for name in (*FIELDS, "street", "district"):
         value = body.get(name)
         if value is not None and not isinstance(value, str):
             errors.append(_field_error(name, "invalid", _("该字段必须是字符串")))
@@ -56,7 +56,9 @@ def _read_submission(body: Any) -> tuple[Submission | None, list[dict[str, Any]]
     errors += [_field_error(name, "unknown_field", _("不支持的字段")) for name in unknown]
     if errors:
         return None, errors
-    return Submission(**{k: body.get(k) or "" for k in FIELDS}, **{k: body.get(k) for k in OPTIONAL if k in body}), []
+    values: dict[str, Any] = {k: body.get(k) or "" for k in FIELDS}
+    values.update({k: body[k] for k in OPTIONAL if k in body})
+    return Submission(**values), []
 
 
 def case_json(case: Case, full: bool) -> dict[str, Any]:
@@ -67,7 +69,9 @@ def case_json(case: Case, full: bool) -> dict[str, Any]:
         "state_label": STATE_LABELS.get(case.state, case.state),
         "category": case.category.code,
         "community": case.community.code,
-        "current_unit": {"code": case.current_unit.code, "name": case.current_unit.name} if case.current_unit else None,
+        "current_unit": {"code": case.current_unit.code, "name": case.current_unit.name}
+        if case.current_unit
+        else None,
         "handling_level": case.handling_level,
         "deadline": case.deadline.isoformat() + "Z" if case.deadline else None,
         "created_at": case.created_at.isoformat() + "Z",
@@ -80,7 +84,8 @@ def case_json(case: Case, full: bool) -> dict[str, Any]:
                 "contact_name": contact_name(case),
                 "contact_phone": contact_phone(case),
                 "events": [
-                    {"action": e.action, "at": e.created_at.isoformat() + "Z", "text": describe(e)} for e in case.events
+                    {"action": e.action, "at": e.created_at.isoformat() + "Z", "text": describe(e)}
+                    for e in case.events
                 ],
             }
         )
@@ -168,5 +173,8 @@ def units() -> Any:
         if parent is None:
             return api_error(404, [_field_error("parent", "unknown", _("上级单位不存在"))])
     return jsonify(
-        [{"code": u.code, "name": u.name, "level": u.level.value, "kind": u.kind.value} for u in children_of(db.session, parent)]
+        [
+            {"code": u.code, "name": u.name, "level": u.level.value, "kind": u.kind.value}
+            for u in children_of(db.session, parent)
+        ]
     )

@@ -19,11 +19,13 @@ class IntakeForm(FlaskForm):
     lat = StringField("纬度", validators=[Optional()])
     lng = StringField("经度", validators=[Optional()])
     description = TextAreaField(
-        "诉求内容", render_kw={"rows": 5, "maxlength": 2000, "placeholder": "请描述发生了什么、在哪里、持续多久"}
+        "诉求内容",
+        render_kw={"rows": 5, "maxlength": 2000, "placeholder": "请描述发生了什么、在哪里、持续多久"},
     )
     contact_name = StringField("联系人姓名", render_kw={"maxlength": 40, "autocomplete": "name"})
     contact_phone = StringField(
-        "手机号码", render_kw={"inputmode": "tel", "maxlength": 20, "autocomplete": "tel", "placeholder": "11 位手机号"}
+        "手机号码",
+        render_kw={"inputmode": "tel", "maxlength": 20, "autocomplete": "tel", "placeholder": "11 位手机号"},
     )
     anonymous = BooleanField("不公开我的姓名")
 

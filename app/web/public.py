@@ -17,7 +17,14 @@ from core.catalogue import active_categories
 from core.models import Role, Unit
 from core.units import children_of
 from routing.access import can_view
-from routing.intake import IdempotencyConflict, IntakeRejected, Submission, check_token, find_case, normalise_phone
+from routing.intake import (
+    IdempotencyConflict,
+    IntakeRejected,
+    Submission,
+    check_token,
+    find_case,
+    normalise_phone,
+)
 from routing.intake import submit as submit_case
 from routing.models import Case
 from routing.narrative import describe
@@ -148,7 +155,11 @@ def lookup() -> Any:
             from routing.intake import case_token
 
             return redirect(
-                url_for("web.status", tracking_number=case.tracking_number, k=case_token(token_key(), case.tracking_number))
+                url_for(
+                    "web.status",
+                    tracking_number=case.tracking_number,
+                    k=case_token(token_key(), case.tracking_number),
+                )
             )
     flash(_("未找到与该受理编号和手机号码匹配的诉求"))
     return redirect(url_for("web.home"))
