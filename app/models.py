@@ -2,5 +2,6 @@
 
 from core.models import Category, Unit, User
 from routing.models import Case, CaseEvent
+from surveys.indicators import CompositeWeights, EvaluatorEntry, IndicatorSystem, ReviewItem, Score, ScoringRun  # noqa: F401
 
 __all__ = ["Case", "CaseEvent", "Category", "Unit", "User"]

@@ -10,4 +10,5 @@ from app.web import present, public
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
     app.register_blueprint(public.bp)
+    app.register_blueprint(__import__("app.web.assessment", fromlist=["bp"]).bp)
     present.init_app(app)

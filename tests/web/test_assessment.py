@@ -1,0 +1,337 @@
+"""Assessment pages and services on a tiny hand-checked quarter (2020Q1: no demo cases fall in it)."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.assessment_runner import score_quarter
+from app.case_rates import case_rates
+from core.models import Category, Unit
+from routing.models import Case, CaseEvent
+from surveys import assessment
+from surveys.indicators import IndicatorSystem, ReviewItem, Score
+from tests.conftest import login
+
+Q = "2020Q1"
+T0 = datetime(2020, 2, 1, 9, 0)
+
+# Two leaves: A = satisfaction rate, linear 60 → 100 (weight 60); B = an evaluator's check, linear 0 → 10
+# (weight 40). Roll-up: equal weights, so hand arithmetic stays simple.
+TREE = {
+    "code": "T",
+    "name": "总分",
+    "children": [
+        {"code": "A", "name": "满意率", "weight": 60, "rule": {"kind": "linear", "lower": 60, "upper": 100}},
+        {"code": "B", "name": "检查得分", "weight": 40, "rule": {"kind": "linear", "lower": 0, "upper": 10}},
+    ],
+}
+SOURCES = {"A": "case:satisfaction_rate", "B": "entry:check"}
+
+
+def _unit(session: Session, code: str) -> Unit:
+    unit = session.scalar(select(Unit).where(Unit.code == code))
+    assert unit is not None
+    return unit
+
+
+def _case(session: Session, community: Unit, n: int, satisfaction: str | None, **kw: Any) -> Case:
+    category = session.scalar(select(Category).order_by(Category.id).limit(1))
+    assert category is not None and community.parent is not None and community.parent.parent is not None
+    case = Case(
+        tracking_number=f"T{community.id}-{n}",
+        category_id=category.id,
+        district_id=community.parent.parent.id,
+        street_id=community.parent.id,
+        community_id=community.id,
+        address="测试地址",
+        description="测试",
+        contact_name="张三",
+        contact_phone="13800000000",
+        state="closed",
+        created_at=T0,
+        satisfaction=satisfaction,
+        solved=kw.pop("solved", satisfaction in ("satisfied", "basically_satisfied")),
+        sign_for_deadline=T0 + timedelta(hours=4),
+        deadline=T0 + timedelta(days=7),
+        **kw,
+    )
+    session.add(case)
+    session.flush()
+    return case
+
+
+def _events(session: Session, case: Case, accept_after: timedelta, resolve_after: timedelta) -> None:
+    for action, delta in (("dispatch", timedelta(0)), ("accept", accept_after), ("resolve", resolve_after)):
+        session.add(CaseEvent(case_id=case.id, action=action, created_at=T0 + delta))
+    session.flush()
+
+
+@pytest.fixture
+def tiny(session: Session) -> dict[str, Unit]:
+    """C1: 4 rated (满意, 满意, 基本满意, 不满意) → 75 %; C2: 2 满意 → 100 %; C3: no cases. Checks 5, 10, 0."""
+    c1, c2, c3 = (_unit(session, f"420102-S1-C{i}") for i in (1, 2, 3))
+    hour, day = timedelta(hours=1), timedelta(days=1)
+    for n, (sat, accept, resolve, extra) in enumerate(
+        [
+            ("satisfied", hour, day, {"returns_count": 1}),
+            ("satisfied", hour, day, {}),
+            ("basically_satisfied", hour, 9 * day, {"reopen_count": 1}),
+            ("dissatisfied", 5 * hour, 9 * day, {}),
+        ]
+    ):
+        _events(session, _case(session, c1, n, sat, **extra), accept, resolve)
+    for n in range(2):
+        _events(session, _case(session, c2, n, "satisfied"), hour, day)
+    assessment.create_system(session, Q, TREE, SOURCES, rollup="equal")
+    for unit, value in ((c1, 5.0), (c2, 10.0), (c3, 0.0)):
+        assessment.add_entry(session, Q, unit, "check", value)
+    session.commit()
+    return {"c1": c1, "c2": c2, "c3": c3}
+
+
+def _score(session: Session, unit: Unit, node: str = "T") -> Score:
+    row = session.scalar(select(Score).where(Score.unit_id == unit.id, Score.node_code == node))
+    assert row is not None
+    return row
+
+
+def test_case_rates_follow_the_declared_definitions(session: Session, tiny: dict[str, Unit]) -> None:
+    rates = case_rates(session, Q).loc[tiny["c1"].id]
+    assert rates["dispatched"] == 4 and rates["rated"] == 4
+    assert rates["response_rate"] == 75.0  # one of four signed for after the 4-hour limit
+    assert rates["resolution_rate"] == 75.0
+    assert rates["satisfaction_rate"] == 75.0
+    assert rates["on_time_rate"] == 50.0  # two resolved after 9 days > 7-day deadline
+    assert rates["return_rate"] == 25.0
+    assert rates["reopen_rate"] == 25.0
+    assert rates["requests_per_1000"] == pytest.approx(4 / (tiny["c1"].population or 1) * 1000)
+    assert tiny["c3"].id not in case_rates(session, Q).index
+
+
+def test_hand_checked_scores_ranks_and_rollup(session: Session, tiny: dict[str, Unit]) -> None:
+    score_quarter(session, Q)
+    session.commit()
+    # C1: A = (75 − 60)/40 × 60 = 22.5; B = 5/10 × 40 = 20 → 42.5.  C2: 60 + 40 = 100.
+    # C3: A not applicable → B carries all 100 points: 0/10 → 0.
+    assert _score(session, tiny["c1"]).score == pytest.approx(42.5)
+    assert _score(session, tiny["c2"]).score == pytest.approx(100.0)
+    assert _score(session, tiny["c3"]).score == pytest.approx(0.0)
+    assert [_score(session, tiny[k]).rank for k in ("c2", "c1", "c3")] == [1, 2, 3]
+    assert _score(session, tiny["c1"], "A").value == pytest.approx(75.0)
+    assert "22.50" in _score(session, tiny["c1"], "A").explanation
+    # Equal roll-up: the street's mean of 42.5, 100, 0; the district's other street has no data.
+    assert _score(session, _unit(session, "420102-S1")).score == pytest.approx(47.5)
+    assert _score(session, _unit(session, "420102")).score == pytest.approx(47.5)
+
+
+def test_rerun_replaces_and_published_run_is_frozen(session: Session, tiny: dict[str, Unit]) -> None:
+    score_quarter(session, Q)
+    count = session.scalar(select(func.count()).select_from(Score))
+    assessment.add_entry(session, Q, tiny["c1"], "check", 10.0)
+    score_quarter(session, Q)
+    assert session.scalar(select(func.count()).select_from(Score)) == count
+    assert _score(session, tiny["c1"]).score == pytest.approx(62.5)  # 22.5 + 40
+    assessment.publish_run(session, Q)
+    with pytest.raises(assessment.AssessmentError) as raised:
+        score_quarter(session, Q)
+    assert raised.value.code == "run_published"
+
+
+def test_previous_quarter_comparison(session: Session, tiny: dict[str, Unit]) -> None:
+    score_quarter(session, Q, publish=True)
+    assessment.add_entry(session, "2020Q2", tiny["c1"], "check", 10.0)
+    assessment.run_scoring(session, "2020Q2", None, None, assessment.entries_frame(session, "2020Q2"))
+    run = assessment.run_for(session, "2020Q2")
+    assert run is not None and run.params["compared_with"] == Q
+    # 2020Q2: C1 has no cases, so B carries everything: 100 points; change = 100 − 42.5.
+    now = session.scalar(
+        select(Score).where(Score.run_id == run.id, Score.unit_id == tiny["c1"].id, Score.node_code == "T")
+    )
+    assert now is not None and now.change == pytest.approx(57.5)
+
+
+def test_review_list_is_idempotent(session: Session, tiny: dict[str, Unit]) -> None:
+    c1 = tiny["c1"]
+
+    def frame(value: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "unit_id": c1.id,
+                    "kind": "survey_item",
+                    "item_code": "Q1",
+                    "item_label": "环境卫生",
+                    "value": value,
+                    "n": 30,
+                }
+            ]
+        )
+
+    history = {"2020Q1": frame(55.0), "2019Q4": frame(50.0), "2019Q3": frame(80.0)}
+    first = assessment.detect_persistent_dissatisfaction(session, Q, history)
+    again = assessment.detect_persistent_dissatisfaction(session, Q, history)
+    assert len(first) == 1 and [i.id for i in again] == [first[0].id]
+    item = first[0]
+    assert (item.quarter_from, item.quarter_to) == ("2019Q4", "2020Q1")
+    assert [e["value"] for e in item.evidence] == [50.0, 55.0]
+    assert session.scalar(select(func.count()).select_from(ReviewItem)) == 1
+    assessment.record_decision(session, item.id, "已约谈整改", None)
+    assert item.decided_at is not None
+
+
+def test_single_quarter_below_threshold_is_not_listed(session: Session, tiny: dict[str, Unit]) -> None:
+    frame = pd.DataFrame(
+        [
+            {
+                "unit_id": tiny["c2"].id,
+                "kind": "case_category",
+                "item_code": "HW-01",
+                "item_label": "环卫",
+                "value": 10.0,
+                "n": 9,
+            }
+        ]
+    )
+    assert assessment.detect_persistent_dissatisfaction(session, Q, {Q: frame}) == []
+
+
+PAGES = [
+    "/assessment/",
+    f"/assessment/?quarter={Q}",
+    "/assessment/systems",
+    f"/assessment/entries?quarter={Q}",
+    "/assessment/review",
+    "/assessment/review.csv",
+    f"/assessment/{Q}/unit/420102",
+    f"/assessment/{Q}/unit/420102-S1",
+    f"/assessment/{Q}/unit/420102-S1-C1",
+    f"/assessment/{Q}/unit/420102-S1-C1/node/A",
+    f"/assessment/{Q}/unit/420102-S1-C1/node/B",
+    f"/assessment/{Q}/export.csv",
+    f"/assessment/{Q}/export.xlsx",
+    f"/assessment/{Q}/workers",
+    f"/assessment/{Q}/workers?format=csv",
+    f"/assessment/{Q}/report",
+]
+
+
+def test_every_page_renders_for_an_evaluator(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
+    login(client, "evaluator")
+    assert client.post(f"/assessment/{Q}/run").status_code == 302  # RQ_ASYNC off: runs inline
+    for path in PAGES:
+        response = client.get(path)
+        assert response.status_code == 200, path
+    page = client.get(f"/assessment/{Q}/unit/420102-S1-C1/node/A").data.decode()
+    assert "T{}-0".format(tiny["c1"].id) in page and "满意率" in page  # the cases behind the number
+    assert "<svg" in client.get(f"/assessment/?quarter={Q}").data.decode()
+    book = load_workbook(io.BytesIO(client.get(f"/assessment/{Q}/export.xlsx").data))
+    assert {"区得分", "街道得分", "社区得分", "指标体系", "逐项审核"} <= set(book.sheetnames)
+    rows = list(book["社区得分"].iter_rows(values_only=True))
+    assert rows[1][:3] == (1, "420102-S1-C2", tiny["c2"].name) and rows[1][3] == pytest.approx(100.0)
+
+
+def test_only_evaluators_and_admins(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
+    assert client.get("/assessment/").status_code == 302  # to the login page
+    for username in ("resident", "handler-community", "dispatcher-city"):
+        login(client, username)
+        assert client.get("/assessment/").status_code == 403
+        assert client.post(f"/assessment/{Q}/run").status_code == 403
+        client.post("/logout")
+    login(client, "admin")
+    assert client.get("/assessment/").status_code == 200
+
+
+def test_published_run_cannot_be_rerun_from_the_dashboard(
+    client: Any, session: Session, tiny: dict[str, Unit]
+) -> None:
+    login(client, "evaluator")
+    client.post(f"/assessment/{Q}/run")
+    client.post(f"/assessment/{Q}/publish")
+    before = _score(session, tiny["c1"]).id
+    page = client.post(f"/assessment/{Q}/run", follow_redirects=True).data.decode()
+    assert "已发布，不能重新计算" in page
+    assert _score(session, tiny["c1"]).id == before
+
+
+def test_bad_ahp_matrix_is_refused_with_its_cr(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
+    login(client, "evaluator")
+    system = assessment.create_system(session, "2020Q3", *assessment.default_system())
+    session.commit()
+    versions = session.scalar(select(func.count()).select_from(IndicatorSystem))
+    # A cyclic judgment (A ≫ B ≫ MH ≫ A) is maximally inconsistent.
+    bad = "1 9 1/9 1 1\n1/9 1 9 1 1\n9 1/9 1 1 1\n1 1 1 1 1\n1 1 1 1 1"
+    page = client.post(
+        f"/assessment/systems/{system.id}",
+        data={"action": "weights", "node": "TOTAL", "method": "ahp", "matrix": bad},
+    ).data.decode()
+    assert "一致性比率 CR" in page and "请调整两两比较判断" in page
+    assert session.scalar(select(func.count()).select_from(IndicatorSystem)) == versions
+    good = "1 1 1 1 1\n1 1 1 1 1\n1 1 1 1 1\n1 1 1 1 1\n1 1 1 1 1"
+    response = client.post(
+        f"/assessment/systems/{system.id}",
+        data={"action": "weights", "node": "TOTAL", "method": "ahp", "matrix": good},
+    )
+    assert response.status_code == 302
+    newest = assessment.system_for(session, "2020Q3")
+    assert newest is not None and newest.weight_methods["TOTAL"]["cr"] == pytest.approx(0.0, abs=1e-9)
+    assert [c["weight"] for c in newest.tree["children"]] == pytest.approx([20.0] * 5)
+
+
+def test_entry_with_evidence_upload(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
+    login(client, "evaluator")
+    response = client.post(
+        "/assessment/entries",
+        data={
+            "quarter": Q,
+            "unit": "420102-S1-C3",
+            "code": "check",
+            "value": "7",
+            "note": "暗访发现楼道堆物",
+            "evidence": (io.BytesIO(b"photo"), "photo.jpg"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302
+    entry = assessment.entries_frame(session, Q).set_index(["unit_id", "code"]).loc[(tiny["c3"].id, "check")]
+    assert entry["value"] == 7.0
+    page = client.get(f"/assessment/entries?quarter={Q}").data.decode()
+    assert "photo.jpg" in page
+    bad = client.post(
+        "/assessment/entries", data={"quarter": Q, "unit": "nope", "code": "check", "value": "x"}
+    )
+    assert "单位编码不存在" in bad.data.decode() and "取值必须是数字" in bad.data.decode()
+
+
+def test_review_decision_form_and_export(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
+    frame = pd.DataFrame(
+        [
+            {
+                "unit_id": tiny["c1"].id,
+                "kind": "case_category",
+                "item_code": "HW-01",
+                "item_label": "环卫",
+                "value": 40.0,
+                "n": 8,
+            }
+        ]
+    )
+    (item,) = assessment.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
+    session.commit()
+    login(client, "evaluator")
+    assert (
+        "请填写审核结论"
+        in client.post(
+            f"/assessment/review/{item.id}/decision", data={"decision": " "}, follow_redirects=True
+        ).data.decode()
+    )
+    client.post(f"/assessment/review/{item.id}/decision", data={"decision": "责令街道限期整改"})
+    csv_text = client.get("/assessment/review.csv").data.decode("utf-8-sig")
+    assert "责令街道限期整改" in csv_text and "环卫" in csv_text
