@@ -163,3 +163,4 @@ def init_app(app: Flask) -> None:
     for command in (units_cli, categories_cli, users_cli, demo, worker, serve):
         app.cli.add_command(command)
     app.cli.add_command(__import__("app.scoring_cli", fromlist=["scoring_cli"]).scoring_cli)
+    app.cli.add_command(__import__("app.routing_cli", fromlist=["routing_cli"]).routing_cli)

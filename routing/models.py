@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, utcnow
@@ -47,6 +47,25 @@ class Case(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     solved: Mapped[bool | None] = mapped_column(Boolean)
     satisfaction: Mapped[str | None] = mapped_column(String(30))
+    # Lifecycle bookkeeping (see routing.lifecycle.CaseSnapshot): who sent the case to its unit, who
+    # returned it (no ping-pong), pending extension, supervision, callback window.
+    sent_by_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    returned_by: Mapped[list[int]] = mapped_column(JSON, default=list)
+    extension_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    requested_deadline: Mapped[datetime | None] = mapped_column(DateTime)
+    extensions_count: Mapped[int] = mapped_column(Integer, default=0)
+    supervised: Mapped[bool] = mapped_column(Boolean, default=False)
+    supervise_count: Mapped[int] = mapped_column(Integer, default=0)
+    callback_due: Mapped[datetime | None] = mapped_column(DateTime)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Routing: the rule-set version the case was placed with (kept when rules change), the number of
+    # automatic hops done, and whether the automatic chain still owns the case (a case returned to a
+    # dispatcher is also "dispatching", but waits for a person, not for the sweeper).
+    rule_set_version: Mapped[int | None] = mapped_column(Integer)
+    hop_count: Mapped[int] = mapped_column(Integer, default=0)
+    auto_routing: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -58,12 +77,16 @@ class Case(Base):
     street: Mapped[Unit] = relationship(foreign_keys=[street_id])
     community: Mapped[Unit] = relationship(foreign_keys=[community_id])
     current_unit: Mapped[Unit | None] = relationship(foreign_keys=[current_unit_id])
+    sent_by_unit: Mapped[Unit | None] = relationship(foreign_keys=[sent_by_unit_id])
     resident: Mapped[User | None] = relationship(foreign_keys=[resident_id])
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
     )
+    summons: Mapped[list[Summons]] = relationship(
+        back_populates="case", order_by="Summons.id", cascade="all, delete-orphan"
+    )
 
-    __mapper_args__ = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
 
 
 class CaseEvent(Base):
@@ -89,3 +112,113 @@ class CaseEvent(Base):
     from_unit: Mapped[Unit | None] = relationship(foreign_keys=[from_unit_id])
     to_unit: Mapped[Unit | None] = relationship(foreign_keys=[to_unit_id])
     actor_unit: Mapped[Unit | None] = relationship(foreign_keys=[actor_unit_id])
+
+
+class Summons(Base):
+    """One unit called in by an escalation (吹哨); open until it responds (报到) or the round ends."""
+
+    __tablename__ = "case_summons"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set when the unit responds, or when the escalation round ends without it (resolve, return, merge).
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    response: Mapped[str | None] = mapped_column(Text)
+
+    case: Mapped[Case] = relationship(back_populates="summons")
+    unit: Mapped[Unit] = relationship()
+
+
+class RoutingHop(Base):
+    """One automatic routing hop; the unique (case, hop number) makes a job run twice change nothing."""
+
+    __tablename__ = "routing_hops"
+    __table_args__ = (UniqueConstraint("case_id", "hop_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    hop_no: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(20))  # route | dispatch | triage
+    from_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    to_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    rule_set_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RoutingFailure(Base):
+    """A routing job that failed for good (case gone, state that cannot be routed): kept for admins."""
+
+    __tablename__ = "routing_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # No foreign key: the case may be the thing that is missing.
+    case_id: Mapped[int] = mapped_column(Integer, index=True)
+    task: Mapped[str] = mapped_column(String(60))
+    code: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DeadlineFlag(Base):
+    """A deadline warning or an overdue 督办 flag, at most once per case, kind and deadline."""
+
+    __tablename__ = "deadline_flags"
+    __table_args__ = (UniqueConstraint("case_id", "kind", "deadline"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))  # sign_for_warning | sign_for_overdue | warning | overdue
+    deadline: Mapped[datetime] = mapped_column(DateTime)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Notice(Base):
+    """An in-app notice to a unit or a resident about a case (no names or phone numbers in it)."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_kind: Mapped[str] = mapped_column(String(20))  # unit | resident
+    recipient_id: Mapped[int] = mapped_column(Integer)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class RuleSet(Base):
+    """One published version of the dispatch rules; versions are never edited, only superseded."""
+
+    __tablename__ = "rule_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(20), default="admin")  # default | admin | csv
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    rules: Mapped[list[DispatchRule]] = relationship(
+        back_populates="rule_set", order_by="DispatchRule.position", cascade="all, delete-orphan"
+    )
+
+
+class DispatchRule(Base):
+    """One rule of a rule set: category (code, group or any) + place → level and optional unit."""
+
+    __tablename__ = "dispatch_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_set_id: Mapped[int] = mapped_column(ForeignKey("rule_sets.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    category: Mapped[str] = mapped_column(String(40), default="*")
+    group: Mapped[str] = mapped_column(String(60), default="")
+    place: Mapped[str] = mapped_column(String(40), default="")
+    level: Mapped[str] = mapped_column(String(20))
+    unit_code: Mapped[str | None] = mapped_column(String(40))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+
+    rule_set: Mapped[RuleSet] = relationship(back_populates="rules")

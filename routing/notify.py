@@ -1,0 +1,127 @@
+"""Notifications: an in-app notice row for units and residents, and a pluggable outside channel.
+
+:func:`send` writes a :class:`~routing.models.Notice` in the caller's transaction and hands the message
+to the installed :class:`Notifier` only *after that transaction commits* (a rolled-back action must not
+text anyone). The default :class:`LogNotifier` writes to the log; an SMS or e-mail channel implements
+``notify`` and is installed with :func:`set_notifier`. Messages never carry names or phone numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from routing.models import Case, Notice
+
+log = logging.getLogger(__name__)
+
+RECIPIENT_KINDS = ("unit", "resident")
+_PENDING = "routing.notify.pending"
+
+
+class Notifier(Protocol):
+    """An outside channel (log, SMS, e-mail) for a notice."""
+
+    def notify(self, recipient_kind: str, recipient_id: int, case: Case, message: str) -> None:
+        """Deliver ``message`` about ``case`` to a unit or a resident."""
+
+
+class LogNotifier:
+    """Writes each notice to the log: recipient, tracking number and message, never contact details."""
+
+    def notify(self, recipient_kind: str, recipient_id: int, case: Case, message: str) -> None:
+        """Log the notice."""
+        log.info("notice to %s %s about %s: %s", recipient_kind, recipient_id, case.tracking_number, message)
+
+
+class MemoryNotifier:
+    """Keeps delivered notices in a list (tests, and a template for new channels)."""
+
+    def __init__(self) -> None:
+        """Start with no deliveries."""
+        self.sent: list[tuple[str, int, str, str]] = []
+
+    def notify(self, recipient_kind: str, recipient_id: int, case: Case, message: str) -> None:
+        """Remember the notice."""
+        self.sent.append((recipient_kind, recipient_id, case.tracking_number, message))
+
+
+_notifier: Notifier = LogNotifier()
+
+
+def set_notifier(notifier: Notifier) -> Notifier:
+    """Install the outside channel; returns the previous one so callers can restore it."""
+    global _notifier
+    previous, _notifier = _notifier, notifier
+    return previous
+
+
+def get_notifier() -> Notifier:
+    """The installed outside channel."""
+    return _notifier
+
+
+def send(session: Session, recipient_kind: str, recipient_id: int | None, case: Case, message: str) -> None:
+    """Record an in-app notice now and deliver it outside once the session commits."""
+    if recipient_id is None:
+        return
+    if recipient_kind not in RECIPIENT_KINDS:
+        raise ValueError(f"unknown recipient kind {recipient_kind}")
+    session.add(
+        Notice(
+            recipient_kind=recipient_kind,
+            recipient_id=recipient_id,
+            case_id=case.id,
+            message=message,
+            created_at=utcnow(),
+        )
+    )
+    session.info.setdefault(_PENDING, []).append((recipient_kind, recipient_id, case, message))
+
+
+@event.listens_for(Session, "after_commit")
+def _deliver(session: Session) -> None:
+    # after_commit also fires when a SAVEPOINT is released: only the outermost commit delivers.
+    if session.get_nested_transaction() is not None or _PENDING not in session.info:
+        return
+    for recipient_kind, recipient_id, case, message in session.info.pop(_PENDING):
+        try:
+            _notifier.notify(recipient_kind, recipient_id, case, message)
+        except Exception:  # a broken SMS gateway must not undo a committed action
+            log.exception("notifier failed for %s %s", recipient_kind, recipient_id)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction: Any) -> None:
+    # The outermost transaction ended without a commit delivering the notices: it was rolled back.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+def notices_for(session: Session, recipient_kind: str, recipient_id: int, limit: int = 50) -> list[Notice]:
+    """The latest notices of a unit or a resident, newest first."""
+    stmt = (
+        select(Notice)
+        .where(Notice.recipient_kind == recipient_kind, Notice.recipient_id == recipient_id)
+        .order_by(Notice.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def mark_read(session: Session, notice_ids: list[int], recipient_kind: str, recipient_id: int) -> int:
+    """Mark the recipient's own notices as read; returns how many changed."""
+    changed = 0
+    for notice in session.scalars(select(Notice).where(Notice.id.in_(notice_ids))):
+        if (
+            notice.recipient_kind == recipient_kind
+            and notice.recipient_id == recipient_id
+            and not notice.read_at
+        ):
+            notice.read_at = utcnow()
+            changed += 1
+    return changed

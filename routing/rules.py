@@ -1,0 +1,193 @@
+"""Dispatch rules (派单规则) as data: category + place → handling level and unit. Pure: no I/O.
+
+A rule names a category (its code, ``group:<group>`` via the ``group`` field, or ``*`` for any), an
+optional place (the code of a district, street or community the case lies in) and a target: a level
+(community, street, district, department) and optionally an explicit unit code.
+
+Choosing among matching rules (most specific wins, in this order):
+    1. category specificity: exact code > group > any;
+    2. place specificity: a community beats a street beats a district beats no place;
+    3. ``priority`` (higher wins), then the earlier rule in the set.
+
+The target unit of the winning rule is its explicit ``unit_code``; otherwise the case's own community,
+street or district for those levels, or the category's department for ``department``. A winning rule
+that cannot name a unit (a departmental rule for a category without a department) places nothing:
+the case goes to triage rather than to a guess.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from core.csvio import ImportRejected, RowError, read_rows
+
+LEVELS = ("community", "street", "district", "department")
+ANY = "*"
+CSV_COLUMNS = ("category", "group", "place", "level", "unit", "priority")
+# The citizen hotline centre (12345) holds the city-wide triage queue; its dispatchers act for the city.
+HOTLINE_CENTRE_CODE = "D-RXB"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One dispatch rule."""
+
+    level: str
+    category: str = ANY
+    group: str = ""
+    place: str = ""
+    unit_code: str | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class CategoryRef:
+    """What the rules need to know of a category."""
+
+    code: str
+    group: str = ""
+    default_level: str = "community"
+    department_code: str | None = None
+
+
+@dataclass(frozen=True)
+class PlaceUnit:
+    """One unit of a case's place, from the city down to the community."""
+
+    code: str
+    level: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a case goes: the handling level and the unit's code."""
+
+    level: str
+    unit_code: str
+
+
+def _category_rank(rule: Rule, category: CategoryRef) -> int | None:
+    """2 for the exact code, 1 for the group, 0 for any; None when the rule is for another category."""
+    if rule.category not in ("", ANY):
+        return 2 if rule.category == category.code else None
+    if rule.group:
+        return 1 if rule.group == category.group else None
+    return 0
+
+
+def _place_rank(rule: Rule, place: Sequence[PlaceUnit]) -> int | None:
+    """Depth of the rule's place in the case's place (1 = first unit below the city); None if elsewhere."""
+    if not rule.place:
+        return 0
+    for depth, unit in enumerate(place):
+        if unit.code == rule.place:
+            return depth + 1
+    return None
+
+
+def matching(rules: Iterable[Rule], category: CategoryRef, place: Sequence[PlaceUnit]) -> list[Rule]:
+    """The rules that apply to this category and place, most specific first."""
+    ranked = []
+    for position, rule in enumerate(rules):
+        cat, where = _category_rank(rule, category), _place_rank(rule, place)
+        if cat is None or where is None:
+            continue
+        ranked.append(((-cat, -where, -rule.priority, position), rule))
+    ranked.sort(key=lambda item: item[0])
+    return [rule for _key, rule in ranked]
+
+
+def target_code(rule: Rule, category: CategoryRef, place: Sequence[PlaceUnit]) -> str | None:
+    """The unit code a rule sends this case to, or None when it cannot name one."""
+    if rule.unit_code:
+        return rule.unit_code
+    if rule.level == "department":
+        return category.department_code or None
+    for unit in place:
+        if unit.level == rule.level:
+            return unit.code
+    return None
+
+
+def resolve(
+    rules: Iterable[Rule], category: CategoryRef, community_path_units: Sequence[PlaceUnit]
+) -> Placement | None:
+    """The placement chosen by the most specific matching rule, or None (the case goes to triage)."""
+    candidates = matching(rules, category, community_path_units)
+    if not candidates:
+        return None
+    best = candidates[0]
+    code = target_code(best, category, community_path_units)
+    return Placement(best.level, code) if code else None
+
+
+def triage_place(rules: Iterable[Rule], community_path_units: Sequence[PlaceUnit]) -> str | None:
+    """The lowest unit of the case's place that has rules of its own, whose dispatcher sorts what no
+    rule placed; None means the city (the hotline centre)."""
+    deepest: tuple[int, str] | None = None
+    for rule in rules:
+        where = _place_rank(rule, community_path_units)
+        if rule.place and where is not None and (deepest is None or where > deepest[0]):
+            deepest = (where, rule.place)
+    return deepest[1] if deepest else None
+
+
+def default_rules(categories: Iterable[CategoryRef]) -> list[Rule]:
+    """The rule set implied by the catalogue: each category to its default level (or its department)."""
+    rules = []
+    for category in categories:
+        level = category.default_level if category.default_level in LEVELS else "community"
+        rules.append(Rule(level=level, category=category.code))
+    return rules
+
+
+def parse_rules_csv(data: bytes | str) -> list[Rule]:
+    """Parse rules from CSV (category,group,place,level,unit,priority); all-or-nothing with line errors."""
+    rules: list[Rule] = []
+    errors: list[RowError] = []
+    for line, row in read_rows(data, ("category", "level")):
+        level = row.get("level", "")
+        if level not in LEVELS:
+            errors.append(RowError(line, f"处理层级应为 {'/'.join(LEVELS)} 之一", "level"))
+            continue
+        raw_priority = row.get("priority", "") or "0"
+        try:
+            priority = int(raw_priority)
+        except ValueError:
+            errors.append(RowError(line, "优先级必须是整数", "priority"))
+            continue
+        category = row.get("category", "") or ANY
+        group = row.get("group", "")
+        if category != ANY and group:
+            errors.append(RowError(line, "类别编码与类别分组只能填一个", "group"))
+            continue
+        rules.append(
+            Rule(
+                level=level,
+                category=category,
+                group=group,
+                place=row.get("place", ""),
+                unit_code=row.get("unit", "") or None,
+                priority=priority,
+            )
+        )
+    if errors:
+        raise ImportRejected(errors)
+    if not rules:
+        raise ImportRejected([RowError(1, "文件中没有任何规则")])
+    return rules
+
+
+def rules_to_csv(rules: Iterable[Rule]) -> str:
+    """The rules as CSV, in the format :func:`parse_rules_csv` reads."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for rule in rules:
+        writer.writerow(
+            [rule.category, rule.group, rule.place, rule.level, rule.unit_code or "", rule.priority]
+        )
+    return out.getvalue()
