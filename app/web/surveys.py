@@ -1,0 +1,689 @@
+"""Survey pages: the evaluator's editor, links and QR codes, paper upload, progress, results; the public form."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from typing import Any, cast
+
+import pandas as pd
+import segno
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from markupsafe import Markup, escape
+from openpyxl import Workbook
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, NumberRange
+
+from app.auth import roles_required, signed_in_user
+from app.callback_source import callback_results
+from app.extensions import db
+from app.web.present import register_nav
+from core.csvio import ImportRejected, RowError
+from core.models import Level, Role, Unit
+from core.quarter import Quarter
+from surveys import frames, services
+from surveys.definitions import (
+    AGE_BANDS,
+    GENDERS,
+    LIKERT_LABELS,
+    QuestionSpec,
+    SurveyError,
+    likert_choices,
+    parse_choices,
+)
+from surveys.imports import parse_xlsform
+from surveys.models import KIND_LABELS, STATUS_LABELS, PaperUpload, QuestionKind, Survey, SurveyStatus
+
+bp = Blueprint("surveys", __name__)
+EVALUATORS = (Role.evaluator, Role.admin)
+MAX_LINKS = 300
+MAX_BARS = 60
+
+
+def _db() -> Session:
+    return cast(Session, db.session)
+
+
+# ------------------------------------------------------------------------------------------------ forms
+
+
+class CreateForm(FlaskForm):
+    """A new survey, optionally from an XLSForm workbook."""
+
+    quarter = StringField("季度", validators=[DataRequired(message="请填写季度"), Length(max=6)])
+    title = StringField("问卷标题", validators=[Length(max=200)])
+    xlsform = FileField("XLSForm 文件（可选，.xlsx）")
+
+
+class SectionForm(FlaskForm):
+    """A new section."""
+
+    title = StringField("分组标题", validators=[DataRequired(message="请填写分组标题"), Length(max=200)])
+
+
+class QuestionForm(FlaskForm):
+    """A new question."""
+
+    name = StringField("题目代码", validators=[DataRequired(message="请填写题目代码"), Length(max=80)])
+    label = TextAreaField("题目文字", validators=[DataRequired(message="请填写题目文字")])
+    kind = SelectField("题型", choices=[SelectChoice(k.value, label) for k, label in KIND_LABELS.items()])
+    section = SelectField("所属分组", validate_choice=False)
+    required = BooleanField("必答")
+    dont_know = BooleanField("提供“不了解/不适用”选项（不计入分母）")
+    choices = TextAreaField("选项（每行一个，可写成 代码=文字；五级量表可留空用默认标签）")
+    hint = StringField("提示", validators=[Length(max=500)])
+    indicator_code = StringField("对应指标代码", validators=[Length(max=40)])
+    service_area = StringField("服务领域", validators=[Length(max=80)])
+
+
+class ImportForm(FlaskForm):
+    """An XLSForm workbook for a draft survey."""
+
+    xlsform = FileField("XLSForm 文件（.xlsx）")
+
+
+class TokenForm(FlaskForm):
+    """How many one-time panel tokens to make."""
+
+    count = IntegerField(
+        "生成答卷码数量",
+        validators=[DataRequired(message="请填写数量"), NumberRange(1, 500, "1 到 500 之间")],
+    )
+
+
+class PaperForm(FlaskForm):
+    """A paper questionnaire file."""
+
+    file = FileField("CSV 或 XLSX 文件")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _survey(survey_id: int) -> Survey:
+    survey = _db().get(Survey, survey_id)
+    if survey is None:
+        abort(404)
+    return survey
+
+
+def _upload(field: Any) -> tuple[bytes, str]:
+    storage = field.data
+    if storage is None or not getattr(storage, "filename", ""):
+        return b"", ""
+    return storage.read(), storage.filename
+
+
+def _config_float(name: str, default: float) -> float:
+    return float(current_app.config.get(name, default))
+
+
+def qr_svg(url: str, scale: int = 4) -> Markup:
+    """A QR code of ``url`` as inline SVG (segno, no external service)."""
+    return Markup(segno.make(url, error="m").svg_inline(scale=scale, title="问卷二维码"))
+
+
+def survey_url(survey: Survey, community_code: str, token: str | None = None) -> str:
+    """The absolute public link of a survey for a community (with a panel token when given)."""
+    return url_for("surveys.respond", survey_id=survey.id, code=community_code, t=token, _external=True)
+
+
+def _fmt(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+def bar_chart_svg(
+    labels: Sequence[str], values: Sequence[float], lows: Sequence[float], highs: Sequence[float], title: str
+) -> Markup:
+    """Horizontal bars (0–100) with interval whiskers, as inline SVG drawn on the server."""
+    row, left, width = 22, 190, 360
+    height = row * len(labels) + 40
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {left + width + 60} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for tick in range(0, 101, 25):
+        x = left + width * tick / 100
+        parts.append(
+            f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{height - 22}" stroke="#e3e3e3"/>'
+            f'<text x="{x:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">{tick}</text>'
+        )
+    for i, (label, value, low, high) in enumerate(zip(labels, values, lows, highs, strict=True)):
+        y = 12 + i * row
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 13}" font-size="12" text-anchor="end">{escape(label)}</text>'
+        )
+        if value is None or math.isnan(value):
+            continue
+        parts.append(
+            f'<rect x="{left}" y="{y + 3}" width="{width * value / 100:.1f}" height="{row - 8}" '
+            f'fill="#c0392b" opacity=".75"><title>{escape(label)}：{value:.1f}</title></rect>'
+        )
+        if not (math.isnan(low) or math.isnan(high)):
+            x1, x2, mid = left + width * max(low, 0) / 100, left + width * min(high, 100) / 100, y + row / 2
+            parts.append(
+                f'<path d="M{x1:.1f} {mid:.1f}H{x2:.1f}M{x1:.1f} {mid - 5:.1f}v10M{x2:.1f} '
+                f'{mid - 5:.1f}v10" stroke="#222" stroke-width="1.5" fill="none"/>'
+            )
+        parts.append(f'<text x="{left + width + 6}" y="{y + 13}" font-size="11">{value:.1f}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # every text inside is escaped above
+
+
+def line_chart_svg(
+    labels: Sequence[str], values: Sequence[float], lows: Sequence[float], highs: Sequence[float], title: str
+) -> Markup:
+    """A line over quarters with interval whiskers (0–100 axis), as inline SVG."""
+    left, top, width, height = 40, 10, 480, 200
+    step = width / max(len(labels) - 1, 1)
+
+    def y(v: float) -> float:
+        return top + height * (1 - v / 100)
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {left + width + 40} {top + height + 30}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+    ]
+    for tick in range(0, 101, 25):
+        parts.append(
+            f'<line x1="{left}" y1="{y(tick):.1f}" x2="{left + width}" y2="{y(tick):.1f}" '
+            f'stroke="#e3e3e3"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" '
+            f'text-anchor="end">{tick}</text>'
+        )
+    points = []
+    for i, (label, value, low, high) in enumerate(zip(labels, values, lows, highs, strict=True)):
+        x = left + i * step
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + height + 20}" font-size="11" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
+        if value is None or math.isnan(value):
+            continue
+        points.append(f"{x:.1f},{y(value):.1f}")
+        if not (math.isnan(low) or math.isnan(high)):
+            parts.append(
+                f'<path d="M{x:.1f} {y(low):.1f}V{y(high):.1f}M{x - 5:.1f} {y(low):.1f}h10M'
+                f'{x - 5:.1f} {y(high):.1f}h10" stroke="#222" fill="none"/>'
+            )
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y(value):.1f}" r="4" fill="#c0392b">'
+            f"<title>{escape(label)}：{value:.1f}</title></circle>"
+        )
+    if len(points) > 1:
+        parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="#c0392b" stroke-width="2"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # every text inside is escaped above
+
+
+def _section_choices(survey: Survey) -> list[SelectChoice]:
+    return [SelectChoice("", "（不分组）")] + [SelectChoice(str(s.id), s.title) for s in survey.sections]
+
+
+def _error_page(survey: Survey, error: SurveyError) -> Any:
+    _db().rollback()
+    status = 409 if error.code == "frozen" else 422
+    return _editor(survey, error=_(error.message)), status
+
+
+# --------------------------------------------------------------------------------------- evaluator pages
+
+
+@bp.route("/surveys", methods=["GET", "POST"])
+@roles_required(*EVALUATORS)
+def index() -> Any:
+    """Survey list; create a survey (empty or from an XLSForm)."""
+    form = CreateForm()
+    problems: list[RowError] = []
+    status = 200
+    if form.validate_on_submit():
+        data, _name = _upload(form.xlsform)
+        try:
+            spec = parse_xlsform(data) if data else None
+            title = (form.title.data or "").strip() or (spec.title if spec else "")
+            survey = services.create_survey(_db(), form.quarter.data or "", title)
+            if spec is not None:
+                services.apply_spec(_db(), survey, spec)
+        except ImportRejected as rejected:
+            _db().rollback()
+            problems, status = rejected.errors, 422
+        except SurveyError as error:
+            _db().rollback()
+            getattr(form, error.field or "title").errors.append(_(error.message))
+            status = 422
+        else:
+            _db().commit()
+            flash(_("问卷已创建"))
+            return redirect(url_for("surveys.editor", survey_id=survey.id))
+    elif request.method == "POST":
+        status = 422
+    surveys = (
+        _db().scalars(select(Survey).order_by(Survey.quarter.desc(), Survey.title, Survey.version)).all()
+    )
+    return render_template(
+        "surveys/list.html", form=form, surveys=surveys, problems=problems, STATUS_LABELS=STATUS_LABELS
+    ), status
+
+
+def _editor(survey: Survey, error: str = "", problems: Sequence[RowError] = (), **forms: Any) -> str:
+    section_form = forms.get("section_form") or SectionForm(formdata=None)
+    question_form = forms.get("question_form") or QuestionForm(formdata=None)
+    question_form.section.choices = _section_choices(survey)
+    return render_template(
+        "surveys/editor.html",
+        survey=survey,
+        section_form=section_form,
+        question_form=question_form,
+        import_form=ImportForm(formdata=None),
+        error=error,
+        problems=problems,
+        KIND_LABELS=KIND_LABELS,
+        STATUS_LABELS=STATUS_LABELS,
+    )
+
+
+@bp.route("/surveys/<int:survey_id>")
+@roles_required(*EVALUATORS)
+def editor(survey_id: int) -> Any:
+    """The survey editor: sections, questions, import, collection switches."""
+    return _editor(_survey(survey_id))
+
+
+@bp.route("/surveys/<int:survey_id>/sections", methods=["POST"])
+@roles_required(*EVALUATORS)
+def add_section(survey_id: int) -> Any:
+    """Add a section."""
+    survey = _survey(survey_id)
+    form = SectionForm()
+    if not form.validate():
+        return _editor(survey, section_form=form), 422
+    try:
+        services.add_section(_db(), survey, form.title.data or "")
+    except SurveyError as error:
+        return _error_page(survey, error)
+    _db().commit()
+    return redirect(url_for("surveys.editor", survey_id=survey.id))
+
+
+@bp.route("/surveys/<int:survey_id>/questions", methods=["POST"])
+@roles_required(*EVALUATORS)
+def add_question(survey_id: int) -> Any:
+    """Add a question."""
+    survey = _survey(survey_id)
+    form = QuestionForm()
+    form.section.choices = _section_choices(survey)
+    if not form.validate():
+        return _editor(survey, question_form=form), 422
+    try:
+        kind = QuestionKind(form.kind.data)
+        text = form.choices.data or ""
+        if kind == QuestionKind.likert5:
+            labels = [c[1] for c in parse_choices(text)] if text.strip() else list(LIKERT_LABELS)
+            choices = likert_choices(labels)
+        else:
+            choices = parse_choices(text)
+        spec = QuestionSpec(
+            name=(form.name.data or "").strip(),
+            label=form.label.data or "",
+            kind=kind,
+            required=bool(form.required.data),
+            hint=form.hint.data or "",
+            choices=choices,
+            dont_know=bool(form.dont_know.data) and kind in (QuestionKind.likert5, QuestionKind.single),
+            indicator_code=form.indicator_code.data or "",
+            service_area=form.service_area.data or "",
+        )
+        section = next((s for s in survey.sections if str(s.id) == form.section.data), None)
+        services.add_question(_db(), survey, spec, section)
+    except SurveyError as error:
+        if error.code == "frozen":
+            return _error_page(survey, error)
+        _db().rollback()
+        target = getattr(form, error.field or "label", form.label)
+        target.errors = [*target.errors, _(error.message)]
+        return _editor(survey, question_form=form), 422
+    _db().commit()
+    return redirect(url_for("surveys.editor", survey_id=survey.id))
+
+
+@bp.route("/surveys/<int:survey_id>/import", methods=["POST"])
+@roles_required(*EVALUATORS)
+def import_xlsform(survey_id: int) -> Any:
+    """Add an XLSForm's sections and questions to a draft survey (all or nothing)."""
+    survey = _survey(survey_id)
+    form = ImportForm()
+    data, _name = _upload(form.xlsform)
+    if not data:
+        return _editor(survey, error=_("请选择要导入的 XLSForm 文件")), 422
+    try:
+        added = services.apply_spec(_db(), survey, parse_xlsform(data))
+    except ImportRejected as rejected:
+        _db().rollback()
+        return _editor(survey, error=_("文件未导入，请修改以下问题后重试"), problems=rejected.errors), 422
+    except SurveyError as error:
+        return _error_page(survey, error)
+    _db().commit()
+    flash(_("已导入 %(n)s 道题", n=added))
+    return redirect(url_for("surveys.editor", survey_id=survey.id))
+
+
+@bp.route("/surveys/<int:survey_id>/<any(open, close, version):action>", methods=["POST"])
+@roles_required(*EVALUATORS)
+def change_status(survey_id: int, action: str) -> Any:
+    """Open or close collection, or start a new version."""
+    survey = _survey(survey_id)
+    try:
+        if action == "open":
+            services.open_survey(_db(), survey)
+        elif action == "close":
+            services.close_survey(_db(), survey)
+        else:
+            survey = services.new_version(_db(), survey)
+    except SurveyError as error:
+        return _error_page(survey, error)
+    _db().commit()
+    flash(
+        {"open": _("已开始收集，问卷内容已冻结"), "close": _("已结束收集"), "version": _("已创建新版本")}[
+            action
+        ]
+    )
+    return redirect(url_for("surveys.editor", survey_id=survey.id))
+
+
+@bp.route("/surveys/<int:survey_id>/links")
+@roles_required(*EVALUATORS)
+def links(survey_id: int) -> Any:
+    """Public links per community (filter by a district or street code)."""
+    survey = _survey(survey_id)
+    under_code = request.args.get("under", "").strip()
+    query = select(Unit).where(Unit.level == Level.community, Unit.active.is_(True)).order_by(Unit.code)
+    under = _db().scalar(select(Unit).where(Unit.code == under_code)) if under_code else None
+    if under is not None:
+        query = query.where(Unit.path.startswith(under.path))
+    communities = _db().scalars(query.limit(MAX_LINKS + 1)).all()
+    return render_template(
+        "surveys/links.html",
+        survey=survey,
+        communities=communities[:MAX_LINKS],
+        more=len(communities) > MAX_LINKS,
+        under=under_code,
+        survey_url=survey_url,
+    )
+
+
+@bp.route("/surveys/<int:survey_id>/links/<code>", methods=["GET", "POST"])
+@roles_required(*EVALUATORS)
+def community_link(survey_id: int, code: str) -> Any:
+    """One community's link and QR code; generate one-time panel tokens."""
+    survey = _survey(survey_id)
+    try:
+        community = services.community_by_code(_db(), code)
+    except SurveyError:
+        abort(404)
+    form = TokenForm()
+    tokens: list[str] = []
+    status = 200
+    if form.validate_on_submit():
+        try:
+            tokens = services.generate_tokens(_db(), survey, community, form.count.data or 0)
+        except SurveyError as error:
+            _db().rollback()
+            form.count.errors = [*form.count.errors, _(error.message)]
+            status = 422
+        else:
+            _db().commit()
+    elif request.method == "POST":
+        status = 422
+    url = survey_url(survey, code)
+    return render_template(
+        "surveys/community_link.html",
+        survey=survey,
+        community=community,
+        url=url,
+        qr=qr_svg(url),
+        form=form,
+        tokens=[(t, survey_url(survey, code, t)) for t in tokens],
+    ), status
+
+
+@bp.route("/surveys/<int:survey_id>/paper", methods=["GET", "POST"])
+@roles_required(*EVALUATORS)
+def paper(survey_id: int) -> Any:
+    """Upload entered paper questionnaires (CSV or XLSX); show stored, duplicate and rejected rows."""
+    survey = _survey(survey_id)
+    form = PaperForm()
+    upload: PaperUpload | None = None
+    error = ""
+    status = 200
+    if request.method == "POST":
+        data, name = _upload(form.file)
+        if not data:
+            error, status = _("请选择要上传的文件"), 422
+        else:
+            try:
+                upload = services.import_paper(_db(), survey, data, name, signed_in_user())
+            except ImportRejected as rejected:
+                _db().rollback()
+                error, status = "；".join(str(e) for e in rejected.errors), 422
+            except SurveyError as exc:
+                _db().rollback()
+                error, status = _(exc.message), 422
+            else:
+                _db().commit()
+                status = 200 if not upload.rejected else 422
+    uploads = (
+        _db()
+        .scalars(
+            select(PaperUpload)
+            .where(PaperUpload.survey_id == survey.id)
+            .order_by(PaperUpload.id.desc())
+            .limit(20)
+        )
+        .all()
+    )
+    columns = [
+        "instance_id",
+        "community",
+        "age_band",
+        "gender",
+        "district",
+        *(q.name for q in survey.questions if q.kind != QuestionKind.note),
+    ]
+    return render_template(
+        "surveys/paper.html",
+        survey=survey,
+        form=form,
+        upload=upload,
+        error=error,
+        rejected=services.rejected_rows(upload) if upload else [],
+        uploads=uploads,
+        columns=columns,
+    ), status
+
+
+@bp.route("/surveys/<int:survey_id>/uploads/<int:upload_id>/rejected.csv")
+@roles_required(*EVALUATORS)
+def rejected_csv(survey_id: int, upload_id: int) -> Any:
+    """The rejected rows of a paper upload as CSV (line, column, reason)."""
+    upload = _db().get(PaperUpload, upload_id)
+    if upload is None or upload.survey_id != survey_id:
+        abort(404)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["行号", "列", "原因"])
+    for line, column, message in upload.rejected:
+        writer.writerow([line, column, message])
+    return Response(
+        "\ufeff" + out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename=rejected-{upload.id}.csv"},
+    )
+
+
+@bp.route("/surveys/<int:survey_id>/progress")
+@roles_required(*EVALUATORS)
+def progress(survey_id: int) -> Any:
+    """Responses against the required sample, per community."""
+    survey = _survey(survey_id)
+    margin = _config_float("SURVEY_MARGIN", services.DEFAULT_MARGIN)
+    sd = _config_float("SURVEY_ASSUMED_SD", services.DEFAULT_SD)
+    rows = services.progress(_db(), survey, margin, sd)
+    reached = sum(1 for r in rows if r.responses >= r.required)
+    return render_template(
+        "surveys/progress.html",
+        survey=survey,
+        rows=rows,
+        reached=reached,
+        margin=margin,
+        sd=sd,
+        total=sum(r.responses for r in rows),
+    )
+
+
+def _results_quarter() -> Quarter:
+    text = request.args.get("quarter", "").strip()
+    if text:
+        try:
+            return Quarter.parse(text)
+        except ValueError:
+            abort(400)
+    latest = _db().scalar(select(Survey.quarter).order_by(Survey.quarter.desc()).limit(1))
+    return Quarter.parse(latest) if latest else Quarter.of(pd.Timestamp.now().to_pydatetime())
+
+
+@bp.route("/surveys/results")
+@roles_required(*EVALUATORS)
+def results() -> Any:
+    """Per-community index with intervals, the quarterly trend, quarter-over-quarter change, callbacks."""
+    quarter = _results_quarter()
+    table = frames.community_results(_db(), quarter)
+    overall = table[table["level"] == "overall"].sort_values("index", ascending=False)
+    shown = overall.head(MAX_BARS)
+    bars = bar_chart_svg(
+        [f"{n}" for n in shown["community_name"]],
+        shown["index"].tolist(),
+        shown["low"].tolist(),
+        shown["high"].tolist(),
+        _("各社区满意度指数（95% 置信区间）"),
+    )
+    quarters = [quarter]
+    for _i in range(5):
+        quarters.insert(0, quarters[0].previous())
+    series = frames.quarter_series(_db(), quarters)
+    line = line_chart_svg(
+        [str(q) for q in quarters],
+        series["index"].tolist(),
+        series["low"].tolist(),
+        series["high"].tolist(),
+        _("全市满意度指数走势"),
+    )
+    change = frames.quarter_change(_db(), quarter)
+    callbacks = callback_results(_db(), quarter)
+    detail = table[table["level"] != "overall"]
+    return render_template(
+        "surveys/results.html",
+        quarter=quarter,
+        overall=overall,
+        detail=detail,
+        bars=bars,
+        line=line,
+        change=change.reset_index(),
+        callbacks=callbacks,
+        fmt=_fmt,
+        more=len(overall) > MAX_BARS,
+    )
+
+
+@bp.route("/surveys/results.<any(csv, xlsx):fmt>")
+@roles_required(*EVALUATORS)
+def export(fmt: str) -> Any:
+    """Export the results of a quarter as CSV (UTF-8 with BOM, for Excel) or XLSX."""
+    quarter = _results_quarter()
+    table = frames.results_export_frame(frames.community_results(_db(), quarter))
+    filename = f"survey-results-{quarter}.{fmt}"
+    headers = {"Content-Disposition": f"attachment; filename={filename}"}
+    if fmt == "csv":
+        return Response("\ufeff" + table.to_csv(index=False), mimetype="text/csv", headers=headers)
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = str(quarter)
+    sheet.append(list(table.columns))
+    for record in table.itertuples(index=False):
+        sheet.append([None if isinstance(v, float) and math.isnan(v) else v for v in record])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return Response(
+        buffer.getvalue(),
+        headers=headers,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+
+
+# ------------------------------------------------------------------------------------------- public form
+
+
+@bp.route("/s/<int:survey_id>/<code>", methods=["GET", "POST"])
+def respond(survey_id: int, code: str) -> Any:
+    """The public questionnaire of one community (mobile-first); ``t`` carries a one-time panel token."""
+    survey = _survey(survey_id)
+    try:
+        community = services.community_by_code(_db(), code)
+    except SurveyError:
+        abort(404)
+    token = (request.values.get("t") or "").strip() or None
+    raw: dict[str, list[str]] = {}
+    errors: dict[str, str] = {}
+    message = ""
+    status = 200
+    if survey.status != SurveyStatus.open:
+        return render_template("surveys/closed.html", survey=survey), 410 if survey.frozen else 404
+    if request.method == "POST":
+        raw = {key: request.form.getlist(key) for key in request.form}
+        respondent = services.Respondent(request.form.get("age_band", ""), request.form.get("gender", ""))
+        try:
+            services.submit_online(
+                _db(),
+                survey,
+                community,
+                raw,
+                respondent,
+                token,
+                None if token else request.form.get("contact", "").strip() or None,
+            )
+        except services.InvalidAnswers as invalid:
+            _db().rollback()
+            errors = {k: _(v) for k, v in invalid.errors.items()}
+            message, status = _(invalid.message), 422
+        except SurveyError as error:
+            _db().rollback()
+            message = _(error.message)
+            status = 409 if error.code in ("token_used", "duplicate") else 422
+            if error.field:
+                errors[error.field] = message
+        else:
+            _db().commit()
+            return render_template("surveys/thanks.html", survey=survey, community=community)
+    return render_template(
+        "surveys/respond.html",
+        survey=survey,
+        community=community,
+        raw=raw,
+        errors=errors,
+        message=message,
+        token=token,
+        AGE_BANDS=AGE_BANDS,
+        GENDERS=GENDERS,
+    ), status
+
+
+register_nav("surveys.index", "问卷调查", *EVALUATORS)
+register_nav("surveys.results", "调查结果", *EVALUATORS)

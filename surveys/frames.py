@@ -1,0 +1,396 @@
+"""Database → DataFrame for survey analysis, aggregating in SQL first.
+
+Reading a million answer rows into pandas costs seconds and hundreds of MiB; the per-community index needs
+only sufficient statistics (n, Σx, Σx²) per group, which SQL computes in one pass. The interval is then
+the same Student-t interval as :func:`surveys.stats.mean_t_interval` (unweighted): mean ± t(0.975, n−1)·s/√n
+with s² = (Σx² − (Σx)²/n)/(n − 1). Scores are the 0–100 mapping of :func:`surveys.stats.likert_to_index`:
+(x − 1)/4·100; "不了解/不适用" answers are not rows of the statistic at all.
+
+Result levels of :func:`community_results` (long format, one row per community × level × code):
+- ``question``: code = question name; n = answers; index = mean item score;
+- ``indicator``: code = indicator code; n = respondents; index = mean of each respondent's mean over the
+  items mapped to that indicator;
+- ``overall``: code = ""; n = respondents; index = mean of respondent scores (the satisfaction index of
+  :func:`surveys.stats.satisfaction_index`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from sqlalchemy import Float, and_, cast, func, literal, select
+from sqlalchemy.orm import Session
+
+from core.models import Unit
+from core.quarter import Quarter
+from surveys.definitions import SurveyError
+from surveys.models import Answer, Question, QuestionKind, Survey, SurveyResponse, SurveyStatus
+from surveys.stats import compare_quarters, wilson_interval_array, z_value
+
+RESULT_COLUMNS = ["community_code", "community_name", "level", "code", "n", "index", "sd", "low", "high"]
+SATISFACTION_VALUES = ("satisfied", "basically_satisfied", "dissatisfied")
+LIKERT_POINTS = 5
+SUM_COLUMNS = ["level", "code", "n", "total", "total_sq"]
+CHANGE_COLUMNS = [
+    "n_prev",
+    "n_curr",
+    "mean_prev",
+    "mean_curr",
+    "change",
+    "p_value",
+    "p_adjusted",
+    "significant",
+]
+
+
+def _quarter(quarter: str | Quarter) -> str:
+    return str(quarter if isinstance(quarter, Quarter) else Quarter.parse(quarter))
+
+
+def _score() -> Any:
+    """SQL expression of the 0–100 score of a likert answer."""
+    return (cast(Answer.value_num, Float) - 1.0) * (100.0 / (LIKERT_POINTS - 1))
+
+
+def _likert_filter(quarter: str) -> Any:
+    return and_(
+        Survey.quarter == quarter,
+        Survey.status != SurveyStatus.draft,
+        Question.kind == QuestionKind.likert5,
+        Answer.dont_know.is_(False),
+        Answer.value_num.is_not(None),
+    )
+
+
+def _joined(query: Any) -> Any:
+    return (
+        query.select_from(Answer)
+        .join(Question, Question.id == Answer.question_id)
+        .join(SurveyResponse, SurveyResponse.id == Answer.response_id)
+        .join(Survey, Survey.id == SurveyResponse.survey_id)
+    )
+
+
+def intervals_from_sums(
+    n: Any, total: Any, total_sq: Any, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised mean, sd, and t-interval bounds from counts, sums and sums of squares (NaN when n < 2)."""
+    n_arr = np.asarray(n, dtype=float)
+    s_arr = np.asarray(total, dtype=float)
+    q_arr = np.asarray(total_sq, dtype=float)
+    z_value(confidence)  # validates the confidence level with the stats module's own error
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s_arr / n_arr
+        var = np.clip((q_arr - s_arr * s_arr / n_arr) / (n_arr - 1.0), 0.0, None)
+        sd = np.where(n_arr >= 2, np.sqrt(var), np.nan)
+        t = np.where(n_arr >= 2, sps.t.ppf(0.5 + confidence / 2.0, np.maximum(n_arr - 1.0, 1.0)), np.nan)
+        half = t * sd / np.sqrt(n_arr)
+    return mean, sd, mean - half, mean + half
+
+
+def summarise(groups: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Add index, sd, low, high to a frame with columns n, total, total_sq (drops the sums)."""
+    mean, sd, low, high = intervals_from_sums(groups["n"], groups["total"], groups["total_sq"], confidence)
+    out = groups.drop(columns=["total", "total_sq"]).copy()
+    out["n"] = out["n"].astype("int64")
+    out["index"], out["sd"], out["low"], out["high"] = mean, sd, low, high
+    return out
+
+
+def index_from_answers(answers: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """The analysis path on an in-memory long frame (community_code, respondent, question, value 1..5/NaN).
+
+    Returns the ``question`` and ``overall`` levels of :func:`community_results` (without names); the
+    database path computes the same sums in SQL.
+    """
+    frame = answers.loc[answers["value"].notna(), ["community_code", "respondent", "question", "value"]]
+    score = (frame["value"].to_numpy(dtype=float) - 1.0) * (100.0 / (LIKERT_POINTS - 1))
+    frame = frame.assign(score=score, score_sq=score * score)
+    by_question = (
+        frame.groupby(["community_code", "question"], sort=True, observed=True)
+        .agg(n=("score", "size"), total=("score", "sum"), total_sq=("score_sq", "sum"))
+        .reset_index()
+        .rename(columns={"question": "code"})
+        .assign(level="question")
+    )
+    respondent = frame.groupby(["community_code", "respondent"], sort=False, observed=True)["score"].mean()
+    resp = respondent.reset_index()
+    resp["score_sq"] = resp["score"] * resp["score"]
+    overall = (
+        resp.groupby("community_code", sort=True, observed=True)
+        .agg(n=("score", "size"), total=("score", "sum"), total_sq=("score_sq", "sum"))
+        .reset_index()
+        .assign(level="overall", code="")
+    )
+    both = pd.concat([by_question, overall], ignore_index=True)
+    return summarise(both, confidence)[["community_code", "level", "code", "n", "index", "sd", "low", "high"]]
+
+
+def _sums(session: Session, quarter: str) -> pd.DataFrame:
+    score = _score()
+    base = _likert_filter(quarter)
+    per_question = (
+        _joined(
+            select(
+                SurveyResponse.community_id.label("community_id"),
+                literal("question").label("level"),
+                Question.name.label("code"),
+                func.count().label("n"),
+                func.sum(score).label("total"),
+                func.sum(score * score).label("total_sq"),
+            )
+        )
+        .where(base)
+        .group_by(SurveyResponse.community_id, Question.name)
+    )
+    # Respondent-level means first (one row per respondent and indicator), then per community.
+    respondent_indicator = (
+        _joined(
+            select(
+                SurveyResponse.community_id.label("community_id"),
+                Question.indicator_code.label("code"),
+                func.avg(score).label("s"),
+            )
+        )
+        .where(base, Question.indicator_code != "")
+        .group_by(SurveyResponse.id, SurveyResponse.community_id, Question.indicator_code)
+        .subquery()
+    )
+    per_indicator = select(
+        respondent_indicator.c.community_id,
+        literal("indicator").label("level"),
+        respondent_indicator.c.code,
+        func.count().label("n"),
+        func.sum(respondent_indicator.c.s).label("total"),
+        func.sum(respondent_indicator.c.s * respondent_indicator.c.s).label("total_sq"),
+    ).group_by(respondent_indicator.c.community_id, respondent_indicator.c.code)
+    respondent = _respondent_query(quarter).subquery()
+    overall = select(
+        respondent.c.community_id,
+        literal("overall").label("level"),
+        literal("").label("code"),
+        func.count().label("n"),
+        func.sum(respondent.c.score).label("total"),
+        func.sum(respondent.c.score * respondent.c.score).label("total_sq"),
+    ).group_by(respondent.c.community_id)
+    frames = [
+        pd.DataFrame(
+            session.execute(q).all(), columns=["community_id", "level", "code", "n", "total", "total_sq"]
+        )
+        for q in (per_question, per_indicator, overall)
+    ]
+    return pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+
+
+def _respondent_query(quarter: str) -> Any:
+    return (
+        _joined(
+            select(
+                SurveyResponse.id.label("response_id"),
+                SurveyResponse.community_id.label("community_id"),
+                func.avg(_score()).label("score"),
+            )
+        )
+        .where(_likert_filter(quarter))
+        .group_by(SurveyResponse.id, SurveyResponse.community_id)
+    )
+
+
+def community_results(session: Session, quarter: str | Quarter, confidence: float = 0.95) -> pd.DataFrame:
+    """Per community × (question | indicator | overall): n, index 0–100, sd, t-interval low/high."""
+    sums = _sums(session, _quarter(quarter))
+    if sums.empty:
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype="float64" if c in ("index", "sd", "low", "high") else None)
+                for c in RESULT_COLUMNS
+            }
+        ).astype({"n": "int64"})
+    names = pd.DataFrame(
+        session.execute(
+            select(Unit.id, Unit.code, Unit.name).where(Unit.id.in_(sums["community_id"].unique().tolist()))
+        ).all(),
+        columns=["community_id", "community_code", "community_name"],
+    )
+    merged = sums.merge(names, on="community_id").drop(columns=["community_id"])
+    out = summarise(merged, confidence)[RESULT_COLUMNS]
+    order = {"overall": 0, "indicator": 1, "question": 2}
+    out = out.assign(_o=out["level"].map(order)).sort_values(["community_code", "_o", "code"])
+    return out.drop(columns="_o").reset_index(drop=True)
+
+
+def respondent_scores(session: Session, quarter: str | Quarter) -> pd.DataFrame:
+    """One row per respondent of the quarter: response_id, community_code, score (mean answered item)."""
+    sub = _respondent_query(_quarter(quarter)).subquery()
+    rows = session.execute(
+        select(sub.c.response_id, Unit.code, sub.c.score).join(Unit, Unit.id == sub.c.community_id)
+    ).all()
+    return pd.DataFrame(rows, columns=["response_id", "community_code", "score"])
+
+
+def quarter_change(
+    session: Session, quarter: str | Quarter, correction: str = "fdr_bh", alpha: float = 0.05
+) -> pd.DataFrame:
+    """Per-community change of the index against the previous quarter: Welch t test, BH-corrected."""
+    current = Quarter.parse(_quarter(quarter))
+    prev = respondent_scores(session, current.previous())
+    curr = respondent_scores(session, current)
+    if prev.empty or curr.empty:
+        return pd.DataFrame(columns=CHANGE_COLUMNS)
+    return compare_quarters(
+        prev, curr, "community_code", "score", "welch", alpha, "holm" if correction == "holm" else "fdr_bh"
+    )
+
+
+def quarter_series(
+    session: Session, quarters: Sequence[str | Quarter], confidence: float = 0.95
+) -> pd.DataFrame:
+    """The all-respondent index per quarter (quarter, n, index, sd, low, high) for trend lines."""
+    rows = []
+    for q in quarters:
+        scores = respondent_scores(session, q)["score"].to_numpy(dtype=float)
+        rows.append(
+            {
+                "quarter": _quarter(q),
+                "n": scores.size,
+                "total": scores.sum(),
+                "total_sq": float(np.square(scores).sum()),
+            }
+        )
+    return summarise(pd.DataFrame(rows, columns=["quarter", "n", "total", "total_sq"]), confidence)
+
+
+def answers_frame(
+    session: Session, quarter: str | Quarter | None = None, survey_id: int | None = None
+) -> pd.DataFrame:
+    """Every stored answer, long: response_id, survey_id, community_code, source, age_band, gender,
+    district_code, question, kind, indicator_code, value_num, value_text, dont_know."""
+    if quarter is None and survey_id is None:
+        raise SurveyError("bad_filter", "需要指定季度或问卷")
+    query = (
+        select(
+            SurveyResponse.id,
+            SurveyResponse.survey_id,
+            Unit.code,
+            SurveyResponse.source,
+            SurveyResponse.age_band,
+            SurveyResponse.gender,
+            SurveyResponse.district_code,
+            Question.name,
+            Question.kind,
+            Question.indicator_code,
+            Answer.value_num,
+            Answer.value_text,
+            Answer.dont_know,
+        )
+        .select_from(Answer)
+        .join(Question, Question.id == Answer.question_id)
+        .join(SurveyResponse, SurveyResponse.id == Answer.response_id)
+        .join(Survey, Survey.id == SurveyResponse.survey_id)
+        .join(Unit, Unit.id == SurveyResponse.community_id)
+        .order_by(SurveyResponse.id, Question.position)
+    )
+    if quarter is not None:
+        query = query.where(Survey.quarter == _quarter(quarter))
+    if survey_id is not None:
+        query = query.where(Survey.id == survey_id)
+    columns = [
+        "response_id",
+        "survey_id",
+        "community_code",
+        "source",
+        "age_band",
+        "gender",
+        "district_code",
+        "question",
+        "kind",
+        "indicator_code",
+        "value_num",
+        "value_text",
+        "dont_know",
+    ]
+    frame = pd.DataFrame(session.execute(query).all(), columns=columns)
+    frame["kind"] = frame["kind"].astype(str)
+    return frame
+
+
+def callback_summary(ratings: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Callback (回访) ratings by community and category: n rated, satisfaction rate with Wilson interval.
+
+    ``ratings`` has columns community_code, category_code, satisfaction (satisfied, basically_satisfied,
+    dissatisfied, or empty when not rated) and solved (bool or empty). Satisfaction rate = (satisfied +
+    basically satisfied) / rated, as in PRODUCT.md; solved rate = solved / answered the solved question.
+    """
+    missing = [c for c in ("community_code", "category_code", "satisfaction", "solved") if c not in ratings]
+    if missing:
+        raise SurveyError("missing_column", "回访数据缺少列：" + "、".join(missing))
+    rated = ratings.loc[ratings["satisfaction"].notna() & (ratings["satisfaction"].astype(str) != "")]
+    bad = sorted(set(rated["satisfaction"].astype(str)) - set(SATISFACTION_VALUES))
+    if bad:
+        raise SurveyError("bad_satisfaction", "未知的满意度取值：" + "、".join(bad))
+    columns = [
+        "community_code",
+        "category_code",
+        "n",
+        "satisfied",
+        "rate",
+        "low",
+        "high",
+        "solved_n",
+        "solved",
+        "solved_rate",
+    ]
+    if rated.empty:
+        return pd.DataFrame(columns=columns)
+    solved = rated["solved"].astype("boolean")
+    frame = pd.DataFrame(
+        {
+            "community_code": rated["community_code"].astype(str),
+            "category_code": rated["category_code"].astype(str),
+            "ok": rated["satisfaction"].isin(["satisfied", "basically_satisfied"]).astype(int),
+            "solved_known": solved.notna().astype(int),
+            "solved_yes": solved.fillna(False).astype(int),
+        }
+    )
+    grouped = (
+        frame.groupby(["community_code", "category_code"], sort=True)
+        .agg(
+            n=("ok", "size"),
+            satisfied=("ok", "sum"),
+            solved_n=("solved_known", "sum"),
+            solved=("solved_yes", "sum"),
+        )
+        .reset_index()
+    )
+    low, high = wilson_interval_array(grouped["satisfied"], grouped["n"], confidence)
+    grouped["rate"] = grouped["satisfied"] / grouped["n"]
+    grouped["low"], grouped["high"] = low, high
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grouped["solved_rate"] = np.where(
+            grouped["solved_n"] > 0, grouped["solved"] / grouped["solved_n"], np.nan
+        )
+    return grouped[columns]
+
+
+def results_export_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """Results with Chinese column headings for CSV/XLSX export."""
+    labels = {
+        "community_code": "社区代码",
+        "community_name": "社区",
+        "level": "层级",
+        "code": "题目/指标",
+        "n": "样本数",
+        "index": "满意度指数",
+        "sd": "标准差",
+        "low": "95%下限",
+        "high": "95%上限",
+    }
+    level_labels = {"overall": "总体", "indicator": "指标", "question": "题目"}
+    out = results.assign(level=results["level"].map(level_labels))
+    for column in ("index", "sd", "low", "high"):
+        out[column] = out[column].astype(float).round(2)
+    return out.rename(columns=labels)

@@ -1,0 +1,466 @@
+"""Survey use cases. Each takes an explicit Session and flushes; the caller commits.
+
+Required sample per community
+-----------------------------
+The index is a mean on a 0–100 scale, so the sample is sized for a mean:
+``required_sample_size_mean(margin, sd, confidence, population)`` with defaults margin ±5 index points,
+an assumed respondent-score standard deviation of 25 points (a 5-point scale maps 1 step to 25 points;
+observed SDs of respondent means are usually 15–25, so 25 is conservative) and 95 % confidence, with
+Cochran's finite population correction by the community's registered population. That gives 97 for a
+large community. All three are arguments (the web shell reads them from configuration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.csvio import RowError
+from core.db import utcnow
+from core.i18n import N_
+from core.models import Level, Unit, User
+from core.quarter import Quarter
+from surveys.definitions import (
+    AnswerValue,
+    QuestionSpec,
+    SurveyError,
+    SurveySpec,
+    check_question,
+    validate_answers,
+    validate_respondent,
+)
+from surveys.imports import paper_rows, read_paper
+from surveys.models import (
+    Answer,
+    PaperUpload,
+    Question,
+    Survey,
+    SurveyContact,
+    SurveyResponse,
+    SurveySection,
+    SurveyStatus,
+    SurveyToken,
+)
+from surveys.stats import required_sample_size_mean
+
+DEFAULT_MARGIN = 5.0
+DEFAULT_SD = 25.0
+DEFAULT_CONFIDENCE = 0.95
+MAX_TOKENS = 500
+
+
+def get_survey(session: Session, survey_id: int) -> Survey:
+    """The survey or a ``not_found`` SurveyError."""
+    survey = session.get(Survey, survey_id)
+    if survey is None:
+        raise SurveyError("not_found", N_("问卷不存在"))
+    return survey
+
+
+def _editable(survey: Survey) -> None:
+    if survey.frozen:
+        raise SurveyError("frozen", N_("问卷已开始收集，不能再修改；如需修改请另建新版本"))
+
+
+def create_survey(session: Session, quarter: str, title: str) -> Survey:
+    """A new draft survey (version 1, or the next version of the same title and quarter)."""
+    q = str(Quarter.parse(quarter)) if _quarter_ok(quarter) else None
+    if q is None:
+        raise SurveyError("bad_quarter", N_("季度格式应为 2026Q3"), "quarter")
+    title = title.strip()
+    if not title or len(title) > 200:
+        raise SurveyError("title_required", N_("请填写问卷标题（最多 200 字）"), "title")
+    last = session.scalar(select(func.max(Survey.version)).where(Survey.quarter == q, Survey.title == title))
+    survey = Survey(quarter=q, title=title, version=(last or 0) + 1, salt=secrets.token_hex(32))
+    session.add(survey)
+    session.flush()
+    return survey
+
+
+def _quarter_ok(text: str) -> bool:
+    try:
+        Quarter.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def add_section(session: Session, survey: Survey, title: str, name: str = "") -> SurveySection:
+    """Append a section to a draft survey."""
+    _editable(survey)
+    if not title.strip():
+        raise SurveyError("title_required", N_("请填写分组标题"), "title")
+    section = SurveySection(survey=survey, title=title.strip(), name=name, position=len(survey.sections))
+    session.add(section)
+    session.flush()
+    return section
+
+
+def add_question(
+    session: Session, survey: Survey, spec: QuestionSpec, section: SurveySection | None = None
+) -> Question:
+    """Append a question to a draft survey (to ``section`` or none)."""
+    _editable(survey)
+    check_question(spec, {q.name for q in survey.questions})
+    if section is not None and section.survey_id != survey.id:
+        raise SurveyError("bad_section", N_("分组不属于此问卷"), "section")
+    question = Question(
+        survey=survey,
+        section=section,
+        position=len(survey.questions),
+        name=spec.name,
+        label=spec.label.strip(),
+        kind=spec.kind,
+        required=spec.required,
+        hint=spec.hint,
+        choices=spec.choices,
+        dont_know=spec.dont_know,
+        dont_know_label=spec.dont_know_label,
+        indicator_code=spec.indicator_code.strip(),
+        service_area=spec.service_area.strip(),
+    )
+    session.add(question)
+    session.flush()
+    return question
+
+
+def apply_spec(session: Session, survey: Survey, spec: SurveySpec) -> int:
+    """Add an imported definition's sections and questions to a draft survey; returns questions added."""
+    _editable(survey)
+    taken = {q.name for q in survey.questions}
+    clashes = [q.name for q in spec.questions() if q.name in taken]
+    if clashes:
+        raise SurveyError("duplicate_name", N_("题目代码已存在：") + "、".join(clashes[:10]))
+    added = 0
+    for section_spec in spec.sections:
+        section = (
+            add_section(session, survey, section_spec.title, section_spec.name)
+            if section_spec.title
+            else None
+        )
+        for question_spec in section_spec.questions:
+            add_question(session, survey, question_spec, section)
+            added += 1
+    return added
+
+
+def open_survey(session: Session, survey: Survey) -> None:
+    """Start collection: the definition is frozen from now on."""
+    if survey.status != SurveyStatus.draft:
+        raise SurveyError("not_draft", N_("只有草稿状态的问卷可以开始收集"))
+    if not any(q.kind != "note" for q in survey.questions):
+        raise SurveyError("empty", N_("问卷没有任何题目，不能开始收集"))
+    survey.status, survey.opened_at = SurveyStatus.open, utcnow()
+    session.flush()
+
+
+def close_survey(session: Session, survey: Survey) -> bool:
+    """End collection; closing a closed survey changes nothing (False)."""
+    if survey.status == SurveyStatus.closed:
+        return False
+    if survey.status != SurveyStatus.open:
+        raise SurveyError("not_open", N_("问卷尚未开始收集"))
+    survey.status, survey.closed_at = SurveyStatus.closed, utcnow()
+    session.flush()
+    return True
+
+
+def new_version(session: Session, survey: Survey) -> Survey:
+    """A draft copy of ``survey`` as its next version; answers stay with the old version."""
+    copy = create_survey(session, survey.quarter, survey.title)
+    copy.previous_id = survey.id
+    sections: dict[int, SurveySection] = {}
+    for section in survey.sections:
+        sections[section.id] = add_section(session, copy, section.title, section.name)
+    for q in survey.questions:
+        spec = QuestionSpec(
+            q.name,
+            q.label,
+            q.kind,
+            q.required,
+            q.hint,
+            [list(c) for c in q.choices],
+            q.dont_know,
+            q.dont_know_label,
+            q.indicator_code,
+            q.service_area,
+        )
+        add_question(session, copy, spec, sections.get(q.section_id) if q.section_id else None)
+    return copy
+
+
+# ---------------------------------------------------------------------------------------------- collection
+
+
+def community_by_code(session: Session, code: str) -> Unit:
+    """An active community by code, or a ``not_found`` SurveyError."""
+    unit = session.scalar(
+        select(Unit).where(Unit.code == code, Unit.level == Level.community, Unit.active.is_(True))
+    )
+    if unit is None:
+        raise SurveyError("unknown_community", N_("社区不存在"), "community")
+    return unit
+
+
+def _district_code(session: Session, community: Unit) -> str:
+    ids = community.ancestor_ids()
+    if len(ids) < 2:
+        return ""
+    return session.scalar(select(Unit.code).where(Unit.id == ids[1])) or ""
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def generate_tokens(session: Session, survey: Survey, community: Unit, count: int) -> list[str]:
+    """``count`` one-time panel tokens for a community; only their hashes are stored."""
+    if not 1 <= count <= MAX_TOKENS:
+        raise SurveyError("bad_count", N_("一次可生成 1 到 500 个答卷码"), "count")
+    if survey.status == SurveyStatus.closed:
+        raise SurveyError("closed", N_("问卷已结束收集"))
+    tokens = [secrets.token_urlsafe(12) for _ in range(count)]
+    session.add_all(
+        SurveyToken(survey_id=survey.id, community_id=community.id, token_hash=_token_hash(t)) for t in tokens
+    )
+    session.flush()
+    return tokens
+
+
+def contact_hash(survey: Survey, contact: str) -> str:
+    """HMAC-SHA256 of the normalised contact with the survey's own salt."""
+    digits = "".join(ch for ch in contact if ch.isdigit())
+    return hmac.new(survey.salt.encode(), digits.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Respondent:
+    """Weighting fields a respondent may give."""
+
+    age_band: str = ""
+    gender: str = ""
+
+
+class InvalidAnswers(SurveyError):
+    """Answers with errors by field name; nothing was stored."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        super().__init__("invalid", N_("问卷填写有误，请按提示修改"))
+        self.errors = dict(errors)
+
+
+def submit_online(
+    session: Session,
+    survey: Survey,
+    community: Unit,
+    raw: Mapping[str, Sequence[str]],
+    respondent: Respondent,
+    token: str | None = None,
+    contact: str | None = None,
+) -> SurveyResponse:
+    """Store one online questionnaire; refuse invalid answers, a used token and a repeated contact."""
+    if survey.status != SurveyStatus.open:
+        raise SurveyError("not_open", N_("该问卷目前不在收集期"))
+    answers, errors = validate_answers(survey.questions, raw)
+    errors.update(validate_respondent(respondent.age_band, respondent.gender))
+    digits = "".join(ch for ch in contact or "" if ch.isdigit())
+    if contact and not (len(digits) == 11 and digits.startswith("1")):
+        errors["contact"] = N_("请填写 11 位手机号码，或留空")
+    token_row = None
+    if token:
+        token_row = session.scalar(select(SurveyToken).where(SurveyToken.token_hash == _token_hash(token)))
+        if token_row is None or token_row.survey_id != survey.id or token_row.community_id != community.id:
+            raise SurveyError("bad_token", N_("答卷码无效"))
+        if token_row.used_at is not None:
+            raise SurveyError("token_used", N_("该答卷码已使用过，每个答卷码只能提交一次"))
+    if errors:
+        raise InvalidAnswers(errors)
+    # The instance id carries the dedupe into a unique constraint: a token can be spent only once even
+    # when two submissions race, and so can a contact (its hash row is unique per survey as well).
+    instance = f"token-{token_row.id}" if token_row else f"web-{uuid.uuid4().hex}"
+    try:
+        with session.begin_nested():
+            if digits:
+                session.add(SurveyContact(survey_id=survey.id, contact_hash=contact_hash(survey, digits)))
+            if token_row is not None:
+                token_row.used_at = utcnow()
+            response = _store(
+                session,
+                survey,
+                community,
+                instance,
+                "panel" if token_row else "online",
+                respondent,
+                _district_code(session, community),
+                answers,
+            )
+    except IntegrityError as exc:
+        if token_row is not None:
+            raise SurveyError("token_used", N_("该答卷码已使用过，每个答卷码只能提交一次")) from exc
+        raise SurveyError("duplicate", N_("该手机号码已提交过本问卷，每人只能填写一次"), "contact") from exc
+    return response
+
+
+def _store(
+    session: Session,
+    survey: Survey,
+    community: Unit,
+    instance: str,
+    source: str,
+    respondent: Respondent,
+    district: str,
+    answers: Mapping[str, AnswerValue],
+) -> SurveyResponse:
+    by_name = {q.name: q for q in survey.questions}
+    response = SurveyResponse(
+        survey_id=survey.id,
+        community_id=community.id,
+        instance_id=instance,
+        source=source,
+        age_band=respondent.age_band,
+        gender=respondent.gender,
+        district_code=district,
+    )
+    response.answers = [
+        Answer(
+            question_id=by_name[name].id,
+            value_num=a.value_num,
+            value_text=a.value_text,
+            dont_know=a.dont_know,
+        )
+        for name, a in answers.items()
+    ]
+    session.add(response)
+    session.flush()
+    return response
+
+
+def import_paper(
+    session: Session, survey: Survey, data: bytes, filename: str, user: User | None = None
+) -> PaperUpload:
+    """Store every valid row of a paper file; rejected rows are recorded; known instance ids add nothing."""
+    if survey.status == SurveyStatus.draft:
+        raise SurveyError("not_open", N_("问卷尚未开始收集，不能导入纸质问卷"))
+    rows = session.execute(
+        select(Unit.code, Unit.path).where(Unit.level == Level.community, Unit.active.is_(True))
+    ).all()
+    district_ids = {code: path.strip("/").split("/")[1] if path.count("/") > 2 else "" for code, path in rows}
+    district_codes = {
+        uid: code
+        for uid, code in session.execute(select(Unit.id, Unit.code).where(Unit.level == Level.district))
+    }
+    communities = {code: district_codes.get(int(d), "") if d else "" for code, d in district_ids.items()}
+    batch = read_paper(paper_rows(data, filename), survey.questions, communities)
+    known = set(
+        session.scalars(
+            select(SurveyResponse.instance_id).where(
+                SurveyResponse.survey_id == survey.id,
+                SurveyResponse.instance_id.in_([f"paper-{r.instance_id}" for r in batch.rows]),
+            )
+        )
+    )
+    wanted = {r.community_code for r in batch.rows}
+    units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(wanted)))}
+    stored = duplicates = 0
+    for row in batch.rows:
+        instance = f"paper-{row.instance_id}"
+        if instance in known:
+            duplicates += 1
+            continue
+        _store(
+            session,
+            survey,
+            units[row.community_code],
+            instance,
+            "paper",
+            Respondent(row.age_band, row.gender),
+            row.district_code,
+            row.answers,
+        )
+        stored += 1
+    upload = PaperUpload(
+        survey_id=survey.id,
+        filename=filename[:200],
+        uploaded_by=user.id if user else None,
+        stored=stored,
+        duplicates=duplicates,
+        rejected=[[e.line, e.column or "", e.message] for e in batch.errors],
+    )
+    session.add(upload)
+    session.flush()
+    return upload
+
+
+def rejected_rows(upload: PaperUpload) -> list[RowError]:
+    """The rejected rows of an upload."""
+    return [RowError(int(line), message, column or None) for line, column, message in upload.rejected]
+
+
+# ---------------------------------------------------------------------------------------------- progress
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Collection progress of one community."""
+
+    community_code: str
+    community_name: str
+    population: int | None
+    responses: int
+    required: int
+
+    @property
+    def share(self) -> float:
+        """Responses as a share of the required sample (may exceed 1)."""
+        return self.responses / self.required if self.required else 0.0
+
+
+def required_sample(
+    population: int | None,
+    margin: float = DEFAULT_MARGIN,
+    sd: float = DEFAULT_SD,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> int:
+    """Respondents a community needs for its index within ±margin points (see the module docstring)."""
+    return required_sample_size_mean(margin, sd, confidence, population if population else None)
+
+
+def progress(
+    session: Session,
+    survey: Survey,
+    margin: float = DEFAULT_MARGIN,
+    sd: float = DEFAULT_SD,
+    confidence: float = DEFAULT_CONFIDENCE,
+    under: Unit | None = None,
+) -> list[Progress]:
+    """Responses against the required sample for every community (optionally under one unit)."""
+    counts = (
+        select(SurveyResponse.community_id, func.count().label("n"))
+        .where(SurveyResponse.survey_id == survey.id)
+        .group_by(SurveyResponse.community_id)
+        .subquery()
+    )
+    query = (
+        select(Unit.code, Unit.name, Unit.population, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.community_id == Unit.id)
+        .where(Unit.level == Level.community, Unit.active.is_(True))
+        .order_by(Unit.code)
+    )
+    if under is not None:
+        query = query.where(Unit.path.startswith(under.path))
+    out: list[Progress] = []
+    cache: dict[Any, int] = {}
+    for code, name, population, n in session.execute(query):
+        if population not in cache:
+            cache[population] = required_sample(population, margin, sd, confidence)
+        out.append(Progress(code, name, population, int(n), cache[population]))
+    return out
