@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from routing.lifecycle import SATISFACTION_LABELS, Satisfaction
 from routing.models import CaseEvent
 
 ACTION_LABELS = {
     "submit": "诉求已受理",
     "dispatch": "已派单",
+    "route": "已转交下级派单",
     "pass_down": "已转派下级",
     "triage": "转人工分派",
     "accept": "承办单位已签收",
@@ -31,6 +33,13 @@ def _unit(event: CaseEvent, attr: str) -> str:
     return unit.name if unit is not None else ""
 
 
+def _rating(value: object) -> str:
+    try:
+        return SATISFACTION_LABELS[Satisfaction(str(value))]
+    except ValueError:
+        return ""
+
+
 def describe(event: CaseEvent, for_resident: bool = True) -> str:
     """One sentence saying what happened at this step and who is responsible now."""
     label = ACTION_LABELS.get(event.action, event.action)
@@ -49,11 +58,21 @@ def describe(event: CaseEvent, for_resident: bool = True) -> str:
     if action == "return_case":
         text = f"{from_unit} 认为不属于本单位办理，已退回上级重新分派"
         return text if for_resident else f"{text}（{event.reason}）"
-    if action == "approve_extension" and details.get("new_deadline"):
-        return f"{label}，新的办结期限为 {details['new_deadline']}"
+    if action == "approve_extension" and (details.get("new_deadline_local") or details.get("new_deadline")):
+        # new_deadline is ISO UTC; the service adds the Beijing-time wording people read.
+        return f"{label}，新的办结期限为 {details.get('new_deadline_local') or details['new_deadline']}"
     if action == "resolve":
         reply = details.get("reply") or event.reason
         return f"{from_unit or ''} 已办结。答复：{reply}" if reply else label
     if action == "callback":
-        return f"{label}：{details.get('satisfaction_label', '')}"
+        rating = details.get("satisfaction_label") or _rating(details.get("satisfaction"))
+        solved = (
+            {True: "问题已解决，", False: "问题未解决，"}.get(bool(details["solved"]), "")
+            if "solved" in details
+            else ""
+        )
+        text = f"{label}：{solved}{rating}"
+        if details.get("outcome") == "reopened":
+            text += "，已重新交承办单位办理"
+        return text
     return f"{label}{('：' + event.reason) if event.reason and not for_resident else ''}"

@@ -12,4 +12,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(public.bp)
     app.register_blueprint(surveys.bp)
     app.register_blueprint(__import__("app.web.assessment", fromlist=["bp"]).bp)
+    app.register_blueprint(__import__("app.web.workbench", fromlist=["bp"]).bp)
+    app.register_blueprint(__import__("app.web.admin", fromlist=["bp"]).bp)
     present.init_app(app)
