@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from sqlalchemy import Float, and_, cast, func, literal, select
+from sqlalchemy import Float, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.models import Unit
@@ -34,7 +34,6 @@ from surveys.stats import compare_quarters, wilson_interval_array, z_value
 RESULT_COLUMNS = ["community_code", "community_name", "level", "code", "n", "index", "sd", "low", "high"]
 SATISFACTION_VALUES = ("satisfied", "basically_satisfied", "dissatisfied")
 LIKERT_POINTS = 5
-SUM_COLUMNS = ["level", "code", "n", "total", "total_sq"]
 CHANGE_COLUMNS = [
     "n_prev",
     "n_curr",
@@ -131,59 +130,61 @@ def index_from_answers(answers: pd.DataFrame, confidence: float = 0.95) -> pd.Da
 
 
 def _sums(session: Session, quarter: str) -> pd.DataFrame:
+    """n, Σ, Σ² per community and level in two scans of the answers.
+
+    Scan 1 groups by community × question. Scan 2 groups by respondent × indicator (count and sum of item
+    scores, a few rows per respondent); the indicator level (mean per respondent and indicator) and the
+    overall level (Σ sums / Σ counts per respondent) are then summed per community in pandas.
+    """
     score = _score()
     base = _likert_filter(quarter)
     per_question = (
         _joined(
             select(
-                SurveyResponse.community_id.label("community_id"),
-                literal("question").label("level"),
-                Question.name.label("code"),
-                func.count().label("n"),
-                func.sum(score).label("total"),
-                func.sum(score * score).label("total_sq"),
+                SurveyResponse.community_id,
+                Question.name,
+                func.count(),
+                func.sum(score),
+                func.sum(score * score),
             )
         )
         .where(base)
         .group_by(SurveyResponse.community_id, Question.name)
     )
-    # Respondent-level means first (one row per respondent and indicator), then per community.
-    respondent_indicator = (
+    questions = pd.DataFrame(
+        session.execute(per_question).all(), columns=["community_id", "code", "n", "total", "total_sq"]
+    ).assign(level="question")
+    per_respondent = (
         _joined(
             select(
-                SurveyResponse.community_id.label("community_id"),
-                Question.indicator_code.label("code"),
-                func.avg(score).label("s"),
+                SurveyResponse.id,
+                SurveyResponse.community_id,
+                Question.indicator_code,
+                func.count(),
+                func.sum(score),
             )
         )
-        .where(base, Question.indicator_code != "")
+        .where(base)
         .group_by(SurveyResponse.id, SurveyResponse.community_id, Question.indicator_code)
-        .subquery()
     )
-    per_indicator = select(
-        respondent_indicator.c.community_id,
-        literal("indicator").label("level"),
-        respondent_indicator.c.code,
-        func.count().label("n"),
-        func.sum(respondent_indicator.c.s).label("total"),
-        func.sum(respondent_indicator.c.s * respondent_indicator.c.s).label("total_sq"),
-    ).group_by(respondent_indicator.c.community_id, respondent_indicator.c.code)
-    respondent = _respondent_query(quarter).subquery()
-    overall = select(
-        respondent.c.community_id,
-        literal("overall").label("level"),
-        literal("").label("code"),
-        func.count().label("n"),
-        func.sum(respondent.c.score).label("total"),
-        func.sum(respondent.c.score * respondent.c.score).label("total_sq"),
-    ).group_by(respondent.c.community_id)
-    frames = [
-        pd.DataFrame(
-            session.execute(q).all(), columns=["community_id", "level", "code", "n", "total", "total_sq"]
+    parts = pd.DataFrame(
+        session.execute(per_respondent).all(), columns=["response_id", "community_id", "code", "count", "sum"]
+    )
+    indicator = parts.loc[parts["code"] != ""].assign(s=lambda f: f["sum"] / f["count"])
+    overall = parts.groupby(["response_id", "community_id"], sort=False)[["count", "sum"]].sum().reset_index()
+    overall = overall.assign(s=overall["sum"] / overall["count"], code="")
+    levels = []
+    for level, frame in (("indicator", indicator), ("overall", overall)):
+        grouped = (
+            frame.assign(s2=frame["s"] * frame["s"])
+            .groupby(["community_id", "code"], sort=False)
+            .agg(n=("s", "size"), total=("s", "sum"), total_sq=("s2", "sum"))
+            .reset_index()
+            .assign(level=level)
         )
-        for q in (per_question, per_indicator, overall)
-    ]
-    return pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+        levels.append(grouped)
+    frames = [f for f in (questions, *levels) if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else questions
 
 
 def _respondent_query(quarter: str) -> Any:
