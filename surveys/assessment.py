@@ -24,7 +24,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -669,7 +669,8 @@ def run_scoring(
         _explain(rows, root, inputs.values, weights_label=system.rollup)
     session.execute(delete(Score).where(Score.run_id == run.id))
     if rows:
-        session.execute(insert(Score), [{**row, "run_id": run.id} for row in rows])
+        # Core insert on the table: one batched executemany (the ORM bulk path splits batches at every NULL).
+        session.execute(insert(cast(Table, Score.__table__)), [{**row, "run_id": run.id} for row in rows])
     run.system_id = system.id
     run.composite_id = composite.id
     run.computed_at = utcnow()
