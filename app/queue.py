@@ -56,8 +56,8 @@ def queue_name(app: Flask, name: str) -> str:
 
 
 def job_id(task: str, args: tuple[Any, ...]) -> str:
-    """Deterministic id: re-enqueueing the same work names the same job."""
-    return ":".join([task.rsplit(".", 1)[-1], *(str(a) for a in args)])
+    """Deterministic id: re-enqueueing the same work names the same job (rq 2+/3 allows only [A-Za-z0-9_-])."""
+    return "-".join([task.rsplit(".", 1)[-1], *(str(a) for a in args)])
 
 
 def enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> bool:
