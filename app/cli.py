@@ -89,7 +89,15 @@ def _load_demo() -> list:
 
     logins = load_demo(db.session, token_key())
     db.session.commit()
+    _route_waiting_cases()
     return logins
+
+
+def _route_waiting_cases() -> None:
+    """Enqueue routing for cases that wait in submitted (the demo samples, or any left while Redis was down)."""
+    from routing.jobs import sweep
+
+    sweep(older_than_seconds=0)
 
 
 def _print_logins(logins: list) -> None:
@@ -104,7 +112,8 @@ def _print_logins(logins: list) -> None:
 @click.option("--queues", default="routing,scoring,default", show_default=True)
 @click.option("--burst", is_flag=True, help="处理完队列后退出")
 @click.option("--fork", is_flag=True, help="每个任务单独 fork 子进程（隔离更强，吞吐更低）")
-def worker(queues: str, burst: bool, fork: bool) -> None:
+@click.option("--beat-interval", default=60, show_default=True, help="补派与时限扫描的周期（秒），0 为不运行")
+def worker(queues: str, burst: bool, fork: bool, beat_interval: int) -> None:
     """Run an RQ worker with the app preloaded (SimpleWorker by default: see README on throughput)."""
     from rq import SimpleWorker, Worker
 
@@ -116,6 +125,11 @@ def worker(queues: str, burst: bool, fork: bool) -> None:
     set_worker_app(app)
     names = [queue_name(app, q.strip()) for q in queues.split(",") if q.strip()]
     worker_class = Worker if fork else SimpleWorker
+    if beat_interval > 0 and not burst:
+        from app.routing_cli import start_beat
+
+        # Sweeper + deadline scan; a Redis lock makes one beat per period work across all workers.
+        start_beat(app, beat_interval)
     worker_class(names, connection=redis_for(app)).work(burst=burst, with_scheduler=True)
 
 

@@ -55,9 +55,13 @@ def queue_name(app: Flask, name: str) -> str:
     return f"{app.config.get('RQ_QUEUE_PREFIX') or ''}{name}"
 
 
-def job_id(task: str, args: tuple[Any, ...]) -> str:
-    """Deterministic id: re-enqueueing the same work names the same job (rq 2+/3 allows only [A-Za-z0-9_-])."""
-    return "-".join([task.rsplit(".", 1)[-1], *(str(a) for a in args)])
+def job_id(app: Flask, task: str, args: tuple[Any, ...]) -> str:
+    """Deterministic id: re-enqueueing the same work names the same job (rq 2+/3 allows only [A-Za-z0-9_-]).
+
+    The queue prefix is part of it, so runs that share one Redis under different prefixes never collide.
+    """
+    prefix = app.config.get("RQ_QUEUE_PREFIX") or ""
+    return prefix + "-".join([task.rsplit(".", 1)[-1], *(str(a) for a in args)])
 
 
 def enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> bool:
@@ -74,7 +78,7 @@ def enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> bool:
             "app.tasks.run_task",
             task,
             *args,
-            job_id=job_id(task, args) if policy.unique_by_args else None,
+            job_id=job_id(app, task, args) if policy.unique_by_args else None,
             job_timeout=policy.timeout,
             result_ttl=policy.result_ttl,
             failure_ttl=policy.failure_ttl,

@@ -1,9 +1,24 @@
-"""Who may see what of a case: the server-side rules every view and API call goes through."""
+"""Who may see what of a case: the one set of server-side rules every view, API call and service uses."""
 
 from __future__ import annotations
 
 from core.models import Role, Unit, User
 from routing.models import Case
+from routing.rules import HOTLINE_CENTRE_CODE
+
+
+def acts_for_city(user: User) -> bool:
+    """Whether a dispatcher works for the whole city (at the city itself or the hotline centre)."""
+    unit = user.unit
+    return (
+        user.role == Role.dispatcher
+        and unit is not None
+        and (unit.parent_id is None or unit.code == HOTLINE_CENTRE_CODE)
+    )
+
+
+def _is_city_level(user: User) -> bool:
+    return user.unit is not None and user.unit.parent_id is None
 
 
 def _within(unit: Unit | None, case: Case) -> bool:
@@ -14,8 +29,15 @@ def _within(unit: Unit | None, case: Case) -> bool:
     return any(place is not None and place.path.startswith(unit.path) for place in places)
 
 
+def summoned(user: User, case: Case) -> bool:
+    """Whether the user's unit was summoned (吹哨) to this case and has not yet answered for good."""
+    return user.unit_id is not None and any(
+        s.unit_id == user.unit_id and s.closed_at is None for s in case.summons
+    )
+
+
 def can_view(user: User | None, case: Case) -> bool:
-    """Staff see cases of their subtree or at their unit; the city and admins see all; residents their own."""
+    """Staff see cases of their subtree, at their unit or summoned to; the city and admins see all."""
     if user is None:
         return False
     if user.role == Role.admin:
@@ -24,9 +46,13 @@ def can_view(user: User | None, case: Case) -> bool:
         return case.resident_id == user.id
     if user.role in (Role.operator, Role.evaluator):
         return True  # hotline callbacks and assessment read across the city; contacts stay masked
-    if user.unit is not None and user.unit.parent_id is None:
-        return True  # the city level
-    return _within(user.unit, case) or (user.unit_id is not None and user.unit_id == case.current_unit_id)
+    if _is_city_level(user) or acts_for_city(user):
+        return True
+    return (
+        _within(user.unit, case)
+        or (user.unit_id is not None and user.unit_id == case.current_unit_id)
+        or summoned(user, case)
+    )
 
 
 def can_see_contact(user: User | None, case: Case) -> bool:
@@ -36,7 +62,7 @@ def can_see_contact(user: User | None, case: Case) -> bool:
     if user.role == Role.admin:
         return True
     if user.role == Role.dispatcher:
-        return _within(user.unit, case) or (user.unit is not None and user.unit.parent_id is None)
+        return _within(user.unit, case) or acts_for_city(user)
     if user.role == Role.handler:
         return user.unit_id is not None and user.unit_id == case.current_unit_id
     return False

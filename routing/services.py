@@ -28,6 +28,7 @@ from core.db import utcnow
 from core.i18n import N_, DomainError
 from core.models import Category, LimitUnit, Role, Unit, User, city_root, unit_by_code
 from routing import access, notify
+from routing.access import acts_for_city
 from routing.calendar import Limit, WorkCalendar
 from routing.calendar import deadline as calendar_deadline
 from routing.lifecycle import (
@@ -175,16 +176,6 @@ def unit_ref(unit: Unit | None) -> UnitRef | None:
     return UnitRef(unit.id, unit.level.value, tuple(unit.ancestor_ids()[:-1]))
 
 
-def acts_for_city(user: User) -> bool:
-    """Whether a dispatcher works for the whole city (at the city itself or the hotline centre)."""
-    unit = user.unit
-    return (
-        user.role == Role.dispatcher
-        and unit is not None
-        and (unit.parent_id is None or unit.code == HOTLINE_CENTRE_CODE)
-    )
-
-
 def actor_for(session: Session, user: User | None) -> Actor:
     """The lifecycle actor of a user; ``None`` is the resident holding the case's private link."""
     if user is None:
@@ -303,17 +294,9 @@ def _role_label(user: User | None, actor_id: int | None, actor_role: str) -> str
 # --- loading and visibility --------------------------------------------------------------------
 
 
-def _summoned(case: Case, user: User) -> bool:
-    return user.unit_id is not None and any(
-        s.unit_id == user.unit_id and s.closed_at is None for s in case.summons
-    )
-
-
 def can_view(session: Session, user: User | None, case: Case) -> bool:
-    """Whether ``user`` may see the case: routing.access, plus the hotline centre and summoned units."""
-    if user is None:
-        return False
-    return access.can_view(user, case) or acts_for_city(user) or _summoned(case, user)
+    """Whether ``user`` may see the case (the rules live in routing.access)."""
+    return access.can_view(user, case)
 
 
 def case_for(session: Session, case_id: int, user: User | None) -> Case:

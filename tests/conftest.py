@@ -64,6 +64,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
             load_demo(db.session, token_key())
         db.session.commit()
         db.session.remove()
+        from routing.jobs import sweep
+
+        sweep(older_than_seconds=0)  # route the demo samples (jobs run inline), as `flask demo` does
     yield application
     with application.app_context():
         db.session.remove()

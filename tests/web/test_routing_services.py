@@ -394,7 +394,9 @@ def test_summoned_department_sees_and_answers(session: Session) -> None:
 def test_sweeper_routes_a_case_stuck_in_submitted(session: Session) -> None:
     case = new_case(session)
     session.commit()  # the fixture turns this into a savepoint; the job's own session sees the case
-    assert jobs.sweep(older_than_seconds=60, now=utcnow()) == 0
+    jobs.sweep(older_than_seconds=60, now=utcnow())
+    session.expire_all()
+    assert case.state == State.submitted  # younger than the threshold: left to its own job
     assert jobs.sweep(older_than_seconds=60, now=utcnow() + timedelta(minutes=5)) >= 1
     session.expire_all()
     assert case.state == State.dispatched and case.current_unit.code == COMMUNITY
