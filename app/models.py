@@ -1,8 +1,8 @@
 """Imports every model module so the metadata knows all tables (used by migrations and tests)."""
 
-import surveys.models  # noqa: F401 - registers the survey tables
-from core.models import Category, Unit, User
-from routing.models import Case, CaseEvent
-from surveys.indicators import CompositeWeights, EvaluatorEntry, IndicatorSystem, ReviewItem, Score, ScoringRun  # noqa: F401
+import core.models
+import routing.models
+import surveys.indicators
+import surveys.models
 
-__all__ = ["Case", "CaseEvent", "Category", "Unit", "User"]
+__all__ = ["core", "routing", "surveys"]
