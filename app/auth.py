@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -19,9 +20,11 @@ from app.extensions import db, login_manager
 from core.db import DbSession
 from core.i18n import DomainError
 from core.models import STAFF_ROLES, Role, Unit, User
+from routing.intake import MOBILE, normalise_phone
 
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
+USERNAME = re.compile(r"^[A-Za-z0-9_-]{3,40}$")
 
 
 class LoginForm(FlaskForm):
@@ -60,6 +63,22 @@ def init_app(app: Flask) -> None:
         return SessionUser(user) if user is not None and user.active else None
 
     app.register_blueprint(bp)
+
+
+class RegisterForm(FlaskForm):
+    """A resident's own account: follow all one's requests in one place."""
+
+    username = StringField(
+        "用户名",
+        validators=[
+            DataRequired(message="请输入用户名"),
+            Length(min=3, max=40, message="用户名长度应为 3–40 个字符"),
+        ],
+    )
+    display_name = StringField("称呼", validators=[Length(max=40)])
+    phone = StringField("手机号码", render_kw={"inputmode": "tel", "autocomplete": "tel"})
+    password = PasswordField("密码（至少 8 位）", validators=[DataRequired(message="请输入密码")])
+    confirm = PasswordField("再次输入密码", validators=[DataRequired(message="请再次输入密码")])
 
 
 def signed_in_user() -> User | None:
@@ -114,6 +133,20 @@ def create_user(
     return user
 
 
+def register_resident(
+    session: DbSession, username: str, password: str, phone: str, display_name: str = ""
+) -> User:
+    """Create a resident account (residents are not bound to a unit); flush only."""
+    normalised = normalise_phone(phone)
+    if not MOBILE.match(normalised):
+        raise DomainError("invalid", "手机号码格式不正确，应为 11 位大陆手机号", "phone")
+    if not USERNAME.match(username):
+        raise DomainError("invalid", "用户名只能包含字母、数字、下划线和短横线", "username")
+    user = create_user(session, username, password, Role.resident, None, display_name or username)
+    user.phone = normalised
+    return user
+
+
 def authenticate(session: DbSession, username: str, password: str) -> User | None:
     """The active user with these credentials, or None."""
     user = session.scalar(select(User).where(User.username == username))
@@ -138,6 +171,33 @@ def login() -> Any:
                 target = url_for("web.home")
             return redirect(target)
     return render_template("login.html", form=form)
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register() -> Any:
+    """Residents create an account (optional: anyone may submit without one)."""
+    form = RegisterForm()
+    if form.validate_on_submit():
+        if form.password.data != form.confirm.data:
+            form.confirm.errors = [*form.confirm.errors, _("两次输入的密码不一致")]
+        else:
+            try:
+                user = register_resident(
+                    db.session,
+                    (form.username.data or "").strip(),
+                    form.password.data or "",
+                    form.phone.data or "",
+                    (form.display_name.data or "").strip(),
+                )
+            except DomainError as error:
+                db.session.rollback()
+                getattr(form, error.field or "username").errors.append(_(error.message))
+            else:
+                db.session.commit()
+                login_user(SessionUser(user))
+                flash(_("注册成功，已为您登录"))
+                return redirect(url_for("web.my_requests"))
+    return render_template("register.html", form=form)
 
 
 @bp.route("/logout", methods=["POST"])
