@@ -29,17 +29,43 @@ from core import jobs as core_jobs
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CI = os.environ.get("CI", "").lower() == "true"
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-REDIS_URL = os.environ.get("REDIS_URL", "")
+# The suite's DATABASE_URL/REDIS_URL when they name real services, else this machine's local ones.
+_DB = os.environ.get("DATABASE_URL", "")
+DATABASE_URL = (
+    _DB if _DB.startswith(("postgresql", "postgres")) else "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 ROOT = Path(__file__).resolve().parents[2]
 CATEGORIES = ("HW-01", "WY-02", "LJ-01", "SW-01", "DL-04", "ZS-01", "MZ-01", "QT-01")
 COMMUNITIES = ("420102-S1-C1", "420102-S1-C2", "420102-S2-C3", "420103-S1-C1", "420106-S2-C2")
 
-if not CI and not (REDIS_URL and DATABASE_URL.startswith(("postgresql", "postgres"))):
-    pytest.skip(
-        "integration: set REDIS_URL and a PostgreSQL DATABASE_URL (or CI=true) to run real workers",
-        allow_module_level=True,
-    )
+
+def _services_missing() -> str | None:
+    """Why the real PostgreSQL and Redis cannot be used, or None."""
+    import redis
+
+    engine = create_engine(make_url(DATABASE_URL).set(drivername="postgresql+psycopg"))
+    try:
+        engine.connect().close()
+    except Exception as exc:
+        return (
+            f"PostgreSQL at {make_url(DATABASE_URL).render_as_string()} unreachable: {exc.__class__.__name__}"
+        )
+    finally:
+        engine.dispose()
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:
+        return f"Redis at {REDIS_URL} unreachable: {exc.__class__.__name__}"
+    finally:
+        client.close()
+    return None
+
+
+_missing = _services_missing()
+if _missing and not CI:
+    pytest.skip(f"integration needs real PostgreSQL and Redis: {_missing}", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
