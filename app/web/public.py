@@ -21,6 +21,7 @@ from routing.intake import (
     IdempotencyConflict,
     IntakeRejected,
     Submission,
+    case_token,
     check_token,
     find_case,
     normalise_phone,
@@ -152,8 +153,6 @@ def lookup() -> Any:
     if form.validate_on_submit():
         case = find_case(db.session, form.tracking_number.data or "")
         if case is not None and case.contact_phone == normalise_phone(form.contact_phone.data or ""):
-            from routing.intake import case_token
-
             return redirect(
                 url_for(
                     "web.status",
