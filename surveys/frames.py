@@ -16,7 +16,8 @@ Result levels of :func:`community_results` (long format, one row per community �
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,16 @@ from sqlalchemy.orm import Session
 from core.models import Unit
 from core.quarter import Quarter
 from surveys.definitions import SurveyError
-from surveys.models import Answer, Question, QuestionKind, Survey, SurveyResponse, SurveyStatus
-from surveys.stats import compare_quarters, wilson_interval_array, z_value
+from surveys.models import (
+    Answer,
+    Question,
+    QuestionKind,
+    Survey,
+    SurveyResponse,
+    SurveySection,
+    SurveyStatus,
+)
+from surveys.stats import StatsError, compare_quarters, cronbach_alpha, rake, wilson_interval_array, z_value
 
 RESULT_COLUMNS = ["community_code", "community_name", "level", "code", "n", "index", "sd", "low", "high"]
 SATISFACTION_VALUES = ("satisfied", "basically_satisfied", "dissatisfied")
@@ -395,3 +404,239 @@ def results_export_frame(results: pd.DataFrame) -> pd.DataFrame:
     for column in ("index", "sd", "low", "high"):
         out[column] = out[column].astype(float).round(2)
     return out.rename(columns=labels)
+
+
+# ------------------------------------------------------------------------------------------------ weighting
+
+# Margin dimension → respondent column (the district margin is matched on the respondent's district code).
+MARGIN_FIELDS = {"age_band": "age_band", "gender": "gender", "district": "district_code"}
+DIMENSION_LABELS = {"age_band": "年龄段", "gender": "性别", "district": "区"}
+UNANSWERED = "（未填写）"
+WEIGHTED_COLUMNS = [
+    "community_code",
+    "community_name",
+    "n",
+    "index",
+    "low",
+    "high",
+    "w_index",
+    "w_low",
+    "w_high",
+    "n_eff",
+]
+
+
+def survey_respondents(session: Session, survey_id: int) -> pd.DataFrame:
+    """One row per respondent of a survey with a likert answer: response_id, community_code,
+    community_name, age_band, gender, district_code, score (mean answered item, 0–100)."""
+    sub = (
+        _joined(
+            select(
+                SurveyResponse.id.label("response_id"),
+                SurveyResponse.community_id.label("community_id"),
+                func.avg(_score()).label("score"),
+            )
+        )
+        .where(
+            Survey.id == survey_id,
+            Question.kind == QuestionKind.likert5,
+            Answer.dont_know.is_(False),
+            Answer.value_num.is_not(None),
+        )
+        .group_by(SurveyResponse.id, SurveyResponse.community_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            sub.c.response_id,
+            Unit.code,
+            Unit.name,
+            SurveyResponse.age_band,
+            SurveyResponse.gender,
+            SurveyResponse.district_code,
+            sub.c.score,
+        )
+        .join(Unit, Unit.id == sub.c.community_id)
+        .join(SurveyResponse, SurveyResponse.id == sub.c.response_id)
+        .order_by(sub.c.response_id)
+    ).all()
+    columns = [
+        "response_id",
+        "community_code",
+        "community_name",
+        "age_band",
+        "gender",
+        "district_code",
+        "score",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["score"] = frame["score"].astype(float)
+    return frame
+
+
+def rake_respondents(
+    respondents: pd.DataFrame, margins: Mapping[str, Mapping[str, float]]
+) -> tuple[pd.Series | None, str]:
+    """Raking weights of respondents to population margins, or (None, the zh-CN reason) to fall back.
+
+    A respondent who left a weighting field blank (the fields are optional) stays in the cell
+    "（未填写）", whose target is its own sample share: the population shares are spread over the
+    respondents who answered, so blanks neither gain nor lose weight. The raking itself is
+    :func:`surveys.stats.rake`; a margin category with no respondent, a respondent category the margins
+    lack, or no convergence gives no weights and the reason.
+    """
+    if respondents.empty:
+        return None, "没有有效答卷，无法加权。"
+    if not margins:
+        return None, "尚未上传总体边际分布。"
+    sample = pd.DataFrame(index=respondents.index)
+    targets: dict[str, pd.Series] = {}
+    for dimension, population in margins.items():
+        label = DIMENSION_LABELS.get(dimension, dimension)
+        values = respondents[MARGIN_FIELDS[dimension]].fillna("").astype(str)
+        blank = values == ""
+        shares = pd.Series(dict(population), dtype=float)
+        shares = shares / shares.sum()
+        missing = float(blank.mean())
+        if missing >= 1.0:
+            return None, f"所有受访者都未填写{label}，无法按{label}加权。"
+        absent = [c for c in shares.index if shares[c] > 0 and not (values == c).any()]
+        if absent:
+            return None, f"{label}“{'、'.join(absent[:5])}”在样本中没有受访者，无法加权，以下为未加权结果。"
+        extra = sorted(set(values[~blank]) - set(shares.index))
+        if extra:
+            return None, f"样本中的{label}“{'、'.join(extra[:5])}”不在上传的边际分布中，无法加权。"
+        target = shares * (1.0 - missing)
+        if missing > 0:
+            target[UNANSWERED] = missing
+        sample[dimension] = values.where(~blank, UNANSWERED)
+        targets[dimension] = target
+    try:
+        weights = rake(sample, targets)
+    except StatsError as error:
+        if error.code == "not_converged":
+            return None, "加权迭代未收敛（各边际分布可能相互矛盾），以下为未加权结果。"
+        return None, f"无法加权：{error.message}"
+    return weights, ""
+
+
+def _weighted_t(frame: pd.DataFrame, weight: str, confidence: float) -> pd.DataFrame:
+    """Per community: weighted mean, Kish n_eff and the t interval of :func:`surveys.stats.mean_t_interval`."""
+    w = frame[weight].to_numpy(dtype=float)
+    x = frame["score"].to_numpy(dtype=float)
+    parts = pd.DataFrame(
+        {"community_code": frame["community_code"], "w": w, "w2": w * w, "wx": w * x, "wxx": w * x * x}
+    )
+    g = parts.groupby("community_code", sort=True).sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = g["wx"] / g["w"]
+        n_eff = g["w"] ** 2 / g["w2"]
+        # Σw(x − mean)² = Σwx² − Σw·mean²; clipped at 0 against rounding for constant groups.
+        var = np.clip(g["wxx"] / g["w"] - mean * mean, 0.0, None) * n_eff / (n_eff - 1.0)
+        ok = n_eff > 1.0 + 1e-12
+        t = np.where(ok, sps.t.ppf(0.5 + confidence / 2.0, np.where(ok, n_eff - 1.0, 1.0)), np.nan)
+        half = t * np.sqrt(var / n_eff)
+    return pd.DataFrame(
+        {"index": mean, "low": mean - half, "high": mean + half, "n_eff": n_eff}, index=g.index
+    )
+
+
+@dataclass
+class WeightedResults:
+    """Per-community index of one survey, unweighted and (when possible) raked to population margins."""
+
+    table: pd.DataFrame
+    weighted: bool
+    reason: str = ""
+    margins: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def weighted_results(
+    session: Session,
+    survey_id: int,
+    margins: Mapping[str, Mapping[str, float]],
+    confidence: float = 0.95,
+) -> WeightedResults:
+    """Unweighted and raked satisfaction index per community of a survey (columns WEIGHTED_COLUMNS).
+
+    Weights are raked over all the survey's respondents (the margins describe the city), then each
+    community's index is the weighted mean of its respondents' scores with a t interval on Kish's
+    effective n (as :func:`surveys.stats.mean_t_interval`). Without usable weights the w_* columns repeat
+    the unweighted figures, ``weighted`` is False and ``reason`` says why in Chinese.
+    """
+    z_value(confidence)
+    respondents = survey_respondents(session, survey_id)
+    used = {d: dict(m) for d, m in margins.items()}
+    weights, reason = rake_respondents(respondents, used)
+    if respondents.empty:
+        return WeightedResults(pd.DataFrame(columns=WEIGHTED_COLUMNS), False, reason, used)
+    frame = respondents.assign(one=1.0, weight=1.0 if weights is None else weights)
+    plain = _weighted_t(frame, "one", confidence)
+    raked = _weighted_t(frame, "weight", confidence)
+    names = frame.groupby("community_code", sort=True).agg(
+        community_name=("community_name", "first"), n=("score", "size")
+    )
+    table = pd.concat(
+        [
+            names,
+            plain[["index", "low", "high"]],
+            raked.rename(columns={"index": "w_index", "low": "w_low", "high": "w_high"}),
+        ],
+        axis=1,
+    ).reset_index()
+    return WeightedResults(table[WEIGHTED_COLUMNS], weights is not None, reason, used)
+
+
+# ----------------------------------------------------------------------------------------------- reliability
+
+RELIABILITY_COLUMNS = ["scope", "title", "items", "n_used", "alpha", "note"]
+
+
+def reliability(session: Session, survey_id: int) -> pd.DataFrame:
+    """Cronbach's alpha of a survey's likert items, for the whole survey and for each section.
+
+    Rows: scope ("survey" | "section"), title, items (k), n_used (respondents answering every item:
+    listwise deletion, "不了解/不适用" counts as missing), alpha (NaN when it cannot be computed) and note
+    (the Chinese reason then).
+    """
+    questions = session.execute(
+        select(Question.id, Question.name, SurveySection.title)
+        .outerjoin(SurveySection, SurveySection.id == Question.section_id)
+        .where(Question.survey_id == survey_id, Question.kind == QuestionKind.likert5)
+        .order_by(Question.position)
+    ).all()
+    answers = pd.DataFrame(
+        session.execute(
+            select(Answer.response_id, Answer.question_id, Answer.value_num)
+            .join(SurveyResponse, SurveyResponse.id == Answer.response_id)
+            .join(Question, Question.id == Answer.question_id)
+            .where(
+                SurveyResponse.survey_id == survey_id,
+                Question.kind == QuestionKind.likert5,
+                Answer.dont_know.is_(False),
+            )
+        ).all(),
+        columns=["response_id", "question_id", "value"],
+    )
+    wide = answers.pivot_table(index="response_id", columns="question_id", values="value", aggfunc="first")
+    wide = wide.reindex(columns=[q.id for q in questions]).astype(float)
+    scopes: list[tuple[str, str, list[int]]] = [("survey", "全卷", [q.id for q in questions])]
+    sections: dict[str, list[int]] = {}
+    for q in questions:
+        if q.title:
+            sections.setdefault(q.title, []).append(q.id)
+    scopes += [("section", title, ids) for title, ids in sections.items()]
+    rows = []
+    for scope, title, ids in scopes:
+        items = wide[ids]
+        n_used = int(items.notna().all(axis=1).sum()) if len(ids) else 0
+        alpha, note = float("nan"), ""
+        if len(ids) < 2:
+            note = "量表题少于 2 道，无法计算 Cronbach α。"
+        else:
+            try:
+                alpha = cronbach_alpha(items)
+            except StatsError as error:
+                note = error.message
+        rows.append((scope, title, len(ids), n_used, alpha, note))
+    return pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)

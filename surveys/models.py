@@ -207,3 +207,16 @@ class PaperUpload(Base):
     stored: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[Any] = mapped_column(JSON, default=list)  # [[line, column, message], ...]
+
+
+class SurveyMargin(Base):
+    """A population margin for weighting one survey: share or count of a category of a dimension."""
+
+    __tablename__ = "survey_margins"
+    __table_args__ = (UniqueConstraint("survey_id", "dimension", "category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"), index=True)
+    dimension: Mapped[str] = mapped_column(String(20))  # age_band | gender | district
+    category: Mapped[str] = mapped_column(String(40))
+    value: Mapped[float] = mapped_column(Float)  # a share or a count: normalised within the dimension

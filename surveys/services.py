@@ -20,16 +20,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.csvio import RowError
+from core.csvio import ImportRejected, RowError, read_rows
 from core.db import utcnow
 from core.i18n import N_
 from core.models import Level, Unit, User
 from core.quarter import Quarter
 from surveys.definitions import (
+    AGE_BANDS,
+    GENDERS,
     AnswerValue,
     QuestionSpec,
     SurveyError,
@@ -45,6 +47,7 @@ from surveys.models import (
     Question,
     Survey,
     SurveyContact,
+    SurveyMargin,
     SurveyResponse,
     SurveySection,
     SurveyStatus,
@@ -463,4 +466,83 @@ def progress(
         if population not in cache:
             cache[population] = required_sample(population, margin, sd, confidence)
         out.append(Progress(code, name, population, int(n), cache[population]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- weighting
+
+MARGIN_DIMENSIONS = {"age_band": N_("年龄段"), "gender": N_("性别"), "district": N_("区")}
+MARGIN_COLUMNS = ("dimension", "category", "share_or_count")
+
+
+def set_margins(session: Session, survey: Survey, data: bytes | str) -> int:
+    """Replace a survey's population margins from CSV (dimension, category, share_or_count); all or nothing.
+
+    Dimensions are age_band, gender and district (a district unit code); a value is a share or a count,
+    normalised within its dimension. Any bad line rejects the whole file (:class:`ImportRejected`) and the
+    margins stored before stay as they were. Returns the number of margin rows stored.
+    """
+    districts = set(session.scalars(select(Unit.code).where(Unit.level == Level.district)))
+    allowed = {"age_band": set(dict(AGE_BANDS)), "gender": set(dict(GENDERS)), "district": districts}
+    errors: list[RowError] = []
+    seen: dict[tuple[str, str], int] = {}
+    first_line: dict[str, int] = {}
+    totals: dict[str, float] = {}
+    parsed: list[SurveyMargin] = []
+    for line, row in read_rows(data, MARGIN_COLUMNS):
+        dimension, category, text = row["dimension"], row["category"], row["share_or_count"]
+        if dimension not in MARGIN_DIMENSIONS:
+            errors.append(RowError(line, N_("维度只能是 age_band、gender 或 district"), "dimension"))
+            continue
+        if category not in allowed[dimension]:
+            what = N_("区代码不存在") if dimension == "district" else N_("类别不在可选范围内")
+            errors.append(RowError(line, f"{what}：{category or N_('（空）')}", "category"))
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value >= 0 and value != float("inf")):
+            errors.append(RowError(line, N_("占比或人数必须是非负数"), "share_or_count"))
+            continue
+        if (dimension, category) in seen:
+            errors.append(
+                RowError(line, f"{N_('与第')} {seen[dimension, category]} {N_('行重复')}", "category")
+            )
+            continue
+        seen[dimension, category] = line
+        parsed.append(SurveyMargin(survey_id=survey.id, dimension=dimension, category=category, value=value))
+        first_line.setdefault(dimension, line)
+        totals[dimension] = totals.get(dimension, 0.0) + value
+    for dimension, total in totals.items():
+        if total <= 0:
+            errors.append(
+                RowError(first_line[dimension], N_("该维度的占比或人数合计必须大于 0"), "share_or_count")
+            )
+    if not seen and not errors:
+        errors.append(RowError(1, N_("文件中没有边际分布")))
+    if errors:
+        raise ImportRejected(errors)
+    session.execute(delete(SurveyMargin).where(SurveyMargin.survey_id == survey.id))
+    session.add_all(parsed)
+    session.flush()
+    return len(parsed)
+
+
+def clear_margins(session: Session, survey: Survey) -> None:
+    """Remove a survey's margins: its results go back to unweighted only."""
+    session.execute(delete(SurveyMargin).where(SurveyMargin.survey_id == survey.id))
+    session.flush()
+
+
+def survey_margins(session: Session, survey_id: int) -> dict[str, dict[str, float]]:
+    """Stored margins of a survey: {dimension: {category: share or count}} in upload order."""
+    rows = session.execute(
+        select(SurveyMargin.dimension, SurveyMargin.category, SurveyMargin.value)
+        .where(SurveyMargin.survey_id == survey_id)
+        .order_by(SurveyMargin.id)
+    ).all()
+    out: dict[str, dict[str, float]] = {}
+    for dimension, category, value in rows:
+        out.setdefault(dimension, {})[category] = float(value)
     return out

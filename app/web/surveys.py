@@ -105,6 +105,12 @@ class PaperForm(FlaskForm):
     file = FileField("CSV 或 XLSX 文件")
 
 
+class MarginsForm(FlaskForm):
+    """Population margins for weighting (CSV: dimension, category, share_or_count)."""
+
+    file = FileField("总体边际分布（CSV）")
+
+
 # ---------------------------------------------------------------------------------------------- helpers
 
 
@@ -283,6 +289,9 @@ def _editor(survey: Survey, error: str = "", problems: Sequence[RowError] = (), 
         section_form=section_form,
         question_form=question_form,
         import_form=ImportForm(formdata=None),
+        margins_form=MarginsForm(formdata=None),
+        margins=services.survey_margins(_db(), survey.id),
+        DIMENSION_LABELS=frames.DIMENSION_LABELS,
         error=error,
         problems=problems,
         KIND_LABELS=KIND_LABELS,
@@ -372,6 +381,29 @@ def import_xlsform(survey_id: int) -> Any:
         return _error_page(survey, error)
     _db().commit()
     flash(_("已导入 %(n)s 道题", n=added))
+    return redirect(url_for("surveys.editor", survey_id=survey.id))
+
+
+@bp.route("/surveys/<int:survey_id>/margins", methods=["POST"])
+@roles_required(*EVALUATORS)
+def margins(survey_id: int) -> Any:
+    """Replace (or with ``clear`` remove) the survey's population margins for weighting; all or nothing."""
+    survey = _survey(survey_id)
+    if request.form.get("clear"):
+        services.clear_margins(_db(), survey)
+        _db().commit()
+        flash(_("已清除总体边际分布，结果只显示未加权指数"))
+        return redirect(url_for("surveys.editor", survey_id=survey.id))
+    data, _name = _upload(MarginsForm().file)
+    if not data:
+        return _editor(survey, error=_("请选择要上传的边际分布 CSV 文件")), 422
+    try:
+        count = services.set_margins(_db(), survey, data)
+    except ImportRejected as rejected:
+        _db().rollback()
+        return _editor(survey, error=_("边际分布未保存，请修改以下问题后重试"), problems=rejected.errors), 422
+    _db().commit()
+    flash(_("已保存 %(n)s 条总体边际分布", n=count))
     return redirect(url_for("surveys.editor", survey_id=survey.id))
 
 
@@ -587,6 +619,19 @@ def results() -> Any:
     )
     change = frames.quarter_change(_db(), quarter)
     callbacks = callback_results(_db(), quarter)
+    surveys = _db().scalars(
+        select(Survey)
+        .where(Survey.quarter == str(quarter), Survey.status != SurveyStatus.draft)
+        .order_by(Survey.title, Survey.version)
+    )
+    per_survey = [
+        (
+            survey,
+            frames.reliability(_db(), survey.id),
+            frames.weighted_results(_db(), survey.id, services.survey_margins(_db(), survey.id)),
+        )
+        for survey in surveys
+    ]
     detail = table[table["level"] != "overall"]
     return render_template(
         "surveys/results.html",
@@ -597,6 +642,8 @@ def results() -> Any:
         line=line,
         change=change.reset_index(),
         callbacks=callbacks,
+        per_survey=per_survey,
+        DIMENSION_LABELS=frames.DIMENSION_LABELS,
         fmt=_fmt,
         more=len(overall) > MAX_BARS,
     )

@@ -634,3 +634,131 @@ def test_answers_frame_and_callback_source(session):
     assert len(ratings) == 3
     summary = callback_results(session)
     assert summary["n"].sum() == 3 and summary["satisfied"].sum() == 2
+
+
+# ------------------------------------------------------------------------------ weighting and reliability
+
+
+def seed_people(session, survey, community, people):
+    """Online responses (age_band, gender, q_env, q_safe); None in an answer means 不了解."""
+    unit = services.community_by_code(session, community)
+    for age, gender, env, safe in people:
+        raw = {"q_env": ["dk" if env is None else str(env)], "q_safe": ["dk" if safe is None else str(safe)]}
+        services.submit_online(session, survey, unit, raw, services.Respondent(age, gender))
+    session.commit()
+
+
+def post_margins(client, survey, text):
+    return client.post(
+        f"/surveys/{survey.id}/margins",
+        data={"file": (io.BytesIO(text.encode()), "margins.csv")},
+        content_type="multipart/form-data",
+    )
+
+
+MARGINS = "dimension,category,share_or_count\ngender,male,500\ngender,female,500\n"
+
+
+def test_margin_upload_is_validated_by_line_and_all_or_nothing(client, session):
+    survey = make_survey(session)
+    login(client, "evaluator")
+    assert post_margins(client, survey, MARGINS).status_code == 302
+    assert services.survey_margins(session, survey.id) == {"gender": {"male": 500.0, "female": 500.0}}
+    bad = (
+        "dimension,category,share_or_count\n"
+        "age_band,18-29,0.3\n"
+        "age_band,70+,0.2\n"  # line 3: not a listed band
+        "income,high,1\n"  # line 4: not a dimension
+        "gender,male,-1\n"  # line 5: negative
+        "age_band,18-29,0.1\n"  # line 6: repeats line 2
+        "district,999999,5\n"  # line 7: no such district
+        "district,420102,x\n"  # line 8: not a number
+    )
+    response = post_margins(client, survey, bad)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422 and "边际分布未保存" in body
+    for expected in (
+        "第 3 行",
+        "第 4 行",
+        "第 5 行",
+        "第 6 行（category）：与第 2 行重复",
+        "第 7 行",
+        "第 8 行",
+    ):
+        assert expected in body
+    # Nothing half-applied: the earlier margins are untouched.
+    assert services.survey_margins(session, survey.id) == {"gender": {"male": 500.0, "female": 500.0}}
+    zero = post_margins(client, survey, "dimension,category,share_or_count\ngender,male,0\ngender,female,0\n")
+    assert zero.status_code == 422 and "合计必须大于 0" in zero.get_data(as_text=True)
+    assert post_margins(client, survey, "dimension,category\n").status_code == 422
+    assert client.post(f"/surveys/{survey.id}/margins", data={}).status_code == 422
+    assert client.post(f"/surveys/{survey.id}/margins", data={"clear": "1"}).status_code == 302
+    assert services.survey_margins(session, survey.id) == {}
+
+
+def test_weighted_index_by_hand_with_kish_interval(client, session):
+    survey = make_survey(session)
+    # Three men answer 5/5 (score 100), one woman 1/1 (score 0): unweighted 75. Margins 50/50 give the men
+    # 0.5·4/3 = 2/3 each and the woman 2: weighted (3·⅔·100 + 2·0)/4 = 50. Kish n_eff = 4²/(3·4/9 + 4) = 3;
+    # s² = Σw(x − 50)²/Σw · 3/2 = 2500 · 1.5 = 3750; SE = √(3750/3) = 35.355; t(0.975, 2) = 4.303
+    # (any t table) → half-width 152.1.
+    seed_people(session, survey, C1, [("18-29", "male", 5, 5)] * 3 + [("60+", "female", 1, 1)])
+    services.set_margins(session, survey, MARGINS)
+    session.commit()
+    result = frames.weighted_results(session, survey.id, services.survey_margins(session, survey.id))
+    assert result.weighted and result.reason == ""
+    row = result.table.set_index("community_code").loc[C1]
+    assert row["n"] == 4 and row["index"] == pytest.approx(75)
+    assert row["w_index"] == pytest.approx(50) and row["n_eff"] == pytest.approx(3)
+    assert row["w_high"] - row["w_index"] == pytest.approx(4.302653 * math.sqrt(1250), rel=1e-6)
+    plain = satisfaction_index(pd.DataFrame({"s": [100.0, 100.0, 100.0, 0.0]}), points=None)
+    assert (row["low"], row["high"]) == pytest.approx((plain.low, plain.high))
+    login(client, "evaluator")
+    body = client.get("/surveys/results?quarter=2026Q3").get_data(as_text=True)
+    table = re.search(rf'<tr data-community="{C1}">(.*?)</tr>', body.split('class="weighted"')[1], re.S)
+    assert table is not None
+    assert '<td class="unweighted">75.0</td>' in table.group(1)
+    assert '<td class="weighted-index">50.0</td>' in table.group(1)
+    assert "未加权指数" in body and "加权指数" in body and "性别：male=500.0；female=500.0" in body
+    editor = client.get(f"/surveys/{survey.id}").get_data(as_text=True)
+    assert "性别：male=500.0；female=500.0" in editor
+
+
+def test_weighting_falls_back_with_a_reason_when_a_category_is_missing(client, session):
+    survey = make_survey(session)
+    seed_people(session, survey, C1, [("18-29", "male", 5, 5), ("18-29", "female", 3, 3)])
+    services.set_margins(
+        session, survey, "dimension,category,share_or_count\nage_band,18-29,1\nage_band,60+,1\n"
+    )
+    session.commit()
+    login(client, "evaluator")
+    response = client.get("/surveys/results?quarter=2026Q3")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "未能加权：年龄段“60+”在样本中没有受访者" in body
+    section = body.split('class="weighted"')[1]
+    assert '<td class="unweighted">75.0</td>' in section and "weighted-index" not in section
+
+
+def test_cronbach_alpha_per_survey_and_section_with_listwise_deletion(client, session):
+    survey = make_survey(session)
+    # q_env 1,2,3,4 and q_safe 2,1,4,3: item variances 5/3 each, totals 3,3,7,7 with variance 16/3:
+    # α = 2/(2 − 1) · (1 − (10/3)/(16/3)) = 0.75. The fifth respondent said 不了解 on q_safe: left out (n = 4).
+    seed_answers(session, survey, C1, [(1, 2), (2, 1), (3, 4), (4, 3), (5, None)])
+    table = frames.reliability(session, survey.id)
+    whole = table[table["scope"] == "survey"].iloc[0]
+    section = table[table["scope"] == "section"].iloc[0]
+    assert (whole["items"], whole["n_used"], whole["alpha"]) == (2, 4, pytest.approx(0.75))
+    assert section["title"] == "社区服务" and section["alpha"] == pytest.approx(0.75)
+    login(client, "evaluator")
+    body = client.get("/surveys/results?quarter=2026Q3").get_data(as_text=True)
+    row = re.search(r'<tr data-scope="survey">(.*?)</tr>', body, re.S)
+    assert row is not None and re.findall(r"<td>([^<]*)</td>", row.group(1)) == ["全卷", "2", "4", "0.750"]
+    assert "分组：社区服务" in body
+
+
+def test_cronbach_alpha_reports_why_it_cannot_be_computed(session):
+    survey = make_survey(session)
+    seed_answers(session, survey, C1, [(5, None)])
+    whole = frames.reliability(session, survey.id).iloc[0]
+    assert whole["n_used"] == 0 and math.isnan(whole["alpha"]) and "至少需要 2 份完整作答" in whole["note"]

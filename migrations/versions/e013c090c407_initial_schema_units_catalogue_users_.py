@@ -1,8 +1,8 @@
 """initial schema: units, catalogue, users, cases and routing, surveys, assessment
 
-Revision ID: eea685ede679
+Revision ID: e013c090c407
 Revises: 
-Create Date: 2026-11-26 10:47:06.646723
+Create Date: 2026-11-26 11:00:17.874176
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'eea685ede679'
+revision = 'e013c090c407'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -94,6 +94,19 @@ def upgrade():
     )
     with op.batch_alter_table('survey_contacts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_survey_contacts_survey_id'), ['survey_id'], unique=False)
+
+    op.create_table('survey_margins',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('survey_id', sa.Integer(), nullable=False),
+    sa.Column('dimension', sa.String(length=20), nullable=False),
+    sa.Column('category', sa.String(length=40), nullable=False),
+    sa.Column('value', sa.Float(), nullable=False),
+    sa.ForeignKeyConstraint(['survey_id'], ['surveys.id'], name=op.f('fk_survey_margins_survey_id_surveys')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_survey_margins')),
+    sa.UniqueConstraint('survey_id', 'dimension', 'category', name=op.f('uq_survey_margins_survey_id_dimension_category'))
+    )
+    with op.batch_alter_table('survey_margins', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_survey_margins_survey_id'), ['survey_id'], unique=False)
 
     op.create_table('survey_responses',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -600,6 +613,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_survey_responses_community_id'))
 
     op.drop_table('survey_responses')
+    with op.batch_alter_table('survey_margins', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_survey_margins_survey_id'))
+
+    op.drop_table('survey_margins')
     with op.batch_alter_table('survey_contacts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_survey_contacts_survey_id'))
 
