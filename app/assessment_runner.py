@@ -8,15 +8,21 @@ transaction, so a crash leaves the previous results in place.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import case_rates
 from core import jobs
+from core.i18n import DomainError
 from core.quarter import Quarter
 from surveys import assessment
+from surveys.models import Question, Survey, SurveySection
+
+logger = logging.getLogger(__name__)
 
 
 def survey_results(session: Session, quarter: Quarter | str) -> pd.DataFrame:
@@ -28,17 +34,42 @@ def survey_results(session: Session, quarter: Quarter | str) -> pd.DataFrame:
     return frames.community_results(session, str(quarter))
 
 
+def survey_item_labels(session: Session, quarter: Quarter | str) -> dict[str, str]:
+    """Review-list labels for the quarter's survey codes: "section · question text" per question name, and
+    "满意度指标 <code>" for an indicator code (questions mapped to it) when no question has that name.
+
+    The newest survey version of the quarter wins when several carry the same question name.
+    """
+    question, section, survey = Question, SurveySection, Survey
+    rows = session.execute(
+        select(question.name, question.label, section.title, question.indicator_code)
+        .join(survey, survey.id == question.survey_id)
+        .outerjoin(section, section.id == question.section_id)
+        .where(survey.quarter == str(quarter))
+        .order_by(survey.version, question.position)
+    ).all()
+    labels: dict[str, str] = {}
+    for *_, indicator in rows:
+        if indicator:
+            labels.setdefault(str(indicator), f"满意度指标 {indicator}")
+    for name, text, title, _ in rows:
+        labels[str(name)] = f"{title} · {text}" if title else str(text)
+    return {code: label[:200] for code, label in labels.items()}  # ReviewItem.item_label is 200 chars
+
+
 def survey_review_items(session: Session, quarter: Quarter | str) -> pd.DataFrame:
     """Survey questions/indicators per community as review-list candidates (value = index, n = answers)."""
     frame = survey_results(session, quarter)
     normal = assessment.survey_by_code(frame, assessment.load_places(session).communities["code"].pipe(_ids))
     normal = normal[normal["code"] != assessment.SURVEY_ALL]
+    labels = survey_item_labels(session, quarter)
+    codes = normal["code"].astype(str)
     return pd.DataFrame(
         {
             "unit_id": normal["community_id"],
             "kind": "survey_item",
-            "item_code": normal["code"],
-            "item_label": normal["code"],
+            "item_code": codes,
+            "item_label": codes.map(lambda c: labels.get(c, c)),
             "value": normal["index"],
             "n": normal["n"],
         }
@@ -61,6 +92,7 @@ def score_quarter(
         survey_results(session, quarter),
         assessment.entries_frame(session, quarter),
         user_id=user_id,
+        previous_survey_frame=survey_results(session, quarter.previous()),
     )
     history: dict[str, pd.DataFrame] = {}
     q = quarter
@@ -76,7 +108,24 @@ def score_quarter(
 
 
 def run_quarter(quarter: str, publish: bool = False) -> int:
-    """RQ entry point: score the quarter (e.g. "2026Q3") in its own transaction; returns the run id."""
+    """RQ entry point: score the quarter (e.g. "2026Q3") in its own transaction; returns the run id.
+
+    The job's state is recorded for the dashboard: "running" in a short transaction first, "finished"
+    with the results, "failed" with the error in a fresh transaction after the rollback (then re-raised,
+    so RQ's retry policy still applies).
+    """
     with jobs.unit_of_work() as session:
-        run = score_quarter(session, quarter, publish=publish)
-        return int(run.id)
+        assessment.mark_job(session, quarter, assessment.JOB_RUNNING)
+    try:
+        with jobs.unit_of_work() as session:
+            run = score_quarter(session, quarter, publish=publish)
+            assessment.mark_job(session, quarter, assessment.JOB_FINISHED)
+            return int(run.id)
+    except Exception as error:
+        message = error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
+        try:
+            with jobs.unit_of_work() as session:
+                assessment.mark_job(session, quarter, assessment.JOB_FAILED, message)
+        except Exception:  # the database may be what failed; the original error matters more
+            logger.exception("could not record the failure of scoring %s", quarter)
+        raise

@@ -217,6 +217,11 @@ def create_system(
 ) -> IndicatorSystem:
     """Store a new version of the quarter's indicator system (validated; flush only)."""
     quarter = _quarter(quarter)
+    if published_quarter(session, quarter):
+        raise AssessmentError(
+            "system_frozen",
+            N_("{q}的考评结果已发布，该季度的指标体系已冻结，不能再保存新版本").format(q=quarter.label_zh),
+        )
     validate_system(tree, sources)
     if rollup not in ROLLUP_MODES:
         raise AssessmentError("bad_rollup", N_("汇总方式必须是 population（按人口加权）或 equal（等权）"))
@@ -341,6 +346,349 @@ def _find(tree: dict[str, Any], code: str) -> dict[str, Any] | None:
         if found is not None:
             return found
     return None
+
+
+# --- tree editor: one operation = one new version ------------------------------------------------------
+
+RULE_KIND_LABELS: dict[str, str] = {
+    "linear": N_("线性（区间内按比例得分）"),
+    "steps": N_("分档（达到门槛得相应比例）"),
+    "deduction": N_("扣分（每项扣分，扣完为止）"),
+    "bonus": N_("加分（每项加分，封顶）"),
+    "veto": N_("一票否决"),
+}
+# Form field → (rule key, zh-CN label, type); the editor's forms post these names.
+RULE_FORM_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "linear": (("lower", N_("下限"), "number"), ("upper", N_("上限"), "number"),
+               ("higher_is_better", N_("越高越好"), "bool")),
+    "steps": (("thresholds", N_("档位"), "steps"),),
+    "deduction": (("per_item", N_("每项扣分"), "number"),),
+    "bonus": (("per_item", N_("每项加分"), "number"), ("cap", N_("加分上限"), "number")),
+    "veto": (("threshold", N_("否决线"), "number"), ("below", N_("低于否决线即否决"), "bool")),
+}  # fmt: skip
+VETO_SCOPE_LABELS = {
+    "leaf": N_("仅本项得 0 分"),
+    "node": N_("上级指标整体得 0 分"),
+    "unit": N_("整个单位总分为 0"),
+}
+SOURCE_KIND_LABELS = {"case": N_("诉求数据"), "survey": N_("问卷调查"), "entry": N_("考评录入")}
+MAX_CODE_LENGTH = 60  # Score.node_code
+
+
+def _form_number(text: Any, label: str, code: str = "not_numeric") -> float:
+    """Read a number typed into a form ("3", "0.5", "1/3" not allowed here) or refuse in Chinese."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        raw = str(text or "").strip()
+        if not raw:
+            raise AssessmentError("missing_value", N_("请填写{label}").format(label=label), label)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise AssessmentError(code, N_("{label}必须是数字").format(label=label), label) from None
+    if not math.isfinite(value):
+        raise AssessmentError(code, N_("{label}必须是有限的数字").format(label=label), label)
+    return value
+
+
+def _form_bool(text: Any) -> bool:
+    return str(text).strip().lower() in ("1", "true", "on", "yes", "y", "是")
+
+
+def rule_config_from_form(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn the editor's rule fields into a rule config, validated by ``scoring.rule_from_config``.
+
+    Steps are typed one per line as "门槛:得分比例" (e.g. "3:0.8"). Errors are zh-CN ``AssessmentError``s
+    (missing or non-numeric fields) or ``scoring.ScoringError``s (e.g. lower ≥ upper).
+    """
+    if kind not in RULE_FORM_FIELDS:
+        raise AssessmentError(
+            "unknown_kind", N_("请选择评分规则类型（{k}）").format(k="、".join(RULE_KIND_LABELS.values()))
+        )
+    config: dict[str, Any] = {"kind": kind}
+    for key, label, kind_of in RULE_FORM_FIELDS[kind]:
+        raw = fields.get(key, "")
+        if kind_of == "bool":
+            config[key] = _form_bool(raw)
+        elif kind_of == "steps":
+            pairs = []
+            for line in str(raw or "").replace("；", "\n").replace(";", "\n").splitlines():
+                if not line.strip():
+                    continue
+                left, sep, right = line.replace("：", ":").partition(":")
+                if not sep:
+                    raise AssessmentError(
+                        "bad_steps",
+                        N_("档位每行写“门槛:得分比例”，如 3:0.8；无法读取「{l}」").format(l=line.strip()),
+                    )
+                pairs.append([_form_number(left, N_("档位门槛")), _form_number(right, N_("档位得分比例"))])
+            if not pairs:
+                raise AssessmentError("missing_value", N_("请填写至少一个档位（门槛:得分比例）"))
+            config[key] = pairs
+        else:
+            config[key] = _form_number(raw, label)
+    return scoring.rule_from_config(config).to_config()
+
+
+def describe_rule(config: Mapping[str, Any] | None, veto_scope: str = "node") -> str:
+    """A rule config in plain Chinese words, for the editor and the ledger."""
+    if not config:
+        return ""
+    rule = scoring.rule_from_config(config)
+    f = scoring._fmt  # the same number format as the score explanations
+    if isinstance(rule, scoring.Linear):
+        if rule.higher_is_better:
+            return N_("线性：≤{lo} 得 0 分，≥{hi} 得满分，其间按比例（越高越好）").format(
+                lo=f(rule.lower), hi=f(rule.upper)
+            )
+        return N_("线性：≤{lo} 得满分，≥{hi} 得 0 分，其间按比例（越低越好）").format(
+            lo=f(rule.lower), hi=f(rule.upper)
+        )
+    if isinstance(rule, scoring.Steps):
+        steps = "；".join(N_("≥{t} 得 {p}%").format(t=f(t), p=f(s * 100)) for t, s in rule.thresholds)
+        return N_("分档：{steps}；未达最低档得 0 分").format(steps=steps)
+    if isinstance(rule, scoring.Deduction):
+        return N_("扣分：每项扣 {p} 分，扣完为止").format(p=f(rule.per_item))
+    if isinstance(rule, scoring.Bonus):
+        return N_("加分：每项加 {p} 分，封顶 {c} 分（不占权重）").format(p=f(rule.per_item), c=f(rule.cap))
+    side = N_("低于") if rule.below else N_("高于")
+    return N_("一票否决：取值{side} {t} 即否决（{scope}）").format(
+        side=side, t=f(rule.threshold), scope=VETO_SCOPE_LABELS.get(veto_scope, veto_scope)
+    )
+
+
+def describe_source(source: str) -> str:
+    """A leaf source in plain Chinese words ("诉求数据：按时办结率")."""
+    if not source:
+        return ""
+    try:
+        kind, key = parse_source(source)
+    except AssessmentError:
+        return source
+    if kind == "case":
+        what = N_("三率综合") if key == COMPOSITE else CASE_RATES[key][0]
+    elif kind == "survey":
+        what = N_("总体满意度指数") if key == SURVEY_ALL else N_("题目/指标 {k}").format(k=key)
+    else:
+        what = N_("录入项 {k}").format(k=key)
+    return f"{SOURCE_KIND_LABELS[kind]}：{what}"
+
+
+def source_from_form(kind: str, key: str) -> str:
+    """``case``/``survey``/``entry`` plus a key typed in the editor → a checked source string."""
+    source = f"{(kind or '').strip()}:{(key or '').strip()}"
+    kind_, key_ = parse_source(source)
+    return f"{kind_}:{key_}"
+
+
+def published_quarter(session: Session, quarter: Quarter | str) -> bool:
+    """Whether the quarter's run is published (its indicator system versions are then frozen)."""
+    run = run_for(session, quarter)
+    return run is not None and run.status == RUN_PUBLISHED
+
+
+def system_frozen(session: Session, system: IndicatorSystem) -> bool:
+    """Whether a published run used this version (or its quarter is published): no new version for it."""
+    used = session.scalar(
+        select(func.count())
+        .select_from(ScoringRun)
+        .where(ScoringRun.system_id == system.id, ScoringRun.status == RUN_PUBLISHED)
+    )
+    return bool(used) or published_quarter(session, system.quarter)
+
+
+def _derive(
+    session: Session,
+    system: IndicatorSystem,
+    tree: dict[str, Any],
+    sources: Mapping[str, str],
+    note: str,
+    user_id: int | None,
+    weight_methods: Mapping[str, Any] | None = None,
+) -> IndicatorSystem:
+    """A new version of ``system``'s quarter with the edited tree (validated by ``create_system``)."""
+    return create_system(
+        session,
+        system.quarter,
+        tree,
+        sources,
+        weight_methods=system.weight_methods if weight_methods is None else weight_methods,
+        rollup=system.rollup,
+        tie_rule=system.tie_rule,
+        name=system.name,
+        note=note,
+        user_id=user_id,
+    )
+
+
+def _node_or_error(tree: dict[str, Any], code: str) -> dict[str, Any]:
+    node = _find(tree, code)
+    if node is None:
+        raise AssessmentError("no_node", N_("指标「{c}」不存在").format(c=code))
+    return node
+
+
+def _parent_of(tree: dict[str, Any], code: str) -> dict[str, Any] | None:
+    for child in tree.get("children") or []:
+        if child.get("code") == code:
+            return tree
+        found = _parent_of(child, code)
+        if found is not None:
+            return found
+    return None
+
+
+def _leaf_fields(
+    node: dict[str, Any], rule: Mapping[str, Any], veto_scope: str, sources: dict[str, str], source: str
+) -> None:
+    node["rule"] = dict(rule)
+    node.pop("veto_scope", None)
+    if rule.get("kind") == "veto":
+        if veto_scope not in scoring.VETO_SCOPES:
+            raise AssessmentError("bad_veto_scope", N_("请选择一票否决的范围"))
+        node["veto_scope"] = veto_scope
+    sources[node["code"]] = source
+
+
+def add_node(
+    session: Session,
+    system: IndicatorSystem,
+    parent_code: str,
+    *,
+    code: str,
+    name: str,
+    weight: float | str,
+    rule: Mapping[str, Any],
+    source: str,
+    veto_scope: str = "node",
+    user_id: int | None = None,
+) -> IndicatorSystem:
+    """New version with a leaf added under ``parent_code`` (a leaf parent becomes a group: its rule goes)."""
+    _check_editable(session, system)
+    code, name = (code or "").strip(), (name or "").strip()
+    if not code or len(code) > MAX_CODE_LENGTH:
+        raise AssessmentError("bad_code", N_("请填写指标编码（最多 60 个字符）"), "code")
+    if not name:
+        raise AssessmentError("missing_name", N_("请填写指标名称"), "name")
+    tree = copy.deepcopy(system.tree)
+    sources = dict(system.sources)
+    parent = _node_or_error(tree, parent_code)
+    if _find(tree, code) is not None:
+        raise AssessmentError("duplicate_code", N_("指标编码重复：{c}").format(c=code), "code")
+    node: dict[str, Any] = {"code": code, "name": name, "weight": _form_number(weight, N_("权重"))}
+    _leaf_fields(node, rule, veto_scope, sources, source)
+    note = N_("在「{p}」下新增指标「{n}」").format(p=parent.get("name", parent_code), n=name)
+    if not parent.get("children"):
+        # A leaf that gets a child becomes a group: a group scores from its children, never from a rule.
+        parent.pop("rule", None)
+        parent.pop("veto_scope", None)
+        sources.pop(parent_code, None)
+        parent["children"] = []
+        note += N_("（「{p}」改为分组指标，原评分规则和数据来源已移除）").format(
+            p=parent.get("name", parent_code)
+        )
+    parent["children"].append(node)
+    return _derive(session, system, tree, sources, note, user_id)
+
+
+def update_node(
+    session: Session,
+    system: IndicatorSystem,
+    code: str,
+    *,
+    name: str,
+    weight: float | str,
+    rule: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    veto_scope: str = "node",
+    user_id: int | None = None,
+) -> IndicatorSystem:
+    """New version with one node's name and weight (and, for a leaf, rule and source) changed."""
+    _check_editable(session, system)
+    name = (name or "").strip()
+    if not name:
+        raise AssessmentError("missing_name", N_("请填写指标名称"), "name")
+    tree = copy.deepcopy(system.tree)
+    sources = dict(system.sources)
+    node = _node_or_error(tree, code)
+    node["name"] = name
+    node["weight"] = _form_number(weight, N_("权重"))
+    if not node.get("children"):
+        if rule is None or source is None:
+            raise AssessmentError("missing_rule", N_("末级指标必须设置评分规则和数据来源"))
+        _leaf_fields(node, rule, veto_scope, sources, source)
+    methods = copy.deepcopy(system.weight_methods or {})
+    parent = _parent_of(tree, code)
+    if parent is not None and methods.get(parent["code"], {}).get("method") == "ahp":
+        # A hand-set weight overrides the AHP result for that group; keeping the record would mislead.
+        methods.pop(parent["code"])
+    return _derive(
+        session, system, tree, sources, N_("修改指标「{n}」").format(n=name), user_id, weight_methods=methods
+    )
+
+
+def delete_node(
+    session: Session, system: IndicatorSystem, code: str, *, user_id: int | None = None
+) -> IndicatorSystem:
+    """New version without the node and its subtree (the root cannot be deleted)."""
+    _check_editable(session, system)
+    tree = copy.deepcopy(system.tree)
+    node = _node_or_error(tree, code)
+    parent = _parent_of(tree, code)
+    if parent is None:
+        raise AssessmentError("delete_root", N_("不能删除指标体系的根节点"))
+    removed = {n for n in _codes(node)}
+    parent["children"] = [c for c in parent["children"] if c.get("code") != code]
+    if not parent["children"]:
+        raise AssessmentError(
+            "last_child",
+            N_("「{p}」只剩这一个子指标，不能删除；请先添加其他子指标或删除「{p}」本身").format(
+                p=parent.get("name", parent["code"])
+            ),
+        )
+    sources = {k: v for k, v in system.sources.items() if k not in removed}
+    methods = {k: v for k, v in (system.weight_methods or {}).items() if k not in removed}
+    if parent["code"] in methods and methods[parent["code"]].get("method") == "ahp":
+        methods.pop(parent["code"])  # the pairwise matrix no longer matches the children
+    note = N_("删除指标「{n}」").format(n=node.get("name", code))
+    return _derive(session, system, tree, sources, note, user_id, weight_methods=methods)
+
+
+def copy_system(
+    session: Session, system: IndicatorSystem, quarter: Quarter | str, *, user_id: int | None = None
+) -> IndicatorSystem:
+    """A new version for another quarter with the same tree, sources, weights and options."""
+    quarter = _quarter(quarter)
+    return create_system(
+        session,
+        quarter,
+        system.tree,
+        system.sources,
+        weight_methods=system.weight_methods,
+        rollup=system.rollup,
+        tie_rule=system.tie_rule,
+        name=N_("{q}考评指标体系").format(q=quarter.label_zh),
+        note=N_("复制自 {q} v{v}").format(q=system.quarter, v=system.version),
+        user_id=user_id,
+    )
+
+
+def _codes(node: Mapping[str, Any]) -> list[str]:
+    out = [str(node.get("code"))]
+    for child in node.get("children") or []:
+        out.extend(_codes(child))
+    return out
+
+
+def _check_editable(session: Session, system: IndicatorSystem) -> None:
+    if system_frozen(session, system):
+        raise AssessmentError(
+            "system_frozen",
+            N_("{q}的考评结果已发布，该季度的指标体系已冻结；可复制到其他季度后再修改").format(
+                q=_quarter(system.quarter).label_zh
+            ),
+        )
 
 
 # --- composite weights and entries --------------------------------------------------------------------
@@ -596,10 +944,13 @@ def run_scoring(
     *,
     user_id: int | None = None,
     explain: bool = True,
+    previous_survey_frame: pd.DataFrame | None = None,
 ) -> ScoringRun:
     """Score every community, roll up, rank, compare with last quarter; replace this quarter's draft (flush only).
 
-    A published run is frozen: re-running it raises ``AssessmentError('run_published')``.
+    A published run is frozen: re-running it raises ``AssessmentError('run_published')``. The change of
+    each unit's total carries a delta-method p-value where the data allow (``total_change_se``);
+    ``previous_survey_frame`` gives last quarter's survey CIs (without it, this quarter's are assumed).
     """
     quarter = _quarter(quarter)
     run = session.scalar(select(ScoringRun).where(ScoringRun.quarter == str(quarter)).with_for_update())
@@ -648,6 +999,19 @@ def run_scoring(
         session.flush()
     previous = _previous_scores(session, quarter)
     leaf_codes = {node.code for node in root.walk() if not node.children}
+    total_se: dict[str, pd.Series] = {}
+    if previous is not None:
+        ids_by_code = {str(code): int(uid) for uid, code in places["code"].items()}
+        prev_half = (
+            leaf_inputs(root, system.sources, ids, None, previous_survey_frame, None, (1, 0, 0), ids_by_code)
+            if previous_survey_frame is not None
+            else inputs
+        ).half_width
+        se = total_change_se(root, system.sources, inputs, _previous_inputs(previous, inputs, prev_half))
+        total_se[Level.community.value] = se
+        for level, column in ((Level.street.value, "street_id"), (Level.district.value, "district_id")):
+            parent_of = {int(k): int(v) for k, v in places[column].items()}
+            total_se[level] = rollup_se(se, scored[root.code], parent_of, weights_by_unit)
     rows: list[dict[str, Any]] = []
     for level, frame in frames.items():
         ranks = (
@@ -663,6 +1027,7 @@ def run_scoring(
         else:
             long = long.assign(value=np.nan, n=np.nan)
         long = _compare(long, previous, inputs, level, leaf_codes, system.sources)
+        long = _total_significance(long, root.code, total_se.get(level))
         long["level"] = level
         rows.extend(_records(long))
     if explain:
@@ -689,6 +1054,7 @@ def run_scoring(
         "communities": len(ids),
         "scored": int(scored[root.code].notna().sum()),
         "compared_with": str(quarter.previous()) if previous is not None else None,
+        "job": (run.params or {}).get("job"),
     }
     session.flush()
     return run
@@ -700,6 +1066,36 @@ def _attach_inputs(long: pd.DataFrame, inputs: LeafInputs, leaf_codes: set[str])
     extra = pd.concat([values, sizes], axis=1).reset_index()
     extra.columns = ["unit_id", "node_code", "value", "n"]
     return long.merge(extra, on=["unit_id", "node_code"], how="left")
+
+
+def _previous_inputs(previous: pd.DataFrame, now: LeafInputs, half_width: pd.DataFrame) -> LeafInputs:
+    """Last quarter's leaf values and sample sizes (from its published Score rows) shaped like ``now``."""
+    leaves = list(now.values.columns)
+    rows = previous[previous["node_code"].isin(leaves)]
+
+    def wide(column: str) -> pd.DataFrame:
+        table = rows.pivot_table(
+            index="unit_id", columns="node_code", values=column, aggfunc="first", dropna=False
+        )
+        return table.reindex(index=now.values.index, columns=leaves).astype(float)
+
+    return LeafInputs(wide("prev_value"), wide("prev_n"), half_width.reindex(columns=leaves))
+
+
+def _total_significance(long: pd.DataFrame, root_code: str, se: pd.Series | None) -> pd.DataFrame:
+    """p-value and significance of each unit's total change from its delta-method SE (NaN SE → 数据不足)."""
+    if se is None:
+        return long
+    is_total = (long["node_code"] == root_code).to_numpy()
+    change = long["change"].to_numpy(dtype=float, na_value=np.nan)
+    sd = long["unit_id"].map(se).to_numpy(dtype=float, na_value=np.nan)
+    ok = is_total & ~np.isnan(change) & (sd > 0)
+    p = long["p_value"].to_numpy(dtype=float, na_value=np.nan).copy()
+    p[ok] = 2.0 * sps.norm.sf(np.abs(change[ok]) / sd[ok])
+    significant = list(long["significant"])
+    for i in np.flatnonzero(is_total):
+        significant[i] = bool(p[i] <= ALPHA) if ok[i] else None
+    return long.assign(p_value=p, significant=significant)
 
 
 def _previous_scores(session: Session, quarter: Quarter) -> pd.DataFrame | None:
@@ -762,6 +1158,108 @@ def _compare(
     merged["p_value"] = p_values
     merged["significant"] = [None if math.isnan(p) else bool(p <= ALPHA) for p in p_values]
     return merged.drop(columns=["prev_score", "prev_value", "prev_n"])
+
+
+# --- significance of the total's change (delta method over the leaves' sampling error) --------------------
+
+
+def leaf_variance(
+    kind: str, key: str, value: np.ndarray, n: np.ndarray, half_width: np.ndarray
+) -> np.ndarray:
+    """Sampling variance of a leaf input (in its own units, e.g. percentage points²); NaN = unknown.
+
+    * case proportion rates (and the 三率 composite, approximated as one rate over the rated cases):
+      binomial, with the Agresti–Caffo adjustment p̃ = (s + 1)/(n + 2), Var = p̃(1 − p̃)/(n + 2)
+      (Agresti & Caffo 2000, The American Statistician 54(4): 280–288), so 0 % and 100 % still carry error;
+    * ``requests_per_1000``: Poisson count of requests, Var = value²/requests;
+    * survey indexes: (CI half-width / t₀.₉₇₅,ₙ₋₁)², the t interval ``surveys.frames`` reports;
+    * evaluators' entries: 0 (a recorded value, not a sample).
+    """
+    value = np.asarray(value, dtype=float)
+    n = np.asarray(n, dtype=float)
+    out = np.full(value.shape, np.nan)
+    if kind == "entry":
+        return np.where(np.isnan(value), np.nan, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if kind == "case" and (key in PROPORTION_RATES or key == COMPOSITE):
+            ok = ~np.isnan(value) & (n > 0)
+            s = np.round(value / 100.0 * n)
+            p = (s + 1.0) / (n + 2.0)
+            out = np.where(ok, 1e4 * p * (1.0 - p) / (n + 2.0), np.nan)
+        elif kind == "case":
+            out = np.where(~np.isnan(value) & (n > 0), value**2 / n, np.nan)
+        elif kind == "survey":
+            half = np.asarray(half_width, dtype=float)
+            ok = ~np.isnan(value) & (n > 1) & ~np.isnan(half)
+            t = sps.t.ppf(0.975, np.where(ok, n - 1.0, 1.0))
+            out = np.where(ok, (half / t) ** 2, np.nan)
+    return out
+
+
+def total_change_se(
+    root: scoring.Indicator,
+    sources: Mapping[str, str],
+    now: LeafInputs,
+    previous: LeafInputs,
+) -> pd.Series:
+    """Standard error of each unit's change in total score, by the delta method; NaN = 数据不足.
+
+    Var(Δ) ≈ Σ_leaf g² (Var_now + Var_prev), g = ∂total/∂leaf at this quarter's values (forward
+    difference through ``scoring.score_units``, so weights, renormalisation and clipping are those of the
+    current tree), leaves independent, variances from ``leaf_variance``. The data allow it when every
+    sampled leaf (case or survey) that applies in either quarter applies in both with a known variance,
+    and the result is > 0 (a change made only of evaluators' entries, or a saturated score, has none).
+    Limits: step rules and bound-clipped leaves have slope 0 locally, so their error is not counted.
+    """
+    leaves = [node.code for node in root.walk() if not node.children]
+    values = now.values[leaves]
+    prev = previous.values[leaves].reindex(values.index)
+    prev_n = previous.n[leaves].reindex(values.index)
+    prev_half = previous.half_width[leaves].reindex(values.index)
+    base = scoring.score_units(root, values)[scoring.TOTAL_COLUMN].to_numpy(dtype=float, na_value=np.nan)
+    var = np.zeros(len(values))
+    known = ~np.isnan(base)
+    sampled_any = np.zeros(len(values), dtype=bool)
+    for code in leaves:
+        kind, key = parse_source(sources[code])
+        if kind == "entry":
+            continue
+        x = values[code].to_numpy(dtype=float, na_value=np.nan)
+        x_prev = prev[code].to_numpy(dtype=float, na_value=np.nan)
+        v_now = leaf_variance(kind, key, x, now.n[code].to_numpy(dtype=float, na_value=np.nan),
+                              now.half_width[code].to_numpy(dtype=float, na_value=np.nan))  # fmt: skip
+        v_prev = leaf_variance(kind, key, x_prev, prev_n[code].to_numpy(dtype=float, na_value=np.nan),
+                               prev_half[code].to_numpy(dtype=float, na_value=np.nan))  # fmt: skip
+        present = ~np.isnan(x) | ~np.isnan(x_prev)
+        both = ~np.isnan(v_now) & ~np.isnan(v_prev)
+        known &= ~present | both
+        if not both.any():
+            continue
+        h = 1e-6 * np.maximum(1.0, np.abs(np.nan_to_num(x)))
+        bumped = values.copy()
+        bumped[code] = x + h
+        total = scoring.score_units(root, bumped)[scoring.TOTAL_COLUMN].to_numpy(dtype=float, na_value=np.nan)
+        g = (total - base) / h
+        contribution = np.where(both, g**2 * (v_now + v_prev), 0.0)
+        var += np.nan_to_num(contribution)
+        sampled_any |= both
+    se = np.where(known & sampled_any & (var > 0), np.sqrt(var), np.nan)
+    return pd.Series(se, index=values.index, name="se")
+
+
+def rollup_se(se: pd.Series, scores: pd.Series, parent_of: Mapping[int, int], weight: pd.Series) -> pd.Series:
+    """SE of a parent's change from its scored communities': √Σ(wᵢ/W)² seᵢ² (independent; NaN if any unknown)."""
+    frame = pd.DataFrame({"se": se, "score": scores, "w": weight.reindex(se.index).astype(float)})
+    frame = frame[frame["score"].notna() & (frame["w"] > 0)]
+    frame = frame.assign(parent=frame.index.map(lambda u: parent_of.get(int(u))))
+    out: dict[int, float] = {}
+    for parent, group in frame.groupby("parent", sort=False):
+        total_w = float(group["w"].sum())
+        if group["se"].isna().any() or total_w <= 0:
+            out[int(parent)] = math.nan
+        else:
+            out[int(parent)] = math.sqrt(float((((group["w"] / total_w) * group["se"]) ** 2).sum()))
+    return pd.Series(out, dtype=float)
 
 
 def _records(long: pd.DataFrame) -> list[dict[str, Any]]:
@@ -836,6 +1334,8 @@ def publish_run(session: Session, quarter: Quarter | str, user_id: int | None = 
         raise AssessmentError("no_run", N_("{q}尚未计算考评结果").format(q=quarter.label_zh))
     if run.status == RUN_PUBLISHED:
         raise AssessmentError("run_published", N_("{q}的考评结果已发布").format(q=quarter.label_zh))
+    if not computed(run):
+        raise AssessmentError("no_run", N_("{q}尚未计算考评结果").format(q=quarter.label_zh))
     run.status = RUN_PUBLISHED
     run.published_at = utcnow()
     run.published_by_id = user_id
@@ -882,6 +1382,61 @@ def scores_frame(
         "change", "p_value", "significant", "explanation",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+# --- scoring job status (kept in ScoringRun.params["job"], so no extra table) ----------------------------
+
+JOB_QUEUED, JOB_RUNNING, JOB_FINISHED, JOB_FAILED = "queued", "running", "finished", "failed"
+JOB_STATE_LABELS = {
+    JOB_QUEUED: N_("已排队，等待计算"),
+    JOB_RUNNING: N_("正在计算"),
+    JOB_FINISHED: N_("计算完成"),
+    JOB_FAILED: N_("计算失败"),
+}
+
+
+def mark_job(session: Session, quarter: Quarter | str, state: str, error: str = "") -> ScoringRun:
+    """Record the state of the quarter's scoring job (flush only); queued/running refuse a published run.
+
+    The run row is created on first use without results (``system_id`` stays NULL until computed).
+    """
+    quarter = _quarter(quarter)
+    if state not in JOB_STATE_LABELS:
+        raise AssessmentError("bad_job_state", N_("未知的任务状态：{s}").format(s=state))
+    run = run_for(session, quarter)
+    if run is not None and run.status == RUN_PUBLISHED and state in (JOB_QUEUED, JOB_RUNNING):
+        raise AssessmentError(
+            "run_published", N_("{q}的考评结果已发布，不能重新计算").format(q=quarter.label_zh)
+        )
+    if run is None:
+        run = ScoringRun(quarter=str(quarter), status=RUN_DRAFT, params={})
+        session.add(run)
+    # Reassign the JSON column: in-place changes of a plain JSON value are not tracked.
+    run.params = {
+        **(run.params or {}),
+        "job": {"state": state, "at": utcnow().isoformat(timespec="seconds"), "error": error[:2000]},
+    }
+    session.flush()
+    return run
+
+
+def job_status(run: ScoringRun | None) -> dict[str, str] | None:
+    """The last recorded job state of a run: state, label (zh-CN), at (ISO time, UTC), error; or None."""
+    job = (run.params or {}).get("job") if run is not None else None
+    if not job:
+        return None
+    state = str(job.get("state", ""))
+    return {
+        "state": state,
+        "label": JOB_STATE_LABELS.get(state, state),
+        "at": str(job.get("at", "")),
+        "error": str(job.get("error", "")),
+    }
+
+
+def computed(run: ScoringRun | None) -> bool:
+    """Whether the run holds results (a row created only to track a queued job does not)."""
+    return run is not None and run.system_id is not None
 
 
 # --- persistent dissatisfaction (逐项审核) ---------------------------------------------------------------
@@ -957,6 +1512,8 @@ def detect_persistent_dissatisfaction(
         elif item.decided_at is None:
             item.quarter_to = str(quarter)
             item.evidence = streak
+            # Labels improve over time (question text instead of its code): an open item takes the newest.
+            item.item_label = str(getattr(row, "item_label", "") or item.item_label)
         found.append(item)
     session.flush()
     return found

@@ -100,6 +100,16 @@ def bar_chart(items: list[tuple[str, float | None]], maximum: float = 100.0, wid
     return Markup("".join(parts))
 
 
+def significance(row: Any) -> str:
+    """How a total's change reads: "显著 (p = …)", "不显著 (p = …)", "数据不足", or "—" with no comparison."""
+    change, p = getattr(row, "change", None), getattr(row, "p_value", None)
+    if change is None or pd.isna(change):
+        return "—"
+    if p is None or pd.isna(p):
+        return "数据不足"
+    return f"{'显著' if p <= assessment.ALPHA else '不显著'}（p = {p:.3f}）"
+
+
 def _run_or_none(quarter: Quarter) -> ScoringRun | None:
     return assessment.run_for(_db(), quarter)
 
@@ -113,7 +123,8 @@ def dashboard() -> Any:
     districts = communities = pd.DataFrame()
     system = assessment.system_for(_db(), quarter)
     root_code = system.tree["code"] if system else "TOTAL"
-    if run is not None:
+    done = assessment.computed(run)
+    if run is not None and done:
         root_code = run.system.tree["code"] if run.system else root_code
         districts = assessment.scores_frame(_db(), run, Level.district.value, root_code)
         communities = assessment.scores_frame(_db(), run, Level.community.value, root_code)
@@ -122,6 +133,8 @@ def dashboard() -> Any:
         "assessment/dashboard.html",
         quarter=quarter,
         run=run,
+        computed=done,
+        job=assessment.job_status(run),
         districts=districts,
         top=communities.head(10),
         bottom=communities.dropna(subset=["score"]).tail(10) if len(communities) else communities,
@@ -130,6 +143,7 @@ def dashboard() -> Any:
         composite=assessment.current_composite(_db()),
         tie_rule=scoring.TIE_RULES.get(system.tie_rule if system else "min", ""),
         system=system,
+        significance=significance,
     )
 
 
@@ -144,11 +158,14 @@ def run_quarter(quarter: str) -> Any:
         return redirect(url_for("assessment.dashboard", quarter=str(q)))
     assessment.ensure_system(_db(), q, _user_id())
     assessment.current_composite(_db())
+    assessment.mark_job(_db(), q, assessment.JOB_QUEUED)
     _db().commit()
     try:
         jobs.enqueue("app.assessment_runner.run_quarter", str(q))
     except DomainError as error:
         flash(error.message)
+    except Exception:  # inline mode (RQ_ASYNC off) runs the job here; it recorded its failure for the page
+        flash(f"{q.label_zh}的考评计算失败，详见下方任务状态")
     else:
         flash(f"已提交{q.label_zh}的考评计算")
     return redirect(url_for("assessment.dashboard", quarter=str(q)))
@@ -172,7 +189,7 @@ def publish(quarter: str) -> Any:
 
 def _run_for_view(quarter: Quarter) -> ScoringRun:
     run = _run_or_none(quarter)
-    if run is None or run.system is None:
+    if run is None or run.system is None or not assessment.computed(run):
         abort(404)
     return run
 
@@ -306,7 +323,7 @@ def systems() -> Any:
 @bp.route("/systems/<int:system_id>", methods=["GET", "POST"])
 @roles_required(*STAFF)
 def system(system_id: int) -> Any:
-    """One version: its tree and sources; saving the JSON, weights or options makes a new version."""
+    """One version as an editable tree; every saved change (add, edit, delete, weights, JSON) is a new version."""
     current = _db().get(IndicatorSystem, system_id) or abort(404)
     errors: list[str] = []
     if request.method == "POST":
@@ -321,8 +338,17 @@ def system(system_id: int) -> Any:
             errors.append("提交的内容格式不正确：请检查 JSON 或矩阵中的数字")
         else:
             _db().commit()
-            flash(f"已保存为新版本 v{new.version}")
+            flash(f"已保存为 {new.quarter} 新版本 v{new.version}：{new.note}")
             return redirect(url_for("assessment.system", system_id=new.id))
+        current = _db().get(IndicatorSystem, system_id) or abort(404)
+    values = request.values
+    mode, target = "", ""
+    if values.get("action") in ("add", "edit"):
+        mode, target = values["action"], values.get("parent" if values["action"] == "add" else "code", "")
+    elif values.get("edit"):
+        mode, target = "edit", values["edit"]
+    elif values.get("add"):
+        mode, target = "add", values["add"]
     return render_template(
         "assessment/system.html",
         system=current,
@@ -331,15 +357,112 @@ def system(system_id: int) -> Any:
         sources_json=json.dumps(current.sources, ensure_ascii=False, indent=2),
         errors=errors,
         form=request.form,
+        mode=mode,
+        target=_node_form(current, mode, target, request.form if request.method == "POST" else None),
+        frozen=assessment.system_frozen(_db(), current),
+        describe_rule=_describe_rule,
+        describe_source=assessment.describe_source,
+        rule_kinds=assessment.RULE_KIND_LABELS,
+        veto_scopes=assessment.VETO_SCOPE_LABELS,
+        source_kinds=assessment.SOURCE_KIND_LABELS,
+        case_rates=[*assessment.CASE_RATES, assessment.COMPOSITE],
         random_index=SAATY_1980_RANDOM_INDEX,
         tie_rules=scoring.TIE_RULES,
         definitions=case_rates.RATE_DEFINITIONS,
         composite=assessment.current_composite(_db()),
+        versions=_db()
+        .scalars(
+            select(IndicatorSystem)
+            .where(IndicatorSystem.quarter == current.quarter)
+            .order_by(IndicatorSystem.version.desc())
+        )
+        .all(),
     )
+
+
+def _describe_rule(config: dict[str, Any]) -> str:
+    try:
+        return assessment.describe_rule(config.get("rule"), config.get("veto_scope", "node"))
+    except DomainError:
+        return json.dumps(config.get("rule"), ensure_ascii=False)
+
+
+def _node_form(system: IndicatorSystem, mode: str, code: str, posted: Any | None) -> dict[str, Any] | None:
+    """The add/edit form's values: what was posted (kept after an error), else the node's own."""
+    if not mode:
+        return None
+    node = _find_node(system.tree, code)
+    if node is None:
+        return None
+    if posted is not None:
+        return {"node": node, **{k: v for k, v in posted.items()}}
+    if mode == "add":
+        return {"node": node, "parent": code, "weight": "10", "rule_kind": "linear", "lower": "60",
+                "upper": "100", "higher_is_better": "1", "source_kind": "entry", "veto_scope": "node"}  # fmt: skip
+    rule = dict(node.get("rule") or {})
+    kind, _, key = system.sources.get(code, "").partition(":")
+    values: dict[str, Any] = {
+        "node": node,
+        "code": code,
+        "name": node.get("name", ""),
+        "weight": node.get("weight", ""),
+        "rule_kind": rule.get("kind", ""),
+        "veto_scope": node.get("veto_scope", "node"),
+        "source_kind": kind,
+        "source_key": key,
+    }
+    for key_, value in rule.items():
+        if key_ == "thresholds":
+            values["thresholds"] = "\n".join(f"{t:g}:{s:g}" for t, s in value)
+        elif isinstance(value, bool):
+            values[key_] = "1" if value else ""
+        elif key_ != "kind":
+            values[key_] = f"{value:g}"
+    if rule.get("kind") == "linear" and "higher_is_better" not in rule:
+        values["higher_is_better"] = "1"
+    return values
+
+
+def _find_node(tree: dict[str, Any], code: str) -> dict[str, Any] | None:
+    if tree.get("code") == code:
+        return tree
+    for child in tree.get("children") or []:
+        found = _find_node(child, code)
+        if found is not None:
+            return found
+    return None
+
+
+def _rule_and_source(form: Any) -> tuple[dict[str, Any], str]:
+    rule = assessment.rule_config_from_form(form.get("rule_kind", ""), form)
+    source = assessment.source_from_form(form.get("source_kind", ""), form.get("source_key", ""))
+    return rule, source
 
 
 def _save_system(current: IndicatorSystem, action: str) -> IndicatorSystem:
     form = request.form
+    user_id = _user_id()
+    if action == "add":
+        new_rule, new_source = _rule_and_source(form)
+        return assessment.add_node(
+            _db(), current, form.get("parent", ""), code=form.get("code", ""), name=form.get("name", ""),
+            weight=form.get("weight", ""), rule=new_rule, source=new_source,
+            veto_scope=form.get("veto_scope", "node"), user_id=user_id,
+        )  # fmt: skip
+    if action == "edit":
+        found = _find_node(current.tree, form.get("code", ""))
+        rule: dict[str, Any] | None = None
+        source: str | None = None
+        if found is not None and not found.get("children"):
+            rule, source = _rule_and_source(form)
+        return assessment.update_node(
+            _db(), current, form.get("code", ""), name=form.get("name", ""), weight=form.get("weight", ""),
+            rule=rule, source=source, veto_scope=form.get("veto_scope", "node"), user_id=user_id,
+        )  # fmt: skip
+    if action == "delete":
+        return assessment.delete_node(_db(), current, form.get("code", ""), user_id=user_id)
+    if action == "copy":
+        return assessment.copy_system(_db(), current, form.get("quarter", ""), user_id=user_id)
     if action == "json":
         return assessment.create_system(
             _db(),
@@ -350,12 +473,13 @@ def _save_system(current: IndicatorSystem, action: str) -> IndicatorSystem:
             rollup=form.get("rollup", current.rollup),
             tie_rule=form.get("tie_rule", current.tie_rule),
             name=current.name,
-            user_id=_user_id(),
+            note="导入 JSON",
+            user_id=user_id,
         )
     if action == "weights":
         node = form.get("node", "")
         method = form.get("method", "direct")
-        direct = {k[2:]: float(v) for k, v in form.items() if k.startswith("w_") and v.strip()}
+        direct = {k[2:]: _weight_number(v) for k, v in form.items() if k.startswith("w_") and v.strip()}
         matrix = None
         if method == "ahp":
             text = form.get("matrix", "").strip()
@@ -364,10 +488,21 @@ def _save_system(current: IndicatorSystem, action: str) -> IndicatorSystem:
                 for line in text.splitlines()
                 if line.strip()
             ]
+        if assessment.system_frozen(_db(), current):
+            raise DomainError(
+                "system_frozen", "该版本已用于已发布的考评结果，已冻结；可复制到其他季度后再修改"
+            )
         return assessment.set_node_weights(
-            _db(), current, node, method, direct=direct, matrix=matrix, user_id=_user_id()
+            _db(), current, node, method, direct=direct, matrix=matrix, user_id=user_id
         )
     raise DomainError("bad_action", "未知的操作")
+
+
+def _weight_number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise DomainError("not_numeric", f"权重「{text}」必须是数字") from None
 
 
 def _fraction(text: str) -> float:
@@ -518,6 +653,7 @@ def _review_table() -> list[list[Any]]:
         "单位",
         "类型",
         "项目",
+        "项目编码",
         "起始季度",
         "截止季度",
         "阈值",
@@ -535,6 +671,7 @@ def _review_table() -> list[list[Any]]:
                 item.unit.name,
                 KIND_LABELS.get(item.kind, item.kind),
                 item.item_label,
+                item.item_code,
                 item.quarter_from,
                 item.quarter_to,
                 item.threshold,

@@ -335,3 +335,330 @@ def test_review_decision_form_and_export(client: Any, session: Session, tiny: di
     client.post(f"/assessment/review/{item.id}/decision", data={"decision": "责令街道限期整改"})
     csv_text = client.get("/assessment/review.csv").data.decode("utf-8-sig")
     assert "责令街道限期整改" in csv_text and "环卫" in csv_text
+
+
+# --- indicator-tree editor ----------------------------------------------------------------------------
+
+
+def _versions(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(IndicatorSystem)) or 0)
+
+
+@pytest.fixture
+def editable(session: Session, tiny: dict[str, Unit]) -> IndicatorSystem:
+    """The tiny quarter's system (T → A, B), not yet used by any run."""
+    system = assessment.system_for(session, Q)
+    assert system is not None and system.quarter == Q
+    return system
+
+
+LEAF_FORM = {
+    "action": "add",
+    "parent": "T",
+    "code": "C",
+    "name": "网上巡查",
+    "weight": "20",
+    "rule_kind": "linear",
+    "lower": "60",
+    "upper": "100",
+    "higher_is_better": "1",
+    "source_kind": "entry",
+    "source_key": "online",
+}
+
+
+def test_editor_shows_the_tree_in_plain_words(client: Any, editable: IndicatorSystem) -> None:
+    login(client, "evaluator")
+    page = client.get(f"/assessment/systems/{editable.id}").data.decode()
+    assert "线性：≤60 得 0 分，≥100 得满分，其间按比例（越高越好）" in page
+    assert "诉求数据：满意率" in page and "考评录入：录入项 check" in page
+    form = client.get(f"/assessment/systems/{editable.id}?edit=A").data.decode()
+    assert 'name="lower" value="60"' in form and "编辑指标「满意率」" in form
+
+
+def test_add_a_leaf_creates_a_new_version(client: Any, session: Session, editable: IndicatorSystem) -> None:
+    login(client, "evaluator")
+    response = client.post(f"/assessment/systems/{editable.id}", data=LEAF_FORM)
+    assert response.status_code == 302
+    newest = assessment.system_for(session, Q)
+    assert newest is not None and newest.version == editable.version + 1
+    assert [c["code"] for c in newest.tree["children"]] == ["A", "B", "C"]
+    assert newest.tree["children"][2]["rule"] == {
+        "kind": "linear", "lower": 60.0, "upper": 100.0, "higher_is_better": True,
+    }  # fmt: skip
+    assert newest.sources["C"] == "entry:online"
+    old = session.get(IndicatorSystem, editable.id)
+    assert old is not None and old.tree == TREE  # the old version is kept as it was
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"weight": "二十"}, "权重必须是数字"),
+        ({"lower": ""}, "请填写下限"),
+        ({"lower": "100", "upper": "60"}, "线性区间下限必须小于上限"),
+        ({"rule_kind": "steps", "thresholds": "3-0.8"}, "档位每行写“门槛:得分比例”"),
+        ({"rule_kind": "steps", "thresholds": "3:1.5"}, "档位得分比例必须在 0 到 1 之间"),
+        ({"rule_kind": "bonus", "per_item": "1", "cap": "-1"}, "加分上限必须大于 0"),
+        ({"source_kind": "case", "source_key": "happiness"}, "未知的诉求比率「happiness」"),
+        ({"source_key": ""}, "数据来源「entry:」无效"),
+        ({"code": "A"}, "指标编码重复：A"),
+        ({"name": " "}, "请填写指标名称"),
+        ({"weight": "0"}, "权重必须大于 0"),
+    ],
+)
+def test_bad_node_input_is_refused_with_values_kept(
+    client: Any, session: Session, editable: IndicatorSystem, change: dict[str, str], message: str
+) -> None:
+    login(client, "evaluator")
+    before = _versions(session)
+    response = client.post(f"/assessment/systems/{editable.id}", data={**LEAF_FORM, **change})
+    page = response.data.decode()
+    assert response.status_code == 200 and message in page
+    assert _versions(session) == before
+    kept = {**LEAF_FORM, **change}
+    assert f'value="{kept["weight"]}"' in page and f'value="{kept["code"]}"' in page  # the form is refilled
+
+
+def test_edit_a_leaf_rule_and_a_group_weight(
+    client: Any, session: Session, editable: IndicatorSystem
+) -> None:
+    login(client, "evaluator")
+    data = {"action": "edit", "code": "B", "name": "暗访检查", "weight": "50", "rule_kind": "steps",
+            "thresholds": "3:0.5\n8:1", "source_kind": "entry", "source_key": "check"}  # fmt: skip
+    assert client.post(f"/assessment/systems/{editable.id}", data=data).status_code == 302
+    newest = assessment.system_for(session, Q)
+    assert newest is not None
+    b = newest.tree["children"][1]
+    assert (b["name"], b["weight"], b["rule"]) == (
+        "暗访检查",
+        50.0,
+        {"kind": "steps", "thresholds": [[3.0, 0.5], [8.0, 1.0]]},
+    )
+    assert "分档：≥3 得 50%；≥8 得 100%" in client.get(f"/assessment/systems/{newest.id}").data.decode()
+    # Moving weight between siblings (direct weights of the group): 60/50 → 30/70.
+    response = client.post(
+        f"/assessment/systems/{newest.id}",
+        data={"action": "weights", "node": "T", "method": "direct", "w_A": "30", "w_B": "70"},
+    )
+    assert response.status_code == 302
+    moved = assessment.system_for(session, Q)
+    assert moved is not None and [c["weight"] for c in moved.tree["children"]] == pytest.approx([30.0, 70.0])
+    before = _versions(session)
+    bad = client.post(
+        f"/assessment/systems/{moved.id}",
+        data={"action": "weights", "node": "T", "method": "direct", "w_A": "x", "w_B": "70"},
+    )
+    assert "权重「x」必须是数字" in bad.data.decode() and _versions(session) == before
+
+
+def test_delete_a_node_and_refusals(client: Any, session: Session, editable: IndicatorSystem) -> None:
+    login(client, "evaluator")
+    client.post(f"/assessment/systems/{editable.id}", data=LEAF_FORM)
+    with_c = assessment.system_for(session, Q)
+    assert with_c is not None
+    assert (
+        client.post(f"/assessment/systems/{with_c.id}", data={"action": "delete", "code": "C"}).status_code
+        == 302
+    )
+    without = assessment.system_for(session, Q)
+    assert without is not None and [c["code"] for c in without.tree["children"]] == ["A", "B"]
+    assert "C" not in without.sources
+    before = _versions(session)
+    for code, message in (("T", "不能删除指标体系的根节点"), ("ZZ", "指标「ZZ」不存在")):
+        page = client.post(f"/assessment/systems/{without.id}", data={"action": "delete", "code": code})
+        assert message in page.data.decode()
+    assert _versions(session) == before
+
+
+def test_a_leaf_given_a_child_becomes_a_group(session: Session, editable: IndicatorSystem) -> None:
+    rule = {"kind": "linear", "lower": 0, "upper": 10}
+    new = assessment.add_node(
+        session, editable, "B", code="B1", name="楼道", weight=1, rule=rule, source="entry:b1"
+    )
+    b = new.tree["children"][1]
+    assert "rule" not in b and [c["code"] for c in b["children"]] == ["B1"]
+    assert "B" not in new.sources and new.sources["B1"] == "entry:b1"
+    with pytest.raises(assessment.AssessmentError) as raised:
+        assessment.delete_node(session, new, "B1")
+    assert raised.value.code == "last_child"
+
+
+def test_a_version_used_by_a_published_run_is_frozen(
+    client: Any, session: Session, editable: IndicatorSystem
+) -> None:
+    score_quarter(session, Q, publish=True)
+    session.commit()
+    login(client, "evaluator")
+    before = _versions(session)
+    page = client.post(f"/assessment/systems/{editable.id}", data=LEAF_FORM).data.decode()
+    assert "已冻结" in page and _versions(session) == before
+    assert "添加子指标" not in client.get(f"/assessment/systems/{editable.id}").data.decode()
+    response = client.post(f"/assessment/systems/{editable.id}", data={"action": "copy", "quarter": "2020Q2"})
+    assert response.status_code == 302
+    copy_ = assessment.system_for(session, "2020Q2")
+    assert copy_ is not None and copy_.quarter == "2020Q2" and copy_.tree == editable.tree
+
+
+def test_json_import_stays_as_the_advanced_option(
+    client: Any, session: Session, editable: IndicatorSystem
+) -> None:
+    login(client, "evaluator")
+    import json
+
+    tree = {**TREE, "name": "改名后的总分"}
+    response = client.post(
+        f"/assessment/systems/{editable.id}",
+        data={"action": "json", "quarter": Q, "tree": json.dumps(tree), "sources": json.dumps(SOURCES),
+              "rollup": "equal", "tie_rule": "min"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    newest = assessment.system_for(session, Q)
+    assert newest is not None and newest.tree["name"] == "改名后的总分"
+    bad = client.post(
+        f"/assessment/systems/{editable.id}",
+        data={"action": "json", "quarter": Q, "tree": "{", "sources": "{}"},
+    )
+    assert "提交的内容格式不正确" in bad.data.decode() and 'name="tree"' in bad.data.decode()
+
+
+# --- job status ----------------------------------------------------------------------------------------
+
+
+def test_dashboard_shows_the_job_state(
+    client: Any, session: Session, tiny: dict[str, Unit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login(client, "evaluator")
+    from core import jobs
+
+    queued: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(jobs, "enqueue", lambda task, *args: queued.append((task, args)))
+    page = client.post(f"/assessment/{Q}/run", follow_redirects=True).data.decode()
+    assert queued == [("app.assessment_runner.run_quarter", (Q,))]
+    assert "已排队，等待计算" in page and "刷新状态" in page and "本季度尚未计算" in page
+    client.post(f"/assessment/{Q}/publish")  # nothing computed yet: refused
+    assert assessment.run_for(session, Q).status == "draft"  # type: ignore[union-attr]
+    monkeypatch.undo()
+    page = client.post(f"/assessment/{Q}/run", follow_redirects=True).data.decode()
+    assert "计算完成" in page and "各区排名" in page
+
+
+def test_a_failed_job_shows_its_error(
+    client: Any, session: Session, tiny: dict[str, Unit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.assessment_runner as runner
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise assessment.AssessmentError("bad_survey_frame", "问卷结果缺少列：index")
+
+    monkeypatch.setattr(runner, "score_quarter", broken)
+    with pytest.raises(assessment.AssessmentError):
+        runner.run_quarter(Q)
+    status = assessment.job_status(assessment.run_for(session, Q))
+    assert status is not None and status["state"] == "failed" and status["error"] == "问卷结果缺少列：index"
+    login(client, "evaluator")
+    page = client.get(f"/assessment/?quarter={Q}").data.decode()
+    assert "计算失败" in page and "问卷结果缺少列：index" in page
+
+
+# --- review labels -------------------------------------------------------------------------------------
+
+
+def test_review_labels_show_question_text_and_category_name(session: Session, tiny: dict[str, Unit]) -> None:
+    from app.assessment_runner import survey_item_labels
+    from app.case_rates import review_items
+    from surveys.models import Question, QuestionKind, Survey, SurveySection
+
+    survey = Survey(quarter=Q, title="测试问卷", version=1, salt="s" * 16)
+    session.add(survey)
+    session.flush()
+    section = SurveySection(survey_id=survey.id, title="环境卫生")
+    session.add(section)
+    session.flush()
+    session.add(Question(survey_id=survey.id, section_id=section.id, name="Q7", label="楼道是否整洁？",
+                         kind=QuestionKind.likert5, indicator_code="HJ"))  # fmt: skip
+    session.flush()
+    labels = survey_item_labels(session, Q)
+    assert labels["Q7"] == "环境卫生 · 楼道是否整洁？" and labels["HJ"] == "满意度指标 HJ"
+    category = session.scalar(select(Category).order_by(Category.id).limit(1))
+    assert category is not None
+    cats = review_items(session, Q)
+    assert set(cats["item_label"]) == {category.name}
+    # An open item picks up the better label the next time the streak is detected.
+    frame = pd.DataFrame([{"unit_id": tiny["c1"].id, "kind": "survey_item", "item_code": "Q7",
+                           "item_label": "Q7", "value": 40.0, "n": 30}])  # fmt: skip
+    (item,) = assessment.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
+    assert item.item_label == "Q7"
+    frame["item_label"] = labels["Q7"]
+    assessment.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
+    assert item.item_label == "环境卫生 · 楼道是否整洁？"
+
+
+# --- significance of the total's change ----------------------------------------------------------------
+
+
+def _inputs(a: float, n: float, b: float = 5.0) -> assessment.LeafInputs:
+    index = pd.Index([1], name="unit_id")
+    nan = float("nan")
+    return assessment.LeafInputs(
+        pd.DataFrame({"A": [a], "B": [b]}, index=index),
+        pd.DataFrame({"A": [n], "B": [nan]}, index=index),
+        pd.DataFrame({"A": [nan], "B": [nan]}, index=index),
+    )
+
+
+def test_total_change_se_by_hand() -> None:
+    from surveys import scoring
+
+    root = scoring.indicator_from_config(TREE)
+    # A: 3 of 4 satisfied last quarter (75 %), 4 of 5 now (80 %); B (an entry, no sampling error) = 5.
+    # Agresti–Caffo: prev p̃ = 4/6, Var = (2/3)(1/3)/6 × 10⁴ = 370.37; now p̃ = 5/7, Var = (5/7)(2/7)/7 × 10⁴
+    # = 291.55 (percentage points²). Slope of the total in A: 60 points over 40 pp = 1.5.
+    # SE = 1.5 × √(370.37 + 291.55) = 38.59; change 7.5 → z = 0.194, two-sided p = 0.846.
+    se = assessment.total_change_se(root, SOURCES, _inputs(80.0, 5), _inputs(75.0, 4))
+    assert se.loc[1] == pytest.approx(38.59, abs=0.01)
+    # 360/400 vs 280/400: Var = 361·41/402³ × 10⁴ = 2.2783 and 281·121/402³ × 10⁴ = 5.2338 → SE = 4.111.
+    se = assessment.total_change_se(root, SOURCES, _inputs(90.0, 400), _inputs(70.0, 400))
+    assert se.loc[1] == pytest.approx(4.111, abs=0.001)
+    # A sampled leaf carries error even when only the entry moved; entries alone carry none → 数据不足 (NaN),
+    # and so does a sampled leaf that applies in one quarter only.
+    only_entry = assessment.total_change_se(root, SOURCES, _inputs(80.0, 5, b=9.0), _inputs(80.0, 5, b=9.0))
+    assert only_entry.notna().all()
+    assert (
+        assessment.total_change_se(root, {"A": "entry:a", "B": "entry:check"}, _inputs(80, 5), _inputs(75, 4))
+        .isna()
+        .all()
+    )
+    assert assessment.total_change_se(root, SOURCES, _inputs(80.0, 5), _inputs(float("nan"), 0)).isna().all()
+
+
+def test_total_change_significance_on_the_dashboard(
+    client: Any, session: Session, tiny: dict[str, Unit]
+) -> None:
+    score_quarter(session, Q, publish=True)
+    c1 = tiny["c1"]
+    q2 = datetime(2020, 5, 1, 9, 0)
+    for n, sat in enumerate(["satisfied"] * 4 + ["dissatisfied"]):
+        case = _case(session, c1, 100 + n, sat)
+        case.created_at = q2
+        for action in ("dispatch", "accept", "resolve"):
+            session.add(CaseEvent(case_id=case.id, action=action, created_at=q2))
+    assessment.add_entry(session, "2020Q2", c1, "check", 5.0)
+    session.commit()
+    score_quarter(session, "2020Q2")
+    session.commit()
+    run = assessment.run_for(session, "2020Q2")
+    assert run is not None
+    row = session.scalar(
+        select(Score).where(Score.run_id == run.id, Score.unit_id == c1.id, Score.node_code == "T")
+    )
+    # 80 % now vs 75 %: total 50 vs 42.5, SE 38.59 (see the hand check above) → p = 0.846, not significant.
+    assert row is not None and row.change == pytest.approx(7.5)
+    assert row.p_value == pytest.approx(0.846, abs=0.001) and row.significant is False
+    c2 = session.scalar(
+        select(Score).where(Score.run_id == run.id, Score.unit_id == tiny["c2"].id, Score.node_code == "T")
+    )
+    assert c2 is not None and c2.p_value is None and c2.significant is None  # no cases now: 数据不足
+    login(client, "evaluator")
+    page = client.get("/assessment/?quarter=2020Q2").data.decode()
+    assert "不显著（p = 0.846）" in page and "数据不足" in page and "数据允许时" in page
