@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": False,
     "PREFERRED_URL_SCHEME": "http",
     "LOG_LEVEL": "INFO",
+    "DEADLINE_WARNING_SHARE": 0.8,  # share of a case's limit used up when the deadline scan warns
 }
 
 # Environment variables read at start-up (README lists them); the type converts the string.
@@ -36,6 +37,7 @@ ENVIRONMENT: dict[str, type] = {
     "SESSION_COOKIE_SECURE": bool,
     "RQ_QUEUE_PREFIX": str,
     "LOG_LEVEL": str,
+    "DEADLINE_WARNING_SHARE": float,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -38,15 +39,32 @@ def sweep_command(older_than: int) -> None:
 
 
 @routing_cli.command("scan")
-@click.option("--warning-share", default=0.8, show_default=True, help="用去时限的比例达到多少时预警")
-def scan_command(warning_share: float) -> None:
-    """Warn cases near their deadline and flag overdue ones for 督办."""
+@click.option(
+    "--warning-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="用去时限的比例达到多少时预警（默认取配置 DEADLINE_WARNING_SHARE，0.8）",
+)
+def scan_command(warning_share: float | None) -> None:
+    """Warn cases near their deadline, flag overdue ones for 督办, close unrated ones past callback."""
     from routing import jobs
 
-    counts = jobs.scan_deadlines(warning_share=warning_share)
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    share = warning_share if warning_share is not None else configured_warning_share(app)
+    counts = jobs.scan_deadlines(warning_share=share)
     click.echo(
-        f"预警 {counts['warning']}，超时督办 {counts['overdue']}，超时未签收 {counts['sign_for_overdue']}"
+        f"预警 {counts['warning']}，超时督办 {counts['overdue']}，超时未签收 {counts['sign_for_overdue']}，"
+        f"回访超期自动归档 {counts['closed']}"
     )
+
+
+def configured_warning_share(app: Flask) -> float:
+    """``DEADLINE_WARNING_SHARE`` from the configuration (default 0.8), checked to lie in (0, 1]."""
+    raw = app.config.get("DEADLINE_WARNING_SHARE")
+    share = 0.8 if raw is None else float(raw)
+    if not 0 < share <= 1:
+        raise click.UsageError(f"DEADLINE_WARNING_SHARE 须大于 0 且不超过 1（当前为 {raw}）")
+    return share
 
 
 @routing_cli.command("rules-import")
@@ -105,19 +123,19 @@ def run_beat_once(app: Flask, interval: int) -> bool:
         # Without Redis nothing can be enqueued; the scan needs only the database, so run it anyway.
         log.warning("beat: Redis unavailable (%s); scanning deadlines only", exc)
         with app.app_context():
-            _safely(jobs.scan_deadlines)
+            _safely(lambda: jobs.scan_deadlines(warning_share=configured_warning_share(app)), "scan")
         return True
     with app.app_context():
-        _safely(jobs.sweep)
-        _safely(jobs.scan_deadlines)
+        _safely(jobs.sweep, "sweep")
+        _safely(lambda: jobs.scan_deadlines(warning_share=configured_warning_share(app)), "scan")
     return True
 
 
-def _safely(fn: object) -> None:
+def _safely(fn: Callable[[], object], name: str) -> None:
     try:
-        fn()  # type: ignore[operator]
-    except Exception:  # a failing period must not stop the next one
-        log.exception("beat: %s failed", getattr(fn, "__name__", fn))
+        fn()
+    except Exception:  # a failing period (or a bad DEADLINE_WARNING_SHARE) must not stop the next one
+        log.exception("beat: %s failed", name)
 
 
 def start_beat(app: Flask, interval: int = 60) -> threading.Thread:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from core.csvio import ImportRejected, RowError
 from core.db import utcnow
@@ -188,9 +188,10 @@ def actor_for(session: Session, user: User | None) -> Actor:
     return Actor(user.id, Role(user.role), user.unit_id, path)
 
 
-def snapshot(case: Case) -> CaseSnapshot:
-    """The lifecycle's view of a case."""
-    pending = frozenset(s.unit_id for s in case.summons if s.closed_at is None)
+def snapshot(case: Case, *, summons: bool = True) -> CaseSnapshot:
+    """The lifecycle's view of a case; ``summons=False`` leaves out the escalation (one query less)
+    for commands that neither read nor change it (route, dispatch, triage, close)."""
+    pending = frozenset(s.unit_id for s in case.summons if s.closed_at is None) if summons else frozenset()
     return CaseSnapshot(
         state=State(case.state),
         case_id=case.id,
@@ -243,11 +244,14 @@ def _apply(
     """Write the transition onto the case and append its audit event."""
     after, changes = transition.after, transition.changes()
     case.state = after.state.value
+    # Foreign keys are set with the relationships so that callers may read them before the flush.
     if "unit" in changes:
         case.current_unit = session.get(Unit, after.unit.id) if after.unit is not None else None
+        case.current_unit_id = after.unit.id if after.unit is not None else None
         case.handling_level = after.unit.level if after.unit is not None else None
     if "sent_by" in changes:
         case.sent_by_unit = session.get(Unit, after.sent_by.id) if after.sent_by is not None else None
+        case.sent_by_unit_id = after.sent_by.id if after.sent_by is not None else None
     for name in _PLAIN_FIELDS:
         if name in changes:
             setattr(case, name, changes[name])
@@ -280,7 +284,10 @@ def _apply(
         details=dict(event.details),
         created_at=now,
     )
-    case.events.append(row)
+    # Through the many-to-one side: the backref queues the row on an unloaded ``case.events`` instead
+    # of loading the whole timeline (a query per action), and a loaded one still sees it.
+    session.add(row)
+    row.case = case
     return row
 
 
@@ -801,17 +808,21 @@ def rules_of_version(session: Session, version: int) -> RuleSetView:
 
 
 def _view(session: Session, rule_set: RuleSet) -> RuleSetView:
-    key = (rule_set.version, rule_set.id, rule_set.created_at)
+    return _cached_view(session, rule_set.id, rule_set.version, rule_set.created_at)
+
+
+def _cached_view(session: Session, rule_set_id: int, version: int, created_at: datetime) -> RuleSetView:
+    key = (version, rule_set_id, created_at)
     cached = _RULES_CACHE.get(key)
     if cached is None:
         rows = session.scalars(
             select(DispatchRule)
-            .where(DispatchRule.rule_set_id == rule_set.id)
+            .where(DispatchRule.rule_set_id == rule_set_id)
             .order_by(DispatchRule.position)
         )
         cached = tuple(Rule(r.level, r.category, r.group, r.place, r.unit_code, r.priority) for r in rows)
         _RULES_CACHE[key] = cached
-    return RuleSetView(rule_set.version, cached)
+    return RuleSetView(version, cached)
 
 
 def validate_rules(session: Session, rules: Sequence[Rule]) -> list[RowError]:
@@ -884,38 +895,83 @@ def _next_step(current: Unit | None, target: Unit) -> int:
     return chain[min(start, len(chain) - 1)]
 
 
+def _lock_for_routing(session: Session, case_id: int) -> tuple[Case, RuleSetView | None]:
+    """The case, locked and fresh, with its category, the units it refers to, and its rule set.
+
+    Two statements whatever the hop: the case row (``FOR UPDATE OF cases``) joined to its category and
+    to the rule set it must be routed with (its own version, or the newest for a first hop), then every
+    unit the hop may touch by id, so the lazy many-to-one attributes are answered from the identity map.
+    """
+    newest = select(func.max(RuleSet.version)).scalar_subquery()
+    stmt = (
+        select(Case, RuleSet.id, RuleSet.version, RuleSet.created_at)
+        .options(joinedload(Case.category, innerjoin=True))
+        .outerjoin(RuleSet, RuleSet.version == func.coalesce(Case.rule_set_version, newest))
+        .where(Case.id == case_id)
+        .with_for_update(of=Case)
+        .execution_options(populate_existing=True)
+    )
+    row = session.execute(stmt).first()
+    if row is None:
+        raise RoutingFailed("case_missing", N_("工单不存在"))
+    case, rule_set_id, version, created_at = row
+    unit_ids = {
+        case.district_id,
+        case.street_id,
+        case.community_id,
+        case.current_unit_id,
+        case.sent_by_unit_id,
+        case.category.department_id,
+    } - {None}
+    # The identity map holds objects weakly: keep the units referenced until the case has them.
+    units = session.scalars(select(Unit).where(Unit.id.in_(unit_ids))).all()
+    for owner, name in (
+        (case, "district"),
+        (case, "street"),
+        (case, "community"),
+        (case, "current_unit"),
+        (case, "sent_by_unit"),
+        (case.category, "department"),
+    ):
+        getattr(owner, name)  # answered from the identity map while ``units`` holds the rows
+    assert len(units) == len(unit_ids)
+    view = _cached_view(session, rule_set_id, version, created_at) if rule_set_id is not None else None
+    return case, view
+
+
 def route_step(
     session: Session, case_id: int, *, hop_no: int | None = None, now: datetime | None = None
 ) -> HopResult:
     """One automatic routing hop (city → district → street → community, or straight to a department).
 
-    Safe to run twice: the hop row's unique (case, hop number) and the state check make a repeat a
-    no-op. Raises :class:`RoutingFailed` when the case does not exist.
+    Safe to run twice: the case row is locked (``FOR UPDATE``) and re-read before the state and hop-number
+    check, so a repeat or a concurrent duplicate finds the hop done and is a no-op; the hop row's unique
+    (case, hop number) backs this up in the database (a violation raises :class:`IntegrityError`, which
+    the job treats as a no-op). Raises :class:`RoutingFailed` when the case does not exist.
     """
     now = now or utcnow()
-    case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
-    if case is None:
-        raise RoutingFailed("case_missing", N_("工单不存在"))
+    case, view = _lock_for_routing(session, case_id)
     pending = case.state == State.submitted.value or (
         case.state == State.dispatching.value and case.auto_routing
     )
     next_no = (case.hop_count or 0) + 1
     if not pending or (hop_no is not None and hop_no != next_no):
         return HopResult("noop")
-    try:
-        with session.begin_nested():
-            hop = RoutingHop(case_id=case.id, hop_no=next_no, action="pending", created_at=now)
-            session.add(hop)
-            session.flush()
-    except IntegrityError:
-        return HopResult("noop")
-    view = (
-        rules_of_version(session, case.rule_set_version) if case.rule_set_version else current_rules(session)
-    )
+    if view is None:  # no rule set published yet, or the case's version is gone
+        view = (
+            rules_of_version(session, case.rule_set_version)
+            if case.rule_set_version
+            else current_rules(session)
+        )
     place = place_units(case)
     placement = resolve_placement(view.rules, category_ref(case.category), place)
-    target = unit_by_code(session, placement.unit_code) if placement else None
-    before = snapshot(case)
+    target = None
+    if placement is not None:
+        known = [u for u in (case.district, case.street, case.community, case.category.department) if u]
+        target = next((u for u in known if u.code == placement.unit_code), None)
+        target = target or unit_by_code(session, placement.unit_code)
+    # Routing commands neither read nor change an escalation, so the summons need not be loaded.
+    before = snapshot(case, summons=False)
     transition: Transition | None = None
     if target is not None and target.active:
         step_id = _next_step(case.current_unit, target)
@@ -938,9 +994,20 @@ def route_step(
         )
     _apply(session, case, transition, None, now)
     state = transition.after.state
-    hop.action = transition.event.action.value
-    hop.from_unit_id, hop.to_unit_id = transition.event.from_unit_id, transition.event.to_unit_id
-    hop.rule_set_version = view.version
+    # The hop row is written with its outcome in the same flush as the case (no savepoint, no update):
+    # the lock above already serialises duplicates, the unique constraint is the database's guarantee.
+    event = transition.event
+    session.add(
+        RoutingHop(
+            case_id=case.id,
+            hop_no=next_no,
+            action=event.action.value,
+            from_unit_id=event.from_unit_id,
+            to_unit_id=event.to_unit_id,
+            rule_set_version=view.version,
+            created_at=now,
+        )
+    )
     case.hop_count, case.rule_set_version = next_no, view.version
     case.auto_routing = state is State.dispatching
     if state is State.dispatched:
@@ -951,7 +1018,7 @@ def route_step(
     elif state is State.triage:
         _tell_unit(session, case.current_unit_id, case, f"工单 {case.tracking_number} 待人工分拨")
     session.flush()
-    return HopResult(hop.action, next_no, next_no + 1 if case.auto_routing else None)
+    return HopResult(event.action.value, next_no, next_no + 1 if case.auto_routing else None)
 
 
 def record_failure(session: Session, case_id: int, task: str, code: str, message: str) -> None:
@@ -1001,13 +1068,16 @@ def _flag(
 def scan_deadlines(
     session: Session, *, warning_share: float = DEFAULT_WARNING_SHARE, now: datetime | None = None
 ) -> dict[str, int]:
-    """Warn cases past ``warning_share`` of their limit and flag overdue ones for 督办 to the level above.
+    """Warn cases past ``warning_share`` of their limit, flag overdue ones for 督办 to the level above,
+    and close resolved cases whose callback window passed without a rating.
 
     Idempotent: each (case, kind, deadline) is flagged once, so running it again changes nothing;
-    an extension (a new deadline) can be warned and flagged again.
+    an extension (a new deadline) can be warned and flagged again. A closed case is no longer resolved.
     """
+    if not 0 < warning_share <= 1:
+        raise DomainError("invalid_warning_share", N_("预警比例须大于 0 且不超过 1"))
     now = now or utcnow()
-    counts = {"sign_for_overdue": 0, "warning": 0, "overdue": 0}
+    counts = {"sign_for_overdue": 0, "warning": 0, "overdue": 0, "closed": close_unrated(session, now=now)}
     flagged = select(DeadlineFlag.id).where(
         DeadlineFlag.case_id == Case.id,
         DeadlineFlag.kind == "overdue",
@@ -1049,3 +1119,43 @@ def scan_deadlines(
             )
     session.flush()
     return counts
+
+
+AUTO_CLOSE_NOTE = "回访期限已过，未收到评价，系统自动归档"
+
+
+def close_unrated(session: Session, *, now: datetime | None = None, limit: int = 1000) -> int:
+    """Close (归档) resolved cases whose callback window (``callback_due``) has passed without a rating.
+
+    Each gets a ``close`` audit event by the system (details ``callback_timeout``) and a notice to the
+    resident. Idempotent: a closed case is no longer a candidate; rows another scan holds are skipped
+    (``SKIP LOCKED``) and every case is re-checked by the lifecycle under its lock.
+    """
+    now = now or utcnow()
+    cases = session.scalars(
+        select(Case)
+        .where(
+            Case.state == State.resolved.value,
+            Case.callback_due.is_not(None),
+            Case.callback_due <= now,
+            Case.satisfaction.is_(None),
+        )
+        .order_by(Case.callback_due)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).all()
+    closed = 0
+    for case in cases:
+        try:
+            transition = decide(
+                snapshot(case, summons=False), Close(AUTO_CLOSE_NOTE), SYSTEM_ACTOR, now, POLICY
+            )
+        except TransitionError as refused:  # rated or reopened meanwhile: nothing to do
+            log.info("auto-close skipped case %s: %s", case.id, refused.code)
+            continue
+        _apply(session, case, transition, None, now)
+        _tell_resident(session, case, f"您的诉求 {case.tracking_number} 回访期限已过、未收到评价，已自动归档")
+        closed += 1
+    session.flush()
+    return closed

@@ -439,3 +439,82 @@ def test_notices_are_stored_and_delivered_after_commit(session: Session) -> None
     assert all("13800001234" not in m and "测试" not in m for *_x, m in memory.sent)
     assert notify.notices_for(session, "resident", resident.id)[0].case_id == case.id
     assert session.scalar(select(Notice).where(Notice.case_id == case.id)) is not None
+
+
+def test_scan_closes_a_resolved_case_once_its_callback_window_passes_unrated(session: Session) -> None:
+    resident = user(session, "resident")
+    case = routed(session, resident=resident)
+    handler = user(session, "handler-community")
+    services.accept(session, case.id, handler)
+    services.resolve(session, case.id, handler, result="已清运", reply="已安排清运")
+    assert case.callback_due is not None
+    due = case.callback_due
+    assert services.scan_deadlines(session, now=due - timedelta(minutes=1))["closed"] == 0
+    assert case.state == State.resolved  # the window is still open: the resident may rate
+    counts = services.scan_deadlines(session, now=due + timedelta(hours=1))
+    assert counts["closed"] == 1 and case.state == State.closed
+    event = case.events[-1]
+    assert (event.action, event.from_state, event.to_state) == ("close", "resolved", "closed")
+    assert event.actor_role == "system" and event.actor_id is None
+    assert event.details["callback_timeout"] is True and event.reason == services.AUTO_CLOSE_NOTE
+    assert "已自动归档" in notify.notices_for(session, "resident", resident.id)[0].message
+    events = len(case.events)
+    assert services.scan_deadlines(session, now=due + timedelta(days=2))["closed"] == 0
+    assert len(case.events) == events and case.state == State.closed
+
+
+def test_scan_leaves_a_rated_case_to_the_dispatcher(session: Session) -> None:
+    case = resolved(session)
+    services.callback(
+        session, case.id, user(session, "operator"), solved=True, satisfaction="satisfied", comment="好"
+    )
+    assert case.callback_due is not None
+    assert services.scan_deadlines(session, now=case.callback_due + timedelta(days=1))["closed"] == 0
+    assert case.state == State.resolved and case.satisfaction == "satisfied"
+
+
+def test_scan_refuses_a_warning_share_outside_zero_to_one(session: Session) -> None:
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError) as refused:
+            services.scan_deadlines(session, warning_share=share)
+        assert getattr(refused.value, "code", None) == "invalid_warning_share"
+
+
+def test_scan_command_and_beat_read_the_configured_warning_share(
+    app: Any, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import RedisError
+
+    from app import redis_conn, routing_cli
+
+    seen: list[float] = []
+    zero = {"warning": 0, "overdue": 0, "sign_for_overdue": 0, "closed": 0}
+
+    def scan(warning_share: float) -> dict[str, int]:
+        seen.append(warning_share)
+        return zero
+
+    monkeypatch.setattr(jobs, "scan_deadlines", scan)
+    monkeypatch.setitem(app.config, "DEADLINE_WARNING_SHARE", 0.65)
+    result = app.test_cli_runner().invoke(args=["routing", "scan"])
+    assert result.exit_code == 0 and "回访超期自动归档 0" in result.output
+    assert app.test_cli_runner().invoke(args=["routing", "scan", "--warning-share", "0.9"]).exit_code == 0
+
+    class RedisDown:
+        def set(self, *args: Any, **kwargs: Any) -> bool:
+            raise RedisError("down")
+
+    monkeypatch.setattr(redis_conn, "redis_for", lambda _app: RedisDown())
+    assert routing_cli.run_beat_once(app, 60) is True  # Redis down: the scan still runs
+    assert seen == [0.65, 0.9, 0.65]
+    monkeypatch.setitem(app.config, "DEADLINE_WARNING_SHARE", 1.5)
+    result = app.test_cli_runner().invoke(args=["routing", "scan"])
+    assert result.exit_code != 0 and "DEADLINE_WARNING_SHARE" in result.output
+
+
+def test_warning_share_comes_from_the_environment(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import config
+
+    assert config.load(tmp_path)["DEADLINE_WARNING_SHARE"] == 0.8
+    monkeypatch.setenv("DEADLINE_WARNING_SHARE", "0.7")
+    assert config.load(tmp_path)["DEADLINE_WARNING_SHARE"] == 0.7
