@@ -77,20 +77,36 @@ def users_create(username: str, role: str, unit_code: str | None, display_name: 
 
 
 @click.command("demo")
-def demo() -> None:
-    """Load demo data once (idempotent): work-plan units, catalogue, demo places, users, samples."""
-    logins = _load_demo()
+@click.option("--no-quarter", is_flag=True, help="不生成示例季度（问卷答卷、历史工单与考评结果）")
+def demo(no_quarter: bool) -> None:
+    """Load demo data once (idempotent): work-plan units, catalogue, demo places, users, samples, and
+    two past quarters of surveys, cases and scoring."""
+    logins = _load_demo(quarter=not no_quarter)
     _print_logins(logins)
 
 
-def _load_demo() -> list:
+def _load_demo(quarter: bool = True) -> list:
     from app.demo import load_demo
     from app.web.public import token_key
 
     logins = load_demo(db.session, token_key())
     db.session.commit()
+    if quarter:
+        _load_demo_quarter(token_key())
     _route_waiting_cases()
     return logins
+
+
+def _load_demo_quarter(key: bytes) -> None:
+    """The two past quarters of demo surveys, cases and scoring (skipped when already there)."""
+    from app.demo_quarter import load_demo_quarter
+
+    summary = load_demo_quarter(db.session(), key)
+    db.session.commit()
+    for done in summary.quarters:
+        if done.responses or done.cases or done.scored:
+            scored = {"published": "，考评已发布", "draft": "，考评草稿已计算"}.get(done.scored, "")
+            click.echo(f"示例季度 {done.quarter}：答卷 {done.responses} 份，工单 {done.cases} 件{scored}")
 
 
 def _route_waiting_cases() -> None:
