@@ -923,8 +923,8 @@ def _lock_for_routing(session: Session, case_id: int) -> tuple[Case, RuleSetView
         case.sent_by_unit_id,
         case.category.department_id,
     } - {None}
-    # The identity map holds objects weakly: keep the units referenced until the case has them.
-    units = session.scalars(select(Unit).where(Unit.id.in_(unit_ids))).all()
+    # The identity map holds objects weakly: keep the units referenced until the case points to them.
+    _held = session.scalars(select(Unit).where(Unit.id.in_(unit_ids))).all()  # alive until we return
     for owner, name in (
         (case, "district"),
         (case, "street"),
@@ -933,8 +933,7 @@ def _lock_for_routing(session: Session, case_id: int) -> tuple[Case, RuleSetView
         (case, "sent_by_unit"),
         (case.category, "department"),
     ):
-        getattr(owner, name)  # answered from the identity map while ``units`` holds the rows
-    assert len(units) == len(unit_ids)
+        getattr(owner, name)  # answered from the identity map while ``_held`` holds the rows
     view = _cached_view(session, rule_set_id, version, created_at) if rule_set_id is not None else None
     return case, view
 
