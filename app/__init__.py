@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import Engine, event
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import config as app_config
 from app.extensions import babel, csrf, db, login_manager, migrate
@@ -89,9 +89,14 @@ def _configure_jobs(app: Flask) -> None:
     from app import queue
     from core import jobs
 
-    def session_factory() -> Any:
-        with app.app_context():
-            return sessionmaker(bind=db.engine)()
+    factories: list[sessionmaker[Session]] = []
+
+    def session_factory() -> Session:
+        # One sessionmaker per app, built on first use (the engine exists only inside an app context).
+        if not factories:
+            with app.app_context():
+                factories.append(sessionmaker(bind=db.engine))
+        return factories[0]()
 
     def enqueuer(task: str, args: tuple[Any, ...]) -> None:
         queue.enqueue(app, task, args)
