@@ -287,6 +287,11 @@ def _survey(session: Session, quarter: Quarter, places: Sequence[_Place], *, clo
     )
     if close:
         surveys.close_survey(session, survey)
+    # The services stamp today; the demo's collection ran during its quarter.
+    survey.opened_at = start
+    if close:
+        survey.closed_at = datetime.combine(quarter.end, time()) - timedelta(hours=8)
+    session.flush()
     return len(ids)
 
 

@@ -135,7 +135,7 @@ def test_demo_twice_is_idempotent(app: Flask, session: Session, monkeypatch: pyt
     )  # demo samples already exist: nothing queued
     before = counts(session)
     for _ in range(2):
-        result = run(app, "demo")
+        result = run(app, "demo", "--no-quarter")  # the demo quarter: tests/web/test_demo_quarter.py
         assert result.exit_code == 0, result.output
         assert "demo-pass-2026" in result.output and "dispatcher-street" in result.output
         assert counts(session) == before
