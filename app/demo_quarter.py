@@ -57,7 +57,7 @@ SECTIONS = (
     ("service", "社区服务", 3, 8),
 )  # (name, title, first, end) of QUESTIONS
 RESPONSES_PER_COMMUNITY = (30, 60)
-CASES_PER_COMMUNITY = (1, 4)
+CASES_PER_COMMUNITY = (1, 3)
 # Requests a community handles itself (default_level community in the catalogue): routing ends there.
 CASE_SAMPLES: tuple[tuple[str, str], ...] = (
     ("HW-01", "楼下垃圾桶满了两天没人清运，气味很大。"),
@@ -381,9 +381,13 @@ def _lifecycle(
     now: datetime,
     rng: random.Random,
 ) -> None:
-    """Route, sign for, maybe return, resolve, call back, maybe reopen — with realistic delays."""
+    """Route, sign for, maybe return, resolve, call back, maybe reopen — with realistic delays.
+
+    A rated case is archived (归档); an unrated one stays ``resolved`` until the worker's deadline scan
+    closes it once its callback window has passed, as it does for real ones.
+    """
     good = min(0.95, max(0.3, (place.quality - 45) / 40))  # 74 → ~0.72; a weak community does worse
-    if dispatcher is not None and rng.random() < 0.7:
+    if dispatcher is not None and rng.random() < 0.8:
         # The hotline dispatches most requests straight to the community (派单): one step instead of
         # the rules' three hops, which also keeps the demo load fast.
         now += timedelta(minutes=rng.randint(5, 40))
@@ -417,7 +421,7 @@ def _lifecycle(
             session, case.id, handler, result="已处理", reply="示例：已安排人员处理，请查看。", now=now
         )
         if rng.random() < 0.12:
-            return  # never rated; the callback sweeper closes it once the window passes
+            return  # never rated: the deadline scan closes it
         now += timedelta(hours=rng.uniform(4, 30))
         happy = rng.random() < good + 0.12 or attempt == 2
         satisfaction = (
