@@ -195,7 +195,9 @@ def load_demo_quarter(session: Session, token_key: bytes, today: date | None = N
             continue
         if not handlers:
             handlers, summary.handlers = _handlers(session, places)
-        done.responses = _survey(session, quarter, places, close=quarter == older)
+        done.responses = _survey(
+            session, quarter, places, close=True
+        )  # both demo quarters are past: collection has ended
         done.entries = _entries(session, quarter, places, admin)
         done.cases = _cases(session, quarter, places, handlers, admin, token_key)
     for quarter, publish, done in ((older, True, summary.quarters[0]), (newer, False, summary.quarters[1])):
