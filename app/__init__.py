@@ -16,6 +16,7 @@ from app.extensions import babel, csrf, db, login_manager, migrate
 from core.privacy import PiiLogFilter
 
 ROOT = Path(__file__).resolve().parent.parent
+SQLITE_BEGIN = "minhu_sqlite_begin"  # execution option: how a SQLite transaction begins
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -81,7 +82,8 @@ def _configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # Jobs ask for BEGIN IMMEDIATE (see _configure_jobs); pages keep deferred transactions.
+        connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
 
 
 def _configure_jobs(app: Flask) -> None:
@@ -95,7 +97,10 @@ def _configure_jobs(app: Flask) -> None:
         # One sessionmaker per app, built on first use (the engine exists only inside an app context).
         if not factories:
             with app.app_context():
-                factories.append(sessionmaker(bind=db.engine))
+                # A job reads then writes; on SQLite a deferred transaction whose snapshot went stale
+                # fails at once with "database is locked", while IMMEDIATE waits its turn (busy_timeout).
+                engine = db.engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+                factories.append(sessionmaker(bind=engine))
         return factories[0]()
 
     def enqueuer(task: str, args: tuple[Any, ...]) -> None:

@@ -76,7 +76,8 @@ def ensure_demo_places(session: DbSession) -> list[Unit]:
                 community = _ensure_unit(
                     session,
                     f"{street.code}-C{c + 1}",
-                    f"{_STREET_NAMES[s][2:4]}{_COMMUNITY_NAMES[c]}（示例）",
+                    # Unique across the city, so rankings and lists read unambiguously.
+                    f"{district.name.removesuffix('区')}{_STREET_NAMES[s][2:4]}{_COMMUNITY_NAMES[c]}（示例）",
                     Level.community,
                     UnitKind.community,
                     street,

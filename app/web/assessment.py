@@ -710,20 +710,20 @@ def _score_table(run: ScoringRun, level: str) -> list[list[Any]]:
     frame = assessment.scores_frame(_db(), run, level)
     nodes = [config["code"] for _, config in _tree_rows(run.system.tree)]
     names = {config["code"]: config["name"] for _, config in _tree_rows(run.system.tree)}
-    wide = frame.pivot_table(
-        index=["unit_code", "unit_name"], columns="node_code", values="score", dropna=False
-    )
+    # One index level only: with dropna=False, a (code, name) index would be their Cartesian product.
+    wide = frame.pivot_table(index="unit_code", columns="node_code", values="score", dropna=False)
+    unit_names = frame.drop_duplicates("unit_code").set_index("unit_code")["unit_name"]
     ranks = frame[frame["node_code"] == nodes[0]].set_index("unit_code")["rank"]
     changes = frame[frame["node_code"] == nodes[0]].set_index("unit_code")["change"]
     header = ["排名", "单位编码", "单位", *[names[c] for c in nodes], "较上季度变化"]
     rows: list[list[Any]] = [header]
-    for (unit_code, unit_name), values in wide.iterrows():
+    for unit_code, values in wide.iterrows():
         rank = ranks.get(unit_code)
         rows.append(
             [
                 None if rank is None or pd.isna(rank) else int(rank),
                 unit_code,
-                unit_name,
+                unit_names[unit_code],
                 *[_cell(values.get(c)) for c in nodes],
                 _cell(changes.get(unit_code)),
             ]
