@@ -51,6 +51,8 @@ def describe(event: CaseEvent, for_resident: bool = True) -> str:
         return f"{label}（{channel}渠道），正在分派给负责单位"
     if action in ("dispatch", "pass_down") and to_unit:
         return f"{label}至 {to_unit}，等待签收"
+    if action == "route" and to_unit:
+        return f"已转交 {to_unit} 继续分派"
     if action == "triage":
         return f"{label}：{to_unit or '派单中心'} 正在确定承办单位"
     if action == "accept":
