@@ -3,7 +3,6 @@ review list (逐项审核), workers' figures, XLSX/CSV ledger (电子台帐) and
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import uuid
@@ -33,6 +32,7 @@ from werkzeug.utils import secure_filename
 from app import case_rates
 from app.assessment_runner import survey_results
 from app.auth import roles_required, signed_in_user
+from app.exports import csv_text, safe_row
 from app.extensions import db
 from app.web.present import register_nav
 from core import jobs
@@ -685,11 +685,9 @@ def _review_table() -> list[list[Any]]:
 
 
 def _csv(rows: list[list[Any]], filename: str) -> Response:
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # Excel opens UTF-8 CSV correctly only with a BOM
-    csv.writer(buffer).writerows(rows)
+    # Excel opens UTF-8 CSV correctly only with a BOM; csv_text adds it and neutralises formulas.
     return Response(
-        buffer.getvalue(),
+        csv_text(rows),
         mimetype="text/csv; charset=utf-8",
         headers={"Content-Disposition": f"attachment; filename={filename}"},
     )
@@ -752,27 +750,29 @@ def export_xlsx(quarter: str) -> Any:
     for level in (Level.district, Level.street, Level.community):
         sheet = book.create_sheet(f"{LEVEL_LABELS[level]}得分")
         for row in _score_table(run, level.value):
-            sheet.append(row)
+            sheet.append(safe_row(row))
     sheet = book.create_sheet("指标体系")
     sheet.append(["层级", "编码", "名称", "权重", "评分规则", "数据来源"])
     for depth, config in _tree_rows(run.system.tree):
         sheet.append(
-            [
-                depth,
-                config["code"],
-                config["name"],
-                config.get("weight"),
-                json.dumps(config.get("rule"), ensure_ascii=False) if config.get("rule") else "",
-                run.system.sources.get(config["code"], ""),
-            ]
+            safe_row(
+                [
+                    depth,
+                    config["code"],
+                    config["name"],
+                    config.get("weight"),
+                    json.dumps(config.get("rule"), ensure_ascii=False) if config.get("rule") else "",
+                    run.system.sources.get(config["code"], ""),
+                ]
+            )
         )
     sheet = book.create_sheet("逐项审核")
     for row in _review_table():
-        sheet.append(row)
+        sheet.append(safe_row(row))
     sheet = book.create_sheet("比率定义")
     sheet.append(["列名", "名称", "分子", "分母"])
     for definition in case_rates.RATE_DEFINITIONS:
-        sheet.append(list(definition[:4]))
+        sheet.append(safe_row(definition[:4]))
     buffer = io.BytesIO()
     book.save(buffer)
     buffer.seek(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from wtforms.validators import DataRequired, Length, NumberRange
 
 from app.auth import roles_required, signed_in_user
 from app.callback_source import callback_results
+from app.exports import csv_text, safe_frame
 from app.extensions import db
 from app.web.present import register_nav
 from core.csvio import ImportRejected, RowError
@@ -548,13 +548,10 @@ def rejected_csv(survey_id: int, upload_id: int) -> Any:
     upload = _db().get(PaperUpload, upload_id)
     if upload is None or upload.survey_id != survey_id:
         abort(404)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["行号", "列", "原因"])
-    for line, column, message in upload.rejected:
-        writer.writerow([line, column, message])
+    # The reasons quote the uploaded cells, so the file goes through the formula-safe writer.
+    rows = [["行号", "列", "原因"], *([line, column, message] for line, column, message in upload.rejected)]
     return Response(
-        "\ufeff" + out.getvalue(),
+        csv_text(rows),
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename=rejected-{upload.id}.csv"},
     )
@@ -654,7 +651,7 @@ def results() -> Any:
 def export(fmt: str) -> Any:
     """Export the results of a quarter as CSV (UTF-8 with BOM, for Excel) or XLSX."""
     quarter = _results_quarter()
-    table = frames.results_export_frame(frames.community_results(_db(), quarter))
+    table = safe_frame(frames.results_export_frame(frames.community_results(_db(), quarter)))
     filename = f"survey-results-{quarter}.{fmt}"
     headers = {"Content-Disposition": f"attachment; filename={filename}"}
     if fmt == "csv":
