@@ -34,6 +34,7 @@ ENVIRONMENT: dict[str, type] = {
     "REDIS_URL": str,
     "SECRET_KEY": str,
     "MAX_CONTENT_LENGTH": int,
+    "UPLOAD_MAX_BYTES": int,
     "SESSION_COOKIE_SECURE": bool,
     "RQ_QUEUE_PREFIX": str,
     "LOG_LEVEL": str,

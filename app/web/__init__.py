@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, current_app, request
+from flask_login import current_user
 
 from app.web import present, public, surveys
+from core.models import Role
+
+# Views that take files from evaluators and admins (XLSForms, paper questionnaires, population margins,
+# evidence photos, dispatch rules): their bodies may reach UPLOAD_MAX_BYTES; every other request, and
+# anyone else posting to these, stays at MAX_CONTENT_LENGTH.
+UPLOAD_ENDPOINTS = frozenset(
+    {
+        "surveys.index",
+        "surveys.import_xlsform",
+        "surveys.margins",
+        "surveys.paper",
+        "assessment.entries",
+        "admin.upload_rules",
+    }
+)
+UPLOAD_ROLES = frozenset({Role.evaluator, Role.admin})
+
+
+def upload_limit() -> None:
+    """Raise this request's body limit to UPLOAD_MAX_BYTES for staff uploads (before CSRF reads the form)."""
+    staff = current_user.is_authenticated and current_user.role in UPLOAD_ROLES
+    if request.endpoint in UPLOAD_ENDPOINTS and staff:
+        request.max_content_length = int(current_app.config["UPLOAD_MAX_BYTES"])
 
 
 def init_app(app: Flask) -> None:
@@ -15,3 +39,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(__import__("app.web.workbench", fromlist=["bp"]).bp)
     app.register_blueprint(__import__("app.web.admin", fromlist=["bp"]).bp)
     present.init_app(app)
+    # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.
+    app.before_request_funcs.setdefault(None, []).insert(0, upload_limit)

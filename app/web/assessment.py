@@ -47,6 +47,31 @@ bp = Blueprint("assessment", __name__, url_prefix="/assessment")
 STAFF = (Role.evaluator, Role.admin)
 register_nav("assessment.dashboard", "考评", *STAFF)
 KIND_LABELS = {"survey_item": "问卷题目", "case_category": "诉求类别"}
+# Evidence of 明察暗访 and checks: photos, scans, documents, recordings (downloaded as attachments only).
+EVIDENCE_SUFFIXES = frozenset(
+    [
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".gif",
+        ".webp",
+        ".heic",
+        ".pdf",
+        ".doc",
+        ".docx",
+        ".xls",
+        ".xlsx",
+        ".ppt",
+        ".pptx",
+        ".txt",
+        ".csv",
+        ".mp3",
+        ".m4a",
+        ".wav",
+        ".mp4",
+        ".mov",
+    ]
+)
 
 
 def _db() -> Session:
@@ -556,13 +581,15 @@ def entries() -> Any:
             errors.append("单位编码不存在")
         if value != value:
             errors.append("取值必须是数字")
+        upload = request.files.get("evidence")
+        stored = name = ""
+        if upload is not None and upload.filename:
+            name = upload.filename
+            if Path(name).suffix.lower() not in EVIDENCE_SUFFIXES:
+                errors.append("证据文件类型不支持，请上传图片、PDF、Office 文档、文本或音视频文件")
+            # A random stored name: the client's file name never becomes a path (it is only shown).
+            stored = f"{uuid.uuid4().hex}_{secure_filename(name) or 'file'}"
         if not errors and place is not None:
-            upload = request.files.get("evidence")
-            stored = name = ""
-            if upload is not None and upload.filename:
-                name = upload.filename
-                stored = f"{uuid.uuid4().hex}_{secure_filename(upload.filename) or 'file'}"
-                upload.save(_evidence_dir() / stored)
             try:
                 assessment.add_entry(
                     _db(),
@@ -579,6 +606,8 @@ def entries() -> Any:
                 _db().rollback()
                 errors.append(error.message)
             else:
+                if upload is not None and stored:
+                    upload.save(_evidence_dir() / stored)  # only once the entry is valid: no orphan files
                 _db().commit()
                 flash("已保存录入")
                 return redirect(url_for("assessment.entries", quarter=str(quarter)))
