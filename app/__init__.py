@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,17 +51,29 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     cli.init_app(app)
     _configure_jobs(app)
+    app.after_request(_security_headers)
     return app
 
 
+def _security_headers(response: Response) -> Response:
+    """No Referer leaves the site (it would carry the status page's private ?k= token); no MIME sniffing."""
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
 def _configure_logging(app: Flask) -> None:
-    """Mask phone numbers in every log record, whatever handler writes it."""
+    """Mask phone numbers and private-link tokens in every log record, whatever handler writes it."""
     app.logger.setLevel(app.config["LOG_LEVEL"])
     pii = PiiLogFilter()
     for handler in logging.getLogger().handlers + app.logger.handlers:
         handler.addFilter(pii)
-    if not any(isinstance(f, PiiLogFilter) for f in logging.getLogger().filters):
-        logging.getLogger().addFilter(pii)
+    # A logger's own filters see only records logged on it (not its children's), so the loggers that
+    # print request lines (werkzeug's dev server access log, waitress, RQ) get the filter themselves.
+    for name in ("", "werkzeug", "waitress", "rq.worker"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, PiiLogFilter) for f in logger.filters):
+            logger.addFilter(pii)
 
 
 def _configure_engine(engine: Engine) -> None:

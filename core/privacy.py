@@ -25,13 +25,18 @@ def mask_phone(phone: str | None) -> str:
     return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 
 
+# Private-link tokens in URLs (status page ?k=, API ?token=, survey panel ?t=): an access log line
+# such as "GET /status/…?k=… HTTP/1.1" would otherwise hand anyone who reads the log the case.
+_TOKEN = re.compile(r"([?&](?:k|token|t)=)[^&\s\"']+")
+
+
 def scrub(text: str) -> str:
-    """Mask every mainland mobile number inside free text."""
-    return _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+    """Mask every mainland mobile number and every private-link token inside free text."""
+    return _TOKEN.sub(r"\1***", _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text))
 
 
 class PiiLogFilter(logging.Filter):
-    """Logging filter that masks phone numbers in every record, so none reaches a log file."""
+    """Logging filter that masks phone numbers and link tokens in every record, so none reaches a log file."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the formatted message with phone numbers masked."""

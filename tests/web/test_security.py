@@ -84,3 +84,15 @@ def test_evidence_of_an_unknown_type_is_refused_and_nothing_is_stored(
     assert "证据文件类型不支持" in body
     after = set(folder.iterdir()) if folder.exists() else set()
     assert after == before
+
+
+def test_request_loggers_mask_tokens_and_pages_send_no_referer(app: Any, client: Any) -> None:
+    import logging
+
+    from core.privacy import PiiLogFilter
+
+    for name in ("werkzeug", "waitress"):
+        assert any(isinstance(f, PiiLogFilter) for f in logging.getLogger(name).filters), name
+    response = client.get("/")
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
