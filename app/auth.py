@@ -155,6 +155,14 @@ def authenticate(session: DbSession, username: str, password: str) -> User | Non
     return user
 
 
+def is_local_path(target: str) -> bool:
+    """Whether ``target`` is a path on this site (never an open redirect after sign-in)."""
+    # Browsers read "/\\evil.example" like "//evil.example"; control characters are stripped before that.
+    if not target.startswith("/") or "\\" in target or any(ord(c) < 32 for c in target):
+        return False
+    return not target.startswith("//")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """Sign in."""
@@ -166,8 +174,7 @@ def login() -> Any:
         else:
             login_user(SessionUser(user))
             target = request.args.get("next") or ""
-            # Only local paths: never an open redirect.
-            if not target.startswith("/") or target.startswith("//"):
+            if not is_local_path(target):
                 target = url_for("web.home")
             return redirect(target)
     return render_template("login.html", form=form)

@@ -96,3 +96,20 @@ def test_request_loggers_mask_tokens_and_pages_send_no_referer(app: Any, client:
     response = client.get("/")
     assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_login_never_redirects_off_site(client: Any, session: Session) -> None:
+    for target in ("//evil.example", "/\\evil.example", "/\\/evil.example", "/\t/evil.example", "https://x"):
+        response = client.post(
+            "/login", query_string={"next": target}, data={"username": "admin", "password": "demo-pass-2026"}
+        )
+        assert response.status_code == 302 and response.headers["Location"] in ("/", "http://localhost/"), (
+            target
+        )
+        client.post("/logout")
+    response = client.post(
+        "/login",
+        query_string={"next": "/workbench"},
+        data={"username": "admin", "password": "demo-pass-2026"},
+    )
+    assert response.headers["Location"].endswith("/workbench")
