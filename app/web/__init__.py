@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from flask_login import current_user
 
-from app.web import present, public, surveys
+from app.web import admin, assessment, present, public, surveys, workbench
 from core.models import Role
 
 # Views that take files from evaluators and admins (XLSForms, paper questionnaires, population margins,
@@ -33,11 +33,8 @@ def upload_limit() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
-    app.register_blueprint(public.bp)
-    app.register_blueprint(surveys.bp)
-    app.register_blueprint(__import__("app.web.assessment", fromlist=["bp"]).bp)
-    app.register_blueprint(__import__("app.web.workbench", fromlist=["bp"]).bp)
-    app.register_blueprint(__import__("app.web.admin", fromlist=["bp"]).bp)
+    for module in (public, surveys, assessment, workbench, admin):
+        app.register_blueprint(module.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.
     app.before_request_funcs.setdefault(None, []).insert(0, upload_limit)
