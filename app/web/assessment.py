@@ -29,24 +29,33 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.utils import secure_filename
 
-from app import case_rates
-from app.assessment_runner import survey_results
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_row
 from app.extensions import db
 from app.web.present import register_nav
+from assessment import inputs, rankings, services, vocabulary
+from assessment import significance as tests_of_change
+from assessment import systems as indicator_systems
+from assessment.jobs import RUN_QUARTER
+from assessment.models import RUN_PUBLISHED, EvaluatorEntry, IndicatorSystem, ReviewItem, ScoringRun
+from assessment.weights import SAATY_1980_RANDOM_INDEX
 from core import jobs
 from core.i18n import DomainError
 from core.models import LEVEL_LABELS, Level, Role, Unit
 from core.quarter import Quarter
-from surveys import assessment, scoring
-from surveys.indicators import RUN_PUBLISHED, EvaluatorEntry, IndicatorSystem, ReviewItem, ScoringRun
-from surveys.weights import SAATY_1980_RANDOM_INDEX
 
 bp = Blueprint("assessment", __name__, url_prefix="/assessment")
 STAFF = (Role.evaluator, Role.admin)
 register_nav("assessment.dashboard", "考评", *STAFF)
-KIND_LABELS = {"survey_item": "问卷题目", "case_category": "诉求类别"}
+
+
+@bp.context_processor
+def _vocabulary() -> dict[str, Any]:
+    """The assessment's label tables for its templates (one vocabulary, assessment.vocabulary)."""
+    return {"RUN_STATUS_LABELS": vocabulary.RUN_STATUS_LABELS, "ROLLUP_LABELS": vocabulary.ROLLUP_LABELS}
+
+
+KIND_LABELS = vocabulary.REVIEW_KIND_LABELS
 # Evidence of 明察暗访 and checks: photos, scans, documents, recordings (downloaded as attachments only).
 EVIDENCE_SUFFIXES = frozenset(
     [
@@ -132,11 +141,11 @@ def significance(row: Any) -> str:
         return "—"
     if p is None or pd.isna(p):
         return "数据不足"
-    return f"{'显著' if p <= assessment.ALPHA else '不显著'}（p = {p:.3f}）"
+    return f"{'显著' if p <= tests_of_change.ALPHA else '不显著'}（p = {p:.3f}）"
 
 
 def _run_or_none(quarter: Quarter) -> ScoringRun | None:
-    return assessment.run_for(_db(), quarter)
+    return indicator_systems.run_for(_db(), quarter)
 
 
 @bp.route("/")
@@ -146,27 +155,27 @@ def dashboard() -> Any:
     quarter = _quarter(request.args.get("quarter")) if request.args.get("quarter") else _default_quarter()
     run = _run_or_none(quarter)
     districts = communities = pd.DataFrame()
-    system = assessment.system_for(_db(), quarter)
+    system = indicator_systems.system_for(_db(), quarter)
     root_code = system.tree["code"] if system else "TOTAL"
-    done = assessment.computed(run)
+    done = services.computed(run)
     if run is not None and done:
         root_code = run.system.tree["code"] if run.system else root_code
-        districts = assessment.scores_frame(_db(), run, Level.district.value, root_code)
-        communities = assessment.scores_frame(_db(), run, Level.community.value, root_code)
+        districts = services.scores_frame(_db(), run, Level.district.value, root_code)
+        communities = services.scores_frame(_db(), run, Level.community.value, root_code)
     chart = bar_chart([(r.unit_name, r.score) for r in districts.itertuples()]) if len(districts) else None
     return render_template(
         "assessment/dashboard.html",
         quarter=quarter,
         run=run,
         computed=done,
-        job=assessment.job_status(run),
+        job=services.job_status(run),
         districts=districts,
         top=communities.head(10),
         bottom=communities.dropna(subset=["score"]).tail(10) if len(communities) else communities,
         chart=chart,
-        definitions=case_rates.RATE_DEFINITIONS,
-        composite=assessment.current_composite(_db()),
-        tie_rule=scoring.TIE_RULES.get(system.tie_rule if system else "min", ""),
+        definitions=vocabulary.RATE_DEFINITIONS,
+        composite=indicator_systems.current_composite(_db()),
+        tie_rule=rankings.TIE_RULES.get(system.tie_rule if system else "min", ""),
         system=system,
         significance=significance,
     )
@@ -181,12 +190,12 @@ def run_quarter(quarter: str) -> Any:
     if run is not None and run.status == RUN_PUBLISHED:
         flash(f"{q.label_zh}的考评结果已发布，不能重新计算")
         return redirect(url_for("assessment.dashboard", quarter=str(q)))
-    assessment.ensure_system(_db(), q, _user_id())
-    assessment.current_composite(_db())
-    assessment.mark_job(_db(), q, assessment.JOB_QUEUED)
+    indicator_systems.ensure_system(_db(), q, _user_id())
+    indicator_systems.current_composite(_db())
+    services.mark_job(_db(), q, vocabulary.JOB_QUEUED)
     _db().commit()
     try:
-        jobs.enqueue("app.assessment_runner.run_quarter", str(q))
+        jobs.enqueue(RUN_QUARTER, str(q))
     except DomainError as error:
         flash(error.message)
     except Exception:  # inline mode (RQ_ASYNC off) runs the job here; it recorded its failure for the page
@@ -202,7 +211,7 @@ def publish(quarter: str) -> Any:
     """Publish (freeze) the quarter's draft."""
     q = _quarter(quarter)
     try:
-        assessment.publish_run(_db(), q, _user_id())
+        services.publish_run(_db(), q, _user_id())
     except DomainError as error:
         _db().rollback()
         flash(error.message)
@@ -214,7 +223,7 @@ def publish(quarter: str) -> Any:
 
 def _run_for_view(quarter: Quarter) -> ScoringRun:
     run = _run_or_none(quarter)
-    if run is None or run.system is None or not assessment.computed(run):
+    if run is None or run.system is None or not services.computed(run):
         abort(404)
     return run
 
@@ -235,14 +244,14 @@ def unit(quarter: str, code: str) -> Any:
     place = _unit_or_404(code)
     assert run.system is not None
     root_code = run.system.tree["code"]
-    mine = assessment.scores_frame(_db(), run, place.level.value)
+    mine = services.scores_frame(_db(), run, place.level.value)
     mine = mine[mine["unit_id"] == place.id].set_index("node_code")
     if mine.empty:
         abort(404)
     children = pd.DataFrame()
     if place.level != Level.community:
         lower = Level.street if place.level == Level.district else Level.community
-        frame = assessment.scores_frame(_db(), run, lower.value, root_code)
+        frame = services.scores_frame(_db(), run, lower.value, root_code)
         if place.level == Level.district:
             street_ids = set(_db().scalars(select(Unit.id).where(Unit.parent_id == place.id)))
             children = frame[frame["unit_id"].isin(street_ids)]
@@ -272,24 +281,24 @@ def why(quarter: str, code: str, node: str) -> Any:
     run = _run_for_view(q)
     place = _unit_or_404(code)
     assert run.system is not None
-    frame = assessment.scores_frame(_db(), run, place.level.value, node)
+    frame = services.scores_frame(_db(), run, place.level.value, node)
     frame = frame[frame["unit_id"] == place.id]
     if frame.empty:
         abort(404)
     row = frame.iloc[0].to_dict()
     source = run.system.sources.get(node, "")
-    kind, key = assessment.parse_source(source) if source else ("", "")
+    kind, key = vocabulary.parse_source(source) if source else ("", "")
     cases: list[Any] = []
     survey_rows: list[dict[str, Any]] = []
     entries: list[EvaluatorEntry] = []
     if place.level == Level.community:
         if kind == "case":
-            cases = case_rates.cases_behind(_db(), q, place.id)
+            cases = inputs.cases_behind(_db(), q, place.id)
         elif kind == "survey":
-            results = survey_results(_db(), q)
+            results = inputs.survey_results(_db(), q)
             if len(results) and "community_code" in results.columns:
                 mine = results[results["community_code"] == place.code]
-                if key != assessment.SURVEY_ALL:
+                if key != vocabulary.SURVEY_ALL:
                     mine = mine[mine["code"].astype(str) == key]
                 survey_rows = mine.to_dict("records")
         elif kind == "entry":
@@ -316,7 +325,7 @@ def why(quarter: str, code: str, node: str) -> Any:
         cases=cases,
         survey_rows=survey_rows,
         entries=entries,
-        definitions={d[0]: d for d in case_rates.RATE_DEFINITIONS},
+        definitions={d[0]: d for d in vocabulary.RATE_DEFINITIONS},
     )
 
 
@@ -329,8 +338,8 @@ def systems() -> Any:
     """Versions of the indicator system; create the default (work plan) version for a quarter."""
     if request.method == "POST":
         q = _quarter(request.form.get("quarter"))
-        tree, sources = assessment.default_system()
-        system = assessment.create_system(
+        tree, sources = indicator_systems.default_system()
+        system = indicator_systems.create_system(
             _db(), q, tree, sources, user_id=_user_id(), note="按工作方案的默认体系"
         )
         _db().commit()
@@ -384,17 +393,17 @@ def system(system_id: int) -> Any:
         form=request.form,
         mode=mode,
         target=_node_form(current, mode, target, request.form if request.method == "POST" else None),
-        frozen=assessment.system_frozen(_db(), current),
+        frozen=indicator_systems.system_frozen(_db(), current),
         describe_rule=_describe_rule,
-        describe_source=assessment.describe_source,
-        rule_kinds=assessment.RULE_KIND_LABELS,
-        veto_scopes=assessment.VETO_SCOPE_LABELS,
-        source_kinds=assessment.SOURCE_KIND_LABELS,
-        case_rates=[*assessment.CASE_RATES, assessment.COMPOSITE],
+        describe_source=indicator_systems.describe_source,
+        rule_kinds=vocabulary.RULE_KIND_LABELS,
+        veto_scopes=vocabulary.VETO_SCOPE_LABELS,
+        source_kinds=vocabulary.SOURCE_KIND_LABELS,
+        case_rates=[*vocabulary.CASE_RATES, vocabulary.COMPOSITE],
         random_index=SAATY_1980_RANDOM_INDEX,
-        tie_rules=scoring.TIE_RULES,
-        definitions=case_rates.RATE_DEFINITIONS,
-        composite=assessment.current_composite(_db()),
+        tie_rules=rankings.TIE_RULES,
+        definitions=vocabulary.RATE_DEFINITIONS,
+        composite=indicator_systems.current_composite(_db()),
         versions=_db()
         .scalars(
             select(IndicatorSystem)
@@ -407,7 +416,7 @@ def system(system_id: int) -> Any:
 
 def _describe_rule(config: dict[str, Any]) -> str:
     try:
-        return assessment.describe_rule(config.get("rule"), config.get("veto_scope", "node"))
+        return indicator_systems.describe_rule(config.get("rule"), config.get("veto_scope", "node"))
     except DomainError:
         return json.dumps(config.get("rule"), ensure_ascii=False)
 
@@ -459,8 +468,8 @@ def _find_node(tree: dict[str, Any], code: str) -> dict[str, Any] | None:
 
 
 def _rule_and_source(form: Any) -> tuple[dict[str, Any], str]:
-    rule = assessment.rule_config_from_form(form.get("rule_kind", ""), form)
-    source = assessment.source_from_form(form.get("source_kind", ""), form.get("source_key", ""))
+    rule = indicator_systems.rule_config_from_form(form.get("rule_kind", ""), form)
+    source = indicator_systems.source_from_form(form.get("source_kind", ""), form.get("source_key", ""))
     return rule, source
 
 
@@ -469,7 +478,7 @@ def _save_system(current: IndicatorSystem, action: str) -> IndicatorSystem:
     user_id = _user_id()
     if action == "add":
         new_rule, new_source = _rule_and_source(form)
-        return assessment.add_node(
+        return indicator_systems.add_node(
             _db(), current, form.get("parent", ""), code=form.get("code", ""), name=form.get("name", ""),
             weight=form.get("weight", ""), rule=new_rule, source=new_source,
             veto_scope=form.get("veto_scope", "node"), user_id=user_id,
@@ -480,16 +489,16 @@ def _save_system(current: IndicatorSystem, action: str) -> IndicatorSystem:
         source: str | None = None
         if found is not None and not found.get("children"):
             rule, source = _rule_and_source(form)
-        return assessment.update_node(
+        return indicator_systems.update_node(
             _db(), current, form.get("code", ""), name=form.get("name", ""), weight=form.get("weight", ""),
             rule=rule, source=source, veto_scope=form.get("veto_scope", "node"), user_id=user_id,
         )  # fmt: skip
     if action == "delete":
-        return assessment.delete_node(_db(), current, form.get("code", ""), user_id=user_id)
+        return indicator_systems.delete_node(_db(), current, form.get("code", ""), user_id=user_id)
     if action == "copy":
-        return assessment.copy_system(_db(), current, form.get("quarter", ""), user_id=user_id)
+        return indicator_systems.copy_system(_db(), current, form.get("quarter", ""), user_id=user_id)
     if action == "json":
-        return assessment.create_system(
+        return indicator_systems.create_system(
             _db(),
             form.get("quarter") or current.quarter,
             json.loads(form.get("tree", "")),
@@ -513,11 +522,11 @@ def _save_system(current: IndicatorSystem, action: str) -> IndicatorSystem:
                 for line in text.splitlines()
                 if line.strip()
             ]
-        if assessment.system_frozen(_db(), current):
+        if indicator_systems.system_frozen(_db(), current):
             raise DomainError(
                 "system_frozen", "该版本已用于已发布的考评结果，已冻结；可复制到其他季度后再修改"
             )
-        return assessment.set_node_weights(
+        return indicator_systems.set_node_weights(
             _db(), current, node, method, direct=direct, matrix=matrix, user_id=user_id
         )
     raise DomainError("bad_action", "未知的操作")
@@ -544,7 +553,9 @@ def composite() -> Any:
     """New version of the 三率 composite weights."""
     try:
         values = [float(request.form.get(k, "")) for k in ("response", "resolution", "satisfaction")]
-        assessment.create_composite(_db(), *values, note=request.form.get("note", ""), user_id=_user_id())
+        indicator_systems.create_composite(
+            _db(), *values, note=request.form.get("note", ""), user_id=_user_id()
+        )
     except DomainError as error:
         _db().rollback()
         flash(error.message)
@@ -591,7 +602,7 @@ def entries() -> Any:
             stored = f"{uuid.uuid4().hex}_{secure_filename(name) or 'file'}"
         if not errors and place is not None:
             try:
-                assessment.add_entry(
+                inputs.add_entry(
                     _db(),
                     quarter,
                     place,
@@ -620,7 +631,7 @@ def entries() -> Any:
         )
         .all()
     )
-    system = assessment.system_for(_db(), quarter)
+    system = indicator_systems.system_for(_db(), quarter)
     codes = sorted(
         {s.split(":", 1)[1] for s in (system.sources.values() if system else []) if s.startswith("entry:")}
     )
@@ -666,7 +677,7 @@ def review() -> Any:
 def decide(item_id: int) -> Any:
     """Record the decision on one review item."""
     try:
-        assessment.record_decision(_db(), item_id, request.form.get("decision", ""), _user_id())
+        services.record_decision(_db(), item_id, request.form.get("decision", ""), _user_id())
     except DomainError as error:
         _db().rollback()
         flash(error.message)
@@ -734,7 +745,7 @@ def review_csv() -> Any:
 
 def _score_table(run: ScoringRun, level: str) -> list[list[Any]]:
     assert run.system is not None
-    frame = assessment.scores_frame(_db(), run, level)
+    frame = services.scores_frame(_db(), run, level)
     nodes = [config["code"] for _, config in _tree_rows(run.system.tree)]
     names = {config["code"]: config["name"] for _, config in _tree_rows(run.system.tree)}
     # One index level only: with dropna=False, a (code, name) index would be their Cartesian product.
@@ -800,7 +811,7 @@ def export_xlsx(quarter: str) -> Any:
         sheet.append(safe_row(row))
     sheet = book.create_sheet("比率定义")
     sheet.append(["列名", "名称", "分子", "分母"])
-    for definition in case_rates.RATE_DEFINITIONS:
+    for definition in vocabulary.RATE_DEFINITIONS:
         sheet.append(safe_row(definition[:4]))
     buffer = io.BytesIO()
     book.save(buffer)
@@ -830,7 +841,7 @@ def export_csv(quarter: str) -> Any:
 def workers(quarter: str) -> Any:
     """Community workers' figures per handler: cases handled, on time, satisfaction (CSV with ?format=csv)."""
     q = _quarter(quarter)
-    frame = case_rates.worker_figures(_db(), q)
+    frame = inputs.worker_figures(_db(), q)
     if request.args.get("format") == "csv":
         header = [
             "用户名",
@@ -871,6 +882,6 @@ def report(quarter: str) -> Any:
         run=run,
         tables=tables,
         LEVEL_LABELS=LEVEL_LABELS,
-        definitions=case_rates.RATE_DEFINITIONS,
-        tie_rule=scoring.TIE_RULES.get(run.params.get("tie_rule", "min"), ""),
+        definitions=vocabulary.RATE_DEFINITIONS,
+        tie_rule=rankings.TIE_RULES.get(run.params.get("tie_rule", "min"), ""),
     )

@@ -10,20 +10,13 @@ from flask import Flask
 from app.auth import signed_in_user
 from core.models import LEVEL_LABELS, ROLE_LABELS, URGENCY_LABELS, Level, Role
 from core.privacy import mask_name, mask_phone
+from routing import lifecycle
 from routing.access import can_see_contact
 from routing.intake import CHANNEL_LABELS
 from routing.models import Case
 
-STATE_LABELS = {
-    "submitted": "已受理",
-    "dispatching": "派单中",
-    "triage": "待人工分派",
-    "dispatched": "待签收",
-    "accepted": "办理中",
-    "resolved": "已办结，待评价",
-    "closed": "已归档",
-    "merged": "已合并",
-}
+# One table of case-state labels: the lifecycle's (keyed by the plain string templates and the API use).
+STATE_LABELS = {state.value: label for state, label in lifecycle.STATE_LABELS.items()}
 # Naive UTC in the database; people read Beijing time.
 LOCAL_OFFSET = timedelta(hours=8)
 

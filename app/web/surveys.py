@@ -22,10 +22,10 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from app.auth import roles_required, signed_in_user
-from app.callback_source import callback_results
 from app.exports import csv_text, safe_frame
 from app.extensions import db
 from app.web.present import register_nav
+from assessment.inputs import callback_results
 from core.csvio import ImportRejected, RowError
 from core.models import Level, Role, Unit
 from core.quarter import Quarter
