@@ -29,6 +29,7 @@ Who may act
                 :data:`SYSTEM_ACTOR`, an admin without a user
     resident    the callback on their own case; operator: callbacks by phone and closing
     summoned    a handler or dispatcher of a unit named in an open escalation responds to it
+    吹哨 targets only the levels above the case's unit and the departments its category allows
 """
 
 from __future__ import annotations
@@ -355,11 +356,13 @@ class ReturnCase:
 
 @dataclass(frozen=True)
 class Escalate:
-    """Ask the level above or departments to act jointly (上报 / 吹哨)."""
+    """Ask the levels above or departments to act jointly (上报 / 吹哨); ``departments``: the ids of the
+    departments the case's category allows (the service reads them from the catalogue and the rules)."""
 
     action: ClassVar[Action] = Action.escalate
     to_units: tuple[UnitRef, ...]
     note: str
+    departments: frozenset[UnitId] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -722,6 +725,9 @@ def _escalate(snap: CaseSnapshot, cmd: Escalate, actor: Actor, now: datetime, po
     ids = frozenset(u.id for u in cmd.to_units)
     if snap.unit_id in ids:
         raise TransitionError("invalid_target", N_("不能向本单位上报"))
+    above = frozenset(snap.unit.path) if snap.unit is not None else frozenset()
+    if not ids <= above | cmd.departments:
+        raise TransitionError("invalid_target", N_("只能向本单位的上级单位或该类诉求的责任部门吹哨"))
     after = replace(snap, escalation_open=True, escalation_pending=ids)
     return after, note, {"summoned": sorted(ids)}
 

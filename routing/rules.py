@@ -124,6 +124,21 @@ def resolve(
     return Placement(best.level, code) if code else None
 
 
+def escalation_departments(
+    rules: Iterable[Rule], category: CategoryRef, community_path_units: Sequence[PlaceUnit]
+) -> set[str]:
+    """Codes a case of this category and place may summon besides the levels above it (吹哨): the
+    category's department in the catalogue and the target of every applicable rule that sends cases to
+    a department or names its unit (the caller keeps only the codes of departments)."""
+    codes = {category.department_code} if category.department_code else set()
+    for rule in matching(rules, category, community_path_units):
+        if rule.level == "department" or rule.unit_code:
+            code = target_code(rule, category, community_path_units)
+            if code:
+                codes.add(code)
+    return codes
+
+
 def triage_place(rules: Iterable[Rule], community_path_units: Sequence[PlaceUnit]) -> str | None:
     """The lowest unit of the case's place that has rules of its own, whose dispatcher sorts what no
     rule placed; None means the city (the hotline centre)."""

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, joinedload
 from core.csvio import ImportRejected, RowError
 from core.db import utcnow
 from core.i18n import N_, DomainError
-from core.models import Category, LimitUnit, Role, Unit, User, city_root, unit_by_code
+from core.models import Category, LimitUnit, Role, Unit, UnitKind, User, city_root, unit_by_code
 from routing import access, notify
 from routing.access import acts_for_city
 from routing.calendar import Limit, WorkCalendar
@@ -81,6 +81,7 @@ from routing.rules import (
     PlaceUnit,
     Rule,
     default_rules,
+    escalation_departments,
     parse_rules_csv,
     triage_place,
 )
@@ -428,6 +429,26 @@ def return_case(
     return event
 
 
+def escalation_targets(session: Session, case: Case) -> list[Unit]:
+    """Whom the case's unit may summon (吹哨): the levels above it, nearest first, then the departments
+    its category allows (the catalogue's and those the current dispatch rules send it to)."""
+    unit = case.current_unit
+    if unit is None:
+        return []
+    above = {u.id: u for u in session.scalars(select(Unit).where(Unit.id.in_(unit.ancestor_ids()[:-1])))}
+    chain = [above[i] for i in reversed(unit.ancestor_ids()[:-1]) if i in above and above[i].active]
+    codes = escalation_departments(
+        current_rules(session).rules, category_ref(case.category), place_units(case)
+    )
+    depts = session.scalars(
+        select(Unit)
+        .where(Unit.code.in_(codes), Unit.kind.in_([UnitKind.department, UnitKind.utility]))
+        .where(Unit.active.is_(True), Unit.id != unit.id)
+        .order_by(Unit.code)
+    )
+    return [*chain, *depts]
+
+
 def escalate(
     session: Session,
     case_id: int,
@@ -437,7 +458,8 @@ def escalate(
     to_unit_codes: Sequence[str] = (),
     now: datetime | None = None,
 ) -> CaseEvent:
-    """Call the level above or named departments in to act jointly (上报 / 吹哨)."""
+    """Call the levels above or the departments the case's category allows in to act jointly (上报 /
+    吹哨); any other target is refused (the lifecycle checks, see :func:`escalation_targets`)."""
     case = case_for(session, case_id, actor)
     if to_unit_codes:
         targets = [_unit(session, code) for code in to_unit_codes]
@@ -447,7 +469,9 @@ def escalate(
             raise TransitionError("invalid_target", N_("请至少选择一个上级单位或部门"))
         targets = [parent]
     refs = tuple(ref for ref in (unit_ref(u) for u in targets) if ref is not None)
-    case, _t, event, now = _act(session, case_id, actor, Escalate(refs, note=note), now)
+    allowed = frozenset(u.id for u in escalation_targets(session, case) if u.is_department)
+    command = Escalate(refs, note=note, departments=allowed)
+    case, _t, event, now = _act(session, case_id, actor, command, now)
     for unit in targets:
         _tell_unit(session, unit.id, case, f"工单 {case.tracking_number} 吹哨上报，请本单位报到响应")
     return event
@@ -597,13 +621,16 @@ def merge(
     reason: str = "",
     now: datetime | None = None,
 ) -> CaseEvent:
-    """Join a duplicate to an earlier case (合并); its resident then follows that case."""
+    """Join a duplicate to an earlier case (合并) in the actor's subtree; its resident then follows it.
+
+    A target that does not exist and one outside the actor's subtree get the same refusal."""
     if into_case_id is None:
         number = (into_tracking_number or "").strip().upper()
-        into_case_id = session.scalar(select(Case.id).where(Case.tracking_number == number))
-        if into_case_id is None:
-            raise TransitionError("merge_target", N_("目标工单不存在"))
-    target = case_for(session, into_case_id, actor)
+        target = session.scalar(select(Case).where(Case.tracking_number == number))
+    else:
+        target = session.get(Case, into_case_id)
+    if target is None or not access.in_scope(actor, target):
+        raise TransitionError("merge_target", N_("目标工单不存在或不在本单位管辖范围内"))
     command = Merge(target.id, target.created_at, State(target.state), reason)
     case, _t, event, now = _act(session, case_id, actor, command, now)
     _tell_resident(

@@ -126,18 +126,22 @@ def create_request() -> Any:
 
 @bp.get("/requests/<tracking_number>")
 def get_request(tracking_number: str) -> Any:
-    """A case's state, current unit, deadline and events, for its token holder or staff who may see it."""
+    """A case's state, current unit, deadline and events, for its token holder or staff who may see it.
+
+    The answer never tells whether a tracking number exists: without a token (and no staff session that
+    may see the case) it is 401 either way; with a token, a wrong one and an unknown number are both 404.
+    """
     case = find_case(db.session, tracking_number)
     token = request.args.get("token") or request.headers.get("X-Case-Token")
     user = signed_in_user()
-    if case is None:
-        return api_error(404)
-    if user is not None and can_view(user, case):
+    if case is not None and user is not None and can_view(user, case):
         return jsonify(case_json(case, full=True))
     if not token:
         return api_error(401)
-    if not check_token(token_key(), case.tracking_number, token):
-        return api_error(403)
+    # The token is checked for an unknown number too, so the work (and time) does not depend on it.
+    number = case.tracking_number if case is not None else (tracking_number or "").strip().upper()
+    if not check_token(token_key(), number, token) or case is None:
+        return api_error(404)
     return jsonify(case_json(case, full=True))
 
 
