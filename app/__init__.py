@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,8 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import config as app_config
+from app import logging_setup, ops
 from app.extensions import babel, csrf, db, login_manager, migrate
-from core.privacy import PiiLogFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE_BEGIN = "minhu_sqlite_begin"  # execution option: how a SQLite transaction begins
@@ -31,6 +30,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # A connection the server dropped (restart, failover, pg_terminate_backend) is replaced on checkout
     # instead of failing the request that draws it from the pool.
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_pre_ping", True)
+    # SQL parameters (a resident's name, phone, description) never go into error messages or logs.
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("hide_parameters", True)
     db.init_app(app)
     with app.app_context():
         _configure_engine(db.engine)
@@ -38,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     babel.init_app(app)
     login_manager.init_app(app)
+    ops.init_app(app)  # request id, access line and metrics hooks first; /healthz, /readyz, /metrics
 
     from app import (
         api,
@@ -66,17 +68,9 @@ def _security_headers(response: Response) -> Response:
 
 
 def _configure_logging(app: Flask) -> None:
-    """Mask phone numbers and private-link tokens in every log record, whatever handler writes it."""
+    """JSON lines (or text on a terminal) with request/job ids; phones, tokens and row values scrubbed."""
     app.logger.setLevel(app.config["LOG_LEVEL"])
-    pii = PiiLogFilter()
-    for handler in logging.getLogger().handlers + app.logger.handlers:
-        handler.addFilter(pii)
-    # A logger's own filters see only records logged on it (not its children's), so the loggers that
-    # print request lines (werkzeug's dev server access log, waitress, RQ) get the filter themselves.
-    for name in ("", "werkzeug", "waitress", "rq.worker"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, PiiLogFilter) for f in logger.filters):
-            logger.addFilter(pii)
+    logging_setup.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
 
 def _configure_engine(engine: Engine) -> None:

@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": False,
     "PREFERRED_URL_SCHEME": "http",
     "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "auto",  # json | text | auto (text on a terminal, JSON lines otherwise)
+    "METRICS_TOKEN": "",  # bearer token for /metrics from other hosts (loopback needs none)
     "DEADLINE_WARNING_SHARE": 0.8,  # share of a case's limit used up when the deadline scan warns
 }
 
@@ -38,6 +40,8 @@ ENVIRONMENT: dict[str, type] = {
     "SESSION_COOKIE_SECURE": bool,
     "RQ_QUEUE_PREFIX": str,
     "LOG_LEVEL": str,
+    "LOG_FORMAT": str,
+    "METRICS_TOKEN": str,
     "DEADLINE_WARNING_SHARE": float,
 }
 
