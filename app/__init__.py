@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         cli,
         errors,
         models,  # noqa: F401 - registers every table on the metadata (migrations, create_all)
+        security,
         web,
     )
 
@@ -56,15 +57,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     cli.init_app(app)
     _configure_jobs(app)
-    app.after_request(_security_headers)
+    security.init_app(app)
     return app
-
-
-def _security_headers(response: Response) -> Response:
-    """No Referer leaves the site (it would carry the status page's private ?k= token); no MIME sniffing."""
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
 
 
 def _configure_logging(app: Flask) -> None:

@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
     "PREFERRED_URL_SCHEME": "http",
+    "PUBLIC_BASE_URL": None,  # origin of private links (status ?k=, survey/QR links); never the Host header
+    "FORCE_HTTPS": None,  # None → on when PUBLIC_BASE_URL is https://: HSTS, Secure cookies, https links
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "auto",  # json | text | auto (text on a terminal, JSON lines otherwise)
     "METRICS_TOKEN": "",  # bearer token for /metrics from other hosts (loopback needs none)
@@ -38,6 +40,8 @@ ENVIRONMENT: dict[str, type] = {
     "MAX_CONTENT_LENGTH": int,
     "UPLOAD_MAX_BYTES": int,
     "SESSION_COOKIE_SECURE": bool,
+    "PUBLIC_BASE_URL": str,
+    "FORCE_HTTPS": bool,
     "RQ_QUEUE_PREFIX": str,
     "LOG_LEVEL": str,
     "LOG_FORMAT": str,
@@ -65,6 +69,8 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         config["DATABASE_URL"] = f"sqlite:///{instance_path / 'minhu.sqlite3'}"
     config["DATABASE_URL"] = normalise_database_url(config["DATABASE_URL"])
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    if config["FORCE_HTTPS"] is None:
+        config["FORCE_HTTPS"] = str(config["PUBLIC_BASE_URL"] or "").startswith("https://")
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = instance_secret(instance_path)
     return config

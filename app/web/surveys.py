@@ -24,6 +24,7 @@ from wtforms.validators import DataRequired, Length, NumberRange
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_frame
 from app.extensions import db
+from app.security import public_url
 from app.web.present import register_nav
 from assessment.inputs import callback_results
 from core.csvio import ImportRejected, RowError
@@ -139,7 +140,7 @@ def qr_svg(url: str, scale: int = 4) -> Markup:
 
 def survey_url(survey: Survey, community_code: str, token: str | None = None) -> str:
     """The absolute public link of a survey for a community (with a panel token when given)."""
-    return url_for("surveys.respond", survey_id=survey.id, code=community_code, t=token, _external=True)
+    return public_url("surveys.respond", survey_id=survey.id, code=community_code, t=token)
 
 
 def _fmt(value: float) -> str:
