@@ -108,6 +108,16 @@ def session(app: Flask) -> Iterator[Session]:
             connection.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_working_calendar() -> Iterator[None]:
+    """The per-process calendar cache may hold a test's rolled-back notice: start and end each test clean."""
+    from routing.calendar_store import invalidate
+
+    invalidate()
+    yield
+    invalidate()
+
+
 def _enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> None:
     from app.queue import enqueue
 
