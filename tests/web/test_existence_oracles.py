@@ -20,7 +20,9 @@ CSRF_VALUE = re.compile(r'(name="csrf_token"[^>]*value=")[^"]*"')  # random per 
 
 def shape(response: Any, number: str) -> tuple[int, dict[str, str], str]:
     """What a caller can observe, with the tracking number replaced by a placeholder."""
-    headers = {k: v for k, v in response.headers.items() if k not in ("Set-Cookie", "Content-Length")}
+    headers = {
+        k: v for k, v in response.headers.items() if k not in ("Set-Cookie", "Content-Length", "X-Request-ID")
+    }
     cookies = sorted(c.split("=", 1)[0] for c in response.headers.getlist("Set-Cookie"))
     headers["cookies"] = ",".join(cookies)
     body = response.get_data(as_text=True).replace(number, "<tn>").replace(number.lower(), "<tn>")
