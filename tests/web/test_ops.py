@@ -13,7 +13,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-from sqlalchemy.orm import Session
 
 from app import logging_setup, ops
 from core import jobs
