@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
@@ -97,7 +96,7 @@ def _quarter(text: str | None) -> Quarter:
 
 def _default_quarter() -> Quarter:
     latest = _db().scalar(select(ScoringRun.quarter).order_by(ScoringRun.quarter.desc()).limit(1))
-    return Quarter.parse(latest) if latest else Quarter.of(date.today()).previous()
+    return Quarter.parse(latest) if latest else Quarter.current().previous()
 
 
 def _user_id() -> int | None:
