@@ -359,7 +359,7 @@ def _ids(codes: pd.Series) -> dict[str, int]:
 def add_entry(
     session: Session,
     quarter: Quarter | str,
-    unit: Unit,
+    unit: Unit | str,
     code: str,
     value: float,
     *,
@@ -368,8 +368,16 @@ def add_entry(
     evidence_name: str = "",
     user_id: int | None = None,
 ) -> EvaluatorEntry:
-    """Record an evaluator's value with its evidence; the newest entry per unit and code counts (flush only)."""
+    """Record an evaluator's value with its evidence; the newest entry per unit and code counts (flush only).
+
+    ``unit`` is a Unit or a unit code (an unknown code is refused).
+    """
     quarter = as_quarter(quarter)
+    if isinstance(unit, str):
+        found = session.scalar(select(Unit).where(Unit.code == unit.strip()))
+        if found is None:
+            raise AssessmentError("unknown_unit", N_("单位编码不存在"), "unit")
+        unit = found
     if not code or len(code) > 60:
         raise AssessmentError("bad_code", N_("请填写录入项编码（最多 60 个字符）"), "code")
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):

@@ -543,7 +543,7 @@ def test_json_import_stays_as_the_advanced_option(
         f"/assessment/systems/{editable.id}",
         data={"action": "json", "quarter": Q, "tree": "{", "sources": "{}"},
     )
-    assert "提交的内容格式不正确" in bad.data.decode() and 'name="tree"' in bad.data.decode()
+    assert "指标树不是有效的 JSON" in bad.data.decode() and 'name="tree"' in bad.data.decode()
 
 
 # --- job status ----------------------------------------------------------------------------------------
