@@ -27,7 +27,6 @@ from werkzeug.security import generate_password_hash
 from app.demo import DEMO_PASSWORD
 from assessment import inputs, services, systems
 from assessment.jobs import score_quarter
-from core.db import utcnow
 from core.models import Category, Level, Role, Unit, User
 from core.quarter import Quarter
 from routing import access
@@ -114,7 +113,7 @@ class _Place:
 
 def demo_quarters(today: date | None = None) -> tuple[Quarter, Quarter]:
     """The quarter before the previous one and the previous one, relative to ``today``."""
-    newer = Quarter.of(today or utcnow().date()).previous()
+    newer = (Quarter.of(today) if today else Quarter.current()).previous()
     return newer.previous(), newer
 
 
@@ -241,8 +240,9 @@ def _survey(session: Session, quarter: Quarter, places: Sequence[_Place], *, clo
     surveys.open_survey(session, survey)
     question_ids = [q.id for q in sorted(survey.questions, key=lambda q: q.position)]
     rng = random.Random(_seed("survey", str(quarter)))
-    start = datetime.combine(quarter.start, time(1))
-    span = (datetime.combine(quarter.end, time()) - start).total_seconds() - 86400
+    first, end = quarter.bounds_utc()
+    start = first + timedelta(hours=9)  # 09:00 Beijing on the first day
+    span = (end - start).total_seconds() - 86400
     ages = [code for code, _ in AGE_BANDS]
     genders = [code for code, _ in GENDERS]
     responses: list[dict[str, object]] = []
@@ -292,7 +292,7 @@ def _survey(session: Session, quarter: Quarter, places: Sequence[_Place], *, clo
     # The services stamp today; the demo's collection ran during its quarter.
     survey.opened_at = start
     if close:
-        survey.closed_at = datetime.combine(quarter.end, time()) - timedelta(hours=8)
+        survey.closed_at = end
     session.flush()
     return len(ids)
 

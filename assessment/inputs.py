@@ -5,7 +5,8 @@ Case rates per community (and per category) are counted in the database (GROUP B
 quarter's million cases into pandas is the cost, not the arithmetic (ARCHITECTURE.md). The rate catalogue
 (names, numerators, denominators) is ``assessment.vocabulary.RATES``.
 
-Which cases: created in the quarter (``created_at`` in [start, end)), not merged into another case.
+Which cases: created in the quarter (``created_at`` in ``Quarter.bounds_utc()``: Beijing midnights), not
+merged into another case.
 Event times are the first ``accept`` / ``resolve`` event of the case.
 
 | rate (column)        | 名称       | numerator                                                     | denominator                           |
@@ -83,6 +84,12 @@ def rates_from_counts(counts: pd.DataFrame, population: pd.Series | None = None)
     return out
 
 
+def in_quarter(column: Any, quarter: Quarter) -> Any:
+    """SQL condition: a stored UTC time falls in the quarter's Beijing-time bounds (``Quarter.bounds_utc``)."""
+    start, end = quarter.bounds_utc()
+    return and_(column >= start, column < end)
+
+
 def _first_events(quarter: Quarter) -> Any:
     """Per case: dispatched at all, first sign-for and first resolve (events start after the quarter does)."""
     return (
@@ -94,7 +101,7 @@ def _first_events(quarter: Quarter) -> Any:
         )
         .where(
             CaseEvent.action.in_(("dispatch", "accept", "resolve")),
-            CaseEvent.created_at >= quarter.start,
+            CaseEvent.created_at >= quarter.bounds_utc()[0],
         )
         .group_by(CaseEvent.case_id)
         .subquery()
@@ -135,8 +142,7 @@ def _counts_query(quarter: Quarter, keys: list[Any]) -> Select[Any]:
         .select_from(Case)
         .outerjoin(ev, ev.c.case_id == Case.id)
         .where(
-            Case.created_at >= quarter.start,
-            Case.created_at < quarter.end,
+            in_quarter(Case.created_at, quarter),
             Case.state != "merged",
         )
         .group_by(*keys)
@@ -145,7 +151,7 @@ def _counts_query(quarter: Quarter, keys: list[Any]) -> Select[Any]:
 
 def case_rates(session: Session, quarter: Quarter | str) -> pd.DataFrame:
     """Counts and rates per community (index: community unit id) for the quarter; see the module table."""
-    quarter = quarter if isinstance(quarter, Quarter) else Quarter.parse(quarter)
+    quarter = as_quarter(quarter)
     rows = session.execute(_counts_query(quarter, [Case.community_id.label("community_id")])).all()
     counts = pd.DataFrame(rows, columns=["community_id", *COUNT_COLUMNS]).set_index("community_id")
     counts = counts.astype({c: "int64" for c in COUNT_COLUMNS})
@@ -160,7 +166,7 @@ def case_rates(session: Session, quarter: Quarter | str) -> pd.DataFrame:
 
 def category_rates(session: Session, quarter: Quarter | str) -> pd.DataFrame:
     """Counts and rates per community × category (columns community_id, category_id, category_code, …)."""
-    quarter = quarter if isinstance(quarter, Quarter) else Quarter.parse(quarter)
+    quarter = as_quarter(quarter)
     keys = [Case.community_id.label("community_id"), Case.category_id.label("category_id")]
     rows = session.execute(_counts_query(quarter, keys)).all()
     counts = pd.DataFrame(rows, columns=["community_id", "category_id", *COUNT_COLUMNS])
@@ -190,7 +196,7 @@ def review_items(session: Session, quarter: Quarter | str) -> pd.DataFrame:
 
 def worker_figures(session: Session, quarter: Quarter | str) -> pd.DataFrame:
     """Per handler who resolved cases in the quarter: cases handled, on time, rated, satisfied, satisfaction rate."""
-    quarter = quarter if isinstance(quarter, Quarter) else Quarter.parse(quarter)
+    quarter = as_quarter(quarter)
     first = (
         select(
             CaseEvent.case_id.label("case_id"),
@@ -200,8 +206,7 @@ def worker_figures(session: Session, quarter: Quarter | str) -> pd.DataFrame:
         .where(
             CaseEvent.action == "resolve",
             CaseEvent.actor_id.is_not(None),
-            CaseEvent.created_at >= quarter.start,
-            CaseEvent.created_at < quarter.end,
+            in_quarter(CaseEvent.created_at, quarter),
         )
         .group_by(CaseEvent.case_id, CaseEvent.actor_id)
         .subquery()
@@ -252,14 +257,13 @@ def worker_figures(session: Session, quarter: Quarter | str) -> pd.DataFrame:
 
 def cases_behind(session: Session, quarter: Quarter | str, community_id: int, limit: int = 200) -> list[Case]:
     """The community's cases of the quarter that feed its case rates (newest first, at most ``limit``)."""
-    quarter = quarter if isinstance(quarter, Quarter) else Quarter.parse(quarter)
+    quarter = as_quarter(quarter)
     return list(
         session.scalars(
             select(Case)
             .where(
                 Case.community_id == community_id,
-                Case.created_at >= quarter.start,
-                Case.created_at < quarter.end,
+                in_quarter(Case.created_at, quarter),
                 Case.state != "merged",
             )
             .order_by(Case.created_at.desc())
@@ -281,7 +285,7 @@ def callback_ratings(session: Session, quarter: Quarter | None = None) -> pd.Dat
         .where(Case.satisfaction.is_not(None))
     )
     if quarter is not None:
-        query = query.where(Case.created_at >= quarter.start, Case.created_at < quarter.end)
+        query = query.where(in_quarter(Case.created_at, quarter))
     rows = session.execute(query).all()
     return pd.DataFrame(rows, columns=["community_code", "category_code", "satisfaction", "solved"])
 
@@ -355,7 +359,7 @@ def _ids(codes: pd.Series) -> dict[str, int]:
 def add_entry(
     session: Session,
     quarter: Quarter | str,
-    unit: Unit,
+    unit: Unit | str,
     code: str,
     value: float,
     *,
@@ -364,8 +368,16 @@ def add_entry(
     evidence_name: str = "",
     user_id: int | None = None,
 ) -> EvaluatorEntry:
-    """Record an evaluator's value with its evidence; the newest entry per unit and code counts (flush only)."""
+    """Record an evaluator's value with its evidence; the newest entry per unit and code counts (flush only).
+
+    ``unit`` is a Unit or a unit code (an unknown code is refused).
+    """
     quarter = as_quarter(quarter)
+    if isinstance(unit, str):
+        found = session.scalar(select(Unit).where(Unit.code == unit.strip()))
+        if found is None:
+            raise AssessmentError("unknown_unit", N_("单位编码不存在"), "unit")
+        unit = found
     if not code or len(code) > 60:
         raise AssessmentError("bad_code", N_("请填写录入项编码（最多 60 个字符）"), "code")
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):

@@ -220,6 +220,14 @@ def ensure_system(session: Session, quarter: Quarter | str, user_id: int | None 
     return system
 
 
+def create_default_system(
+    session: Session, quarter: Quarter | str, *, user_id: int | None = None
+) -> IndicatorSystem:
+    """A new version of the quarter's system with the work plan's default tree (flush only)."""
+    tree, sources = default_system()
+    return create_system(session, quarter, tree, sources, user_id=user_id, note=N_("按工作方案的默认体系"))
+
+
 def set_node_weights(
     session: Session,
     system: IndicatorSystem,
@@ -230,8 +238,15 @@ def set_node_weights(
     matrix: Sequence[Sequence[float]] | None = None,
     quarter: Quarter | str | None = None,
     user_id: int | None = None,
+    check_frozen: bool = False,
 ) -> IndicatorSystem:
-    """New version with one group's child weights set directly, by AHP (CR < 0.10) or by entropy at run time."""
+    """New version with one group's child weights set directly, by AHP (CR < 0.10) or by entropy at run time.
+
+    With ``check_frozen`` a version a published run used is refused (the editor's rule; copying a
+    frozen version's weights to another quarter passes ``quarter`` instead).
+    """
+    if check_frozen:
+        _check_editable(session, system)
     if method not in WEIGHT_METHODS:
         raise AssessmentError("bad_method", N_("权重方法必须是 direct、ahp 或 entropy"))
     tree = copy.deepcopy(system.tree)
@@ -522,6 +537,46 @@ def add_node(
         )
     parent["children"].append(node)
     return _derive(session, system, tree, sources, note, user_id)
+
+
+def save_node(
+    session: Session,
+    system: IndicatorSystem,
+    action: str,
+    *,
+    parent_code: str,
+    code: str,
+    name: str,
+    weight: float | str,
+    rule_kind: str,
+    rule_fields: Mapping[str, Any],
+    source_kind: str,
+    source_key: str,
+    veto_scope: str = "node",
+    user_id: int | None = None,
+) -> IndicatorSystem:
+    """The editor's add (``action='add'`` under ``parent_code``) or edit of node ``code`` from typed fields.
+
+    The rule and source are read from the fields (``rule_config_from_form``, ``source_from_form``); a group
+    being edited keeps its children and takes neither.
+    """
+    if action == "add":
+        return add_node(
+            session, system, parent_code, code=code, name=name, weight=weight,
+            rule=rule_config_from_form(rule_kind, rule_fields), source=source_from_form(source_kind, source_key),
+            veto_scope=veto_scope, user_id=user_id,
+        )  # fmt: skip
+    if action != "edit":
+        raise AssessmentError("bad_action", N_("未知的操作"))
+    found = _find(system.tree, code)
+    rule: dict[str, Any] | None = None
+    source: str | None = None
+    if found is not None and not found.get("children"):
+        rule, source = rule_config_from_form(rule_kind, rule_fields), source_from_form(source_kind, source_key)
+    return update_node(
+        session, system, code, name=name, weight=weight, rule=rule, source=source, veto_scope=veto_scope,
+        user_id=user_id,
+    )  # fmt: skip
 
 
 def update_node(

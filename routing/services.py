@@ -27,6 +27,7 @@ from core.csvio import ImportRejected, RowError
 from core.db import utcnow
 from core.i18n import N_, DomainError
 from core.models import Category, LimitUnit, Role, Unit, UnitKind, User, city_root, unit_by_code
+from core.quarter import BEIJING_OFFSET
 from routing import access, notify
 from routing.access import acts_for_city
 from routing.calendar import Limit, WorkCalendar, is_provisional
@@ -92,8 +93,8 @@ from routing.rules import (
 
 log = logging.getLogger(__name__)
 
-# Beijing time is UTC+8 all year round (no daylight saving since 1991), so a fixed offset is exact.
-LOCAL_OFFSET = timedelta(hours=8)
+# Beijing time is UTC+8 all year round (no daylight saving since 1991): the one offset lives in core.quarter.
+LOCAL_OFFSET = BEIJING_OFFSET
 CALLBACK_WORKING_DAYS = 3
 DEFAULT_WARNING_SHARE = 0.8
 POLICY: Policy = DEFAULT_POLICY

@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 from typing import Any, cast
 
-import pandas as pd
 import segno
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -586,7 +585,7 @@ def _results_quarter() -> Quarter:
         except ValueError:
             abort(400)
     latest = _db().scalar(select(Survey.quarter).order_by(Survey.quarter.desc()).limit(1))
-    return Quarter.parse(latest) if latest else Quarter.of(pd.Timestamp.now().to_pydatetime())
+    return Quarter.parse(latest) if latest else Quarter.current()
 
 
 @bp.route("/surveys/results")

@@ -17,6 +17,7 @@ from assessment.inputs import case_rates
 from assessment.jobs import score_quarter
 from assessment.models import IndicatorSystem, ReviewItem, Score
 from core.models import Category, Unit
+from core.quarter import Quarter
 from routing.models import Case, CaseEvent
 from tests.conftest import login
 
@@ -56,7 +57,7 @@ def _case(session: Session, community: Unit, n: int, satisfaction: str | None, *
         contact_name="张三",
         contact_phone="13800000000",
         state="closed",
-        created_at=T0,
+        created_at=kw.pop("created_at", T0),
         satisfaction=satisfaction,
         solved=kw.pop("solved", satisfaction in ("satisfied", "basically_satisfied")),
         sign_for_deadline=T0 + timedelta(hours=4),
@@ -114,6 +115,26 @@ def test_case_rates_follow_the_declared_definitions(session: Session, tiny: dict
     assert rates["reopen_rate"] == 25.0
     assert rates["requests_per_1000"] == pytest.approx(4 / (tiny["c1"].population or 1) * 1000)
     assert tiny["c3"].id not in case_rates(session, Q).index
+
+
+def test_quarters_are_cut_at_beijing_midnight(session: Session) -> None:
+    """A case taken 2026-10-01 03:00 Beijing (2026-09-30 19:00 UTC) counts in 2026Q4, not 2026Q3."""
+    community = _unit(session, "420102-S1-C1")
+
+    def counted(quarter: str) -> tuple[int, int, int]:
+        rates = case_rates(session, quarter)
+        requests = int(rates["requests"].get(community.id, 0))
+        ratings = inputs.callback_ratings(session, Quarter.parse(quarter))
+        rated = int((ratings["community_code"] == community.code).sum())
+        behind = len(inputs.cases_behind(session, quarter, community.id, limit=100_000))
+        return requests, rated, behind
+
+    before = {q: counted(q) for q in ("2026Q3", "2026Q4")}
+    _case(session, community, 901, "satisfied", created_at=datetime(2026, 9, 30, 19, 0))
+    # 2026-09-30 15:59 UTC is 23:59 Beijing on the 30th: still the third quarter.
+    _case(session, community, 902, "satisfied", created_at=datetime(2026, 9, 30, 15, 59))
+    assert counted("2026Q4") == tuple(n + 1 for n in before["2026Q4"])
+    assert counted("2026Q3") == tuple(n + 1 for n in before["2026Q3"])
 
 
 def test_hand_checked_scores_ranks_and_rollup(session: Session, tiny: dict[str, Unit]) -> None:
@@ -522,7 +543,7 @@ def test_json_import_stays_as_the_advanced_option(
         f"/assessment/systems/{editable.id}",
         data={"action": "json", "quarter": Q, "tree": "{", "sources": "{}"},
     )
-    assert "提交的内容格式不正确" in bad.data.decode() and 'name="tree"' in bad.data.decode()
+    assert "指标树不是有效的 JSON" in bad.data.decode() and 'name="tree"' in bad.data.decode()
 
 
 # --- job status ----------------------------------------------------------------------------------------
