@@ -171,7 +171,9 @@ def parse_notice_csv(data: bytes | str) -> list[CalendarDay]:
         kind = _KIND_WORDS.get(row["kind"].lower())
         name = row["name"]
         if kind is None:
-            errors.append(RowError(line, f"类型“{row['kind']}”无效，应为 holiday（放假）或 workday（调休上班）", "kind"))
+            errors.append(
+                RowError(line, f"类型“{row['kind']}”无效，应为 holiday（放假）或 workday（调休上班）", "kind")
+            )
         elif kind is DayKind.workday and day.weekday() < 5:
             errors.append(RowError(line, f"{day} 是周一至周五，本来就上班，无需列为调休上班", "kind"))
         if not name:
@@ -467,3 +469,16 @@ def is_provisional(calendar: WorkCalendar, start: datetime, due: datetime, limit
     if LimitUnit(limit.unit) == LimitUnit.calendar_hours:
         return False
     return calendar.provisional_between(start.date(), due.date())
+
+
+def day_lines(calendar: WorkCalendar, first: date, last: date) -> list[str]:
+    """One line per date from ``first`` to ``last``: ``YYYY-MM-DD workday|off name`` (暂定 when the
+    year has no notice)."""
+    lines = []
+    day = first
+    while day <= last:
+        working, name, provisional = calendar.describe(day)
+        label = " ".join(part for part in (name, "暂定" if provisional else "") if part)
+        lines.append(f"{day.isoformat()} {'workday' if working else 'off'}" + (f" {label}" if label else ""))
+        day += timedelta(days=1)
+    return lines

@@ -9,7 +9,8 @@ Revises: e013c090c407
 Create Date: 2026-12-01 07:30:00
 
 """
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -66,7 +67,7 @@ def _seed_from_library():
     rows = [(d, "holiday", names.get(n, n)) for d, n in chinese_calendar.holidays.items()]
     rows += [(d, "workday", names.get(n, n) + "调休") for d, n in chinese_calendar.workdays.items()]
     years = sorted({d.year for d, _k, _n in rows})
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     years_table = sa.table(
         "calendar_years",
         sa.column("year", sa.Integer),
@@ -84,7 +85,10 @@ def _seed_from_library():
     )
     op.bulk_insert(
         years_table,
-        [{"year": y, "source": "library", "note": "chinesecalendar", "revision": 1, "updated_at": now} for y in years],
+        [
+            {"year": y, "source": "library", "note": "chinesecalendar", "revision": 1, "updated_at": now}
+            for y in years
+        ],
     )
     op.bulk_insert(
         dates_table, [{"day": d, "year": d.year, "kind": k, "name": n} for d, k, n in sorted(rows)]
