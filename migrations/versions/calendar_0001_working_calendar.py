@@ -54,6 +54,9 @@ def upgrade():
             sa.Column("deadline_provisional", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(sa.Column("deadline_basis", sa.JSON(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_cases_deadline_provisional"), ["deadline_provisional"], unique=False
+        )
     _seed_from_library()
 
 
@@ -97,6 +100,7 @@ def _seed_from_library():
 
 def downgrade():
     with op.batch_alter_table("cases", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_cases_deadline_provisional"))
         batch_op.drop_column("deadline_basis")
         batch_op.drop_column("deadline_provisional")
     with op.batch_alter_table("calendar_dates", schema=None) as batch_op:
