@@ -124,21 +124,34 @@ def statutory_holidays(year: int) -> dict[date, str]:
     国庆节 1–3 October. Lunar dates come from ``lunardate`` (1900–2099) and 清明 from the solar terms of
     ``chinese_calendar``; outside their ranges only the fixed Gregorian dates are known.
     """
-    days: dict[date, str] = {date(year, 1, 1): "元旦"}
-    days |= {date(year, 5, 1): "劳动节", date(year, 5, 2): "劳动节"}
-    days |= {date(year, 10, d): "国庆节" for d in (1, 2, 3)}
+    days: dict[date, str] = {}
+
+    def add(day: date, name: str) -> None:
+        # Two holidays on one date (中秋 on 3 October 2028) keep both names.
+        days[day] = f"{days[day]}、{name}" if day in days else name
+
+    for day, name in [(date(year, 1, 1), "元旦"), (date(year, 5, 1), "劳动节"), (date(year, 5, 2), "劳动节")]:
+        add(day, name)
+    for d in (1, 2, 3):
+        add(date(year, 10, d), "国庆节")
     try:
         new_year = LunarDate(year, 1, 1).to_solar_date()
-        days |= {new_year + timedelta(days=i): "春节" for i in range(-1, 3)}
-        days[LunarDate(year, 5, 5).to_solar_date()] = "端午"
-        days[LunarDate(year, 8, 15).to_solar_date()] = "中秋"
+        lunar = [(new_year + timedelta(days=i), "春节") for i in range(-1, 3)]
+        lunar += [
+            (LunarDate(year, 5, 5).to_solar_date(), "端午"),
+            (LunarDate(year, 8, 15).to_solar_date(), "中秋"),
+        ]
     except ValueError:  # outside lunardate's table
-        pass
+        lunar = []
+    for day, name in lunar:
+        add(day, name)
     try:
         terms = chinese_calendar.get_solar_terms(date(year, 4, 1), date(year, 4, 30))
     except (ValueError, KeyError, IndexError):
         terms = []
-    days |= {d: "清明" for d, name in terms if name == "清明"}
+    for day, name in terms:
+        if name == "清明":
+            add(day, name)
     return dict(sorted(days.items()))
 
 

@@ -147,3 +147,9 @@ def test_notice_file_level_errors(text: str, message: str) -> None:
     with pytest.raises(ImportRejected) as info:
         parse_notice_csv(text)
     assert message in str(info.value)
+
+
+def test_two_statutory_holidays_on_one_date_keep_both_names() -> None:
+    # 2028: 八月十五 is 3 October, inside 国庆节.
+    assert statutory_holidays(2028)[date(2028, 10, 3)] == "国庆节、中秋"
+    assert len(statutory_holidays(2028)) == 12
