@@ -19,7 +19,6 @@ UPLOAD_ENDPOINTS = frozenset(
         "surveys.paper",
         "assessment.entries",
         "admin.upload_rules",
-        "calendar_admin.upload",
     }
 )
 UPLOAD_ROLES = frozenset({Role.evaluator, Role.admin})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, cast
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, has_request_context, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -72,8 +72,10 @@ def calendar_warning() -> str | None:
 @bp.app_context_processor
 def banner() -> dict[str, Any]:
     """Expose the calendar warning to the admin area's pages (admins only)."""
+    if not has_request_context() or request.blueprint not in ADMIN_AREA:
+        return {}
     user = signed_in_user()
-    if request.blueprint not in ADMIN_AREA or user is None or user.role != Role.admin:
+    if user is None or user.role != Role.admin:
         return {}
     return {"calendar_warning": calendar_warning()}
 
