@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.csvio import ImportRejected
 from routing import calendar_store, jobs, notify, services
-from routing.calendar import library_years
+from routing.calendar import library_years, parse_notice_csv
 from routing.calendar_services import RECOMPUTE_ACTION, CalendarForbidden, import_notice
 from routing.models import CalendarDate, CalendarYear, Case, CaseEvent, Notice
 from routing.services import to_utc
@@ -190,17 +190,12 @@ def test_extension_by_working_days_is_recounted_from_the_original_start(session:
 
 def test_the_periodic_scan_settles_provisional_deadlines(session: Session) -> None:
     case = case_dispatched_at(session, datetime(2027, 2, 3, 10, 0))
-    calendar_store.replace_years(session, calendar_store_days(), source="import")
+    # Stored without the import service (as another process would): the scan must recount it.
+    calendar_store.replace_years(session, parse_notice_csv(NOTICE_2027), source="import")
     counts = jobs.scan_deadlines(now=to_utc(datetime(2027, 2, 4, 9, 0)))
     assert counts["recomputed"] == 1
     session.expire_all()
     assert not session.get(Case, case.id).deadline_provisional  # type: ignore[union-attr]
-
-
-def calendar_store_days() -> list[Any]:
-    from routing.calendar import parse_notice_csv
-
-    return parse_notice_csv(NOTICE_2027)
 
 
 # --- CLI -----------------------------------------------------------------------------------------
