@@ -212,6 +212,18 @@ def test_cli_status_lists_years_and_warns(app: Flask, session: Session) -> None:
     assert "2004  内置数据" in result.output
 
 
+def test_cli_status_warns_about_uncovered_dates_in_the_next_90_days(
+    app: Flask, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import calendar_cli
+
+    monkeypatch.setattr(calendar_cli, "beijing_today", lambda: date(2026, 12, 1))
+    result = run(app, "calendar", "status")
+    assert "警告：未来 90 天内有 59 天（自 2027-01-01 起）所在年份 2027 尚无节假日安排" in result.output
+    monkeypatch.setattr(calendar_cli, "beijing_today", lambda: date(2026, 6, 1))
+    assert "警告" not in run(app, "calendar", "status").output
+
+
 def test_cli_show_prints_one_line_per_date(app: Flask, session: Session) -> None:
     result = run(app, "calendar", "show", "2026-02-13", "2026-02-15")
     assert result.exit_code == 0, result.output
