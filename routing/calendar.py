@@ -124,21 +124,34 @@ def statutory_holidays(year: int) -> dict[date, str]:
     国庆节 1–3 October. Lunar dates come from ``lunardate`` (1900–2099) and 清明 from the solar terms of
     ``chinese_calendar``; outside their ranges only the fixed Gregorian dates are known.
     """
-    days: dict[date, str] = {date(year, 1, 1): "元旦"}
-    days |= {date(year, 5, 1): "劳动节", date(year, 5, 2): "劳动节"}
-    days |= {date(year, 10, d): "国庆节" for d in (1, 2, 3)}
+    days: dict[date, str] = {}
+
+    def add(day: date, name: str) -> None:
+        # Two holidays on one date (中秋 on 3 October 2028) keep both names.
+        days[day] = f"{days[day]}、{name}" if day in days else name
+
+    for day, name in [(date(year, 1, 1), "元旦"), (date(year, 5, 1), "劳动节"), (date(year, 5, 2), "劳动节")]:
+        add(day, name)
+    for d in (1, 2, 3):
+        add(date(year, 10, d), "国庆节")
     try:
         new_year = LunarDate(year, 1, 1).to_solar_date()
-        days |= {new_year + timedelta(days=i): "春节" for i in range(-1, 3)}
-        days[LunarDate(year, 5, 5).to_solar_date()] = "端午"
-        days[LunarDate(year, 8, 15).to_solar_date()] = "中秋"
+        lunar = [(new_year + timedelta(days=i), "春节") for i in range(-1, 3)]
+        lunar += [
+            (LunarDate(year, 5, 5).to_solar_date(), "端午"),
+            (LunarDate(year, 8, 15).to_solar_date(), "中秋"),
+        ]
     except ValueError:  # outside lunardate's table
-        pass
+        lunar = []
+    for day, name in lunar:
+        add(day, name)
     try:
         terms = chinese_calendar.get_solar_terms(date(year, 4, 1), date(year, 4, 30))
     except (ValueError, KeyError, IndexError):
         terms = []
-    days |= {d: "清明" for d, name in terms if name == "清明"}
+    for day, name in terms:
+        if name == "清明":
+            add(day, name)
     return dict(sorted(days.items()))
 
 
@@ -171,7 +184,9 @@ def parse_notice_csv(data: bytes | str) -> list[CalendarDay]:
         kind = _KIND_WORDS.get(row["kind"].lower())
         name = row["name"]
         if kind is None:
-            errors.append(RowError(line, f"类型“{row['kind']}”无效，应为 holiday（放假）或 workday（调休上班）", "kind"))
+            errors.append(
+                RowError(line, f"类型“{row['kind']}”无效，应为 holiday（放假）或 workday（调休上班）", "kind")
+            )
         elif kind is DayKind.workday and day.weekday() < 5:
             errors.append(RowError(line, f"{day} 是周一至周五，本来就上班，无需列为调休上班", "kind"))
         if not name:
@@ -467,3 +482,16 @@ def is_provisional(calendar: WorkCalendar, start: datetime, due: datetime, limit
     if LimitUnit(limit.unit) == LimitUnit.calendar_hours:
         return False
     return calendar.provisional_between(start.date(), due.date())
+
+
+def day_lines(calendar: WorkCalendar, first: date, last: date) -> list[str]:
+    """One line per date from ``first`` to ``last``: ``YYYY-MM-DD workday|off name`` (暂定 when the
+    year has no notice)."""
+    lines = []
+    day = first
+    while day <= last:
+        working, name, provisional = calendar.describe(day)
+        label = " ".join(part for part in (name, "暂定" if provisional else "") if part)
+        lines.append(f"{day.isoformat()} {'workday' if working else 'off'}" + (f" {label}" if label else ""))
+        day += timedelta(days=1)
+    return lines

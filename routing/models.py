@@ -57,7 +57,10 @@ class Case(Base):
     # The deadline touches a year whose holiday notice is not yet known (暂定); ``deadline_basis`` says
     # how it was counted ({"start": ISO UTC, "amount": n, "unit": ...}) so it can be recounted when the
     # notice is imported. None: a date chosen by a person (an extension to a given day).
-    deadline_provisional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Indexed: the periodic deadline scan looks for the (few) provisional cases every period.
+    deadline_provisional: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
     deadline_basis: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     returns_count: Mapped[int] = mapped_column(Integer, default=0)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)

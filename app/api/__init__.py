@@ -74,6 +74,7 @@ def case_json(case: Case, full: bool) -> dict[str, Any]:
         else None,
         "handling_level": case.handling_level,
         "deadline": case.deadline.isoformat() + "Z" if case.deadline else None,
+        "deadline_provisional": bool(case.deadline_provisional),
         "created_at": case.created_at.isoformat() + "Z",
     }
     if full:

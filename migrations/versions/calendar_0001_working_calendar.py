@@ -9,7 +9,8 @@ Revises: e013c090c407
 Create Date: 2026-12-01 07:30:00
 
 """
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -53,6 +54,9 @@ def upgrade():
             sa.Column("deadline_provisional", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(sa.Column("deadline_basis", sa.JSON(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_cases_deadline_provisional"), ["deadline_provisional"], unique=False
+        )
     _seed_from_library()
 
 
@@ -66,7 +70,7 @@ def _seed_from_library():
     rows = [(d, "holiday", names.get(n, n)) for d, n in chinese_calendar.holidays.items()]
     rows += [(d, "workday", names.get(n, n) + "调休") for d, n in chinese_calendar.workdays.items()]
     years = sorted({d.year for d, _k, _n in rows})
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     years_table = sa.table(
         "calendar_years",
         sa.column("year", sa.Integer),
@@ -84,7 +88,10 @@ def _seed_from_library():
     )
     op.bulk_insert(
         years_table,
-        [{"year": y, "source": "library", "note": "chinesecalendar", "revision": 1, "updated_at": now} for y in years],
+        [
+            {"year": y, "source": "library", "note": "chinesecalendar", "revision": 1, "updated_at": now}
+            for y in years
+        ],
     )
     op.bulk_insert(
         dates_table, [{"day": d, "year": d.year, "kind": k, "name": n} for d, k, n in sorted(rows)]
@@ -93,6 +100,7 @@ def _seed_from_library():
 
 def downgrade():
     with op.batch_alter_table("cases", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_cases_deadline_provisional"))
         batch_op.drop_column("deadline_basis")
         batch_op.drop_column("deadline_provisional")
     with op.batch_alter_table("calendar_dates", schema=None) as batch_op:
