@@ -90,6 +90,7 @@ EVALUATOR_PAGES = [
     f"/surveys/{{id}}/links/{C1}",
     "/surveys/{id}/paper",
     "/surveys/{id}/progress",
+    "/surveys/{id}/review",
     "/surveys/results?quarter=2026Q3",
     "/surveys/results.csv?quarter=2026Q3",
     "/surveys/results.xlsx?quarter=2026Q3",
