@@ -631,7 +631,7 @@ def review(survey_id: int) -> Any:
     elif request.method == "POST":
         status = 422
     rows = integrity.reviewable(_db(), survey)
-    names = {q.id: q.name for q in survey.questions}
+    names = {q.id: q.label if len(q.label) <= 12 else q.label[:12] + "…" for q in survey.questions}
     return render_template(
         "surveys/review.html",
         survey=survey,
@@ -811,6 +811,7 @@ def respond(survey_id: int, code: str) -> Any:
         AGE_BANDS=AGE_BANDS,
         GENDERS=GENDERS,
         relevance=_relevance(survey),
+        runs=_runs(survey),
     )
     return _with_device(Response(page, status), device)
 
@@ -855,6 +856,17 @@ def _with_device(response: Response, device: str) -> Response:
             secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
         )
     return response
+
+
+def _runs(survey: Survey) -> list[tuple[Any, list[Any]]]:
+    """Questions in the editor's order, cut into consecutive runs of one section (or none)."""
+    runs: list[tuple[Any, list[Any]]] = []
+    for q in survey.questions:
+        if runs and runs[-1][0] is q.section:
+            runs[-1][1].append(q)
+        else:
+            runs.append((q.section, [q]))
+    return runs
 
 
 def _relevance(survey: Survey) -> dict[str, str]:
