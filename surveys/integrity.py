@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -99,12 +99,28 @@ def _count(session: Session, survey: Survey, column: Any, value: str, since: dat
     )
 
 
+def _serialise(session: Session, survey: Survey, client: Client) -> None:
+    """On PostgreSQL, let one submission per device and per address count-and-store at a time.
+
+    Transaction-level advisory locks keyed by (survey, hash prefix), taken in a fixed order, so two
+    simultaneous answers from one address cannot both pass the count; SQLite writes one at a time anyway.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for value in sorted(v for v in (client.device, client.address) if v):
+        key = int(value[:8], 16) - 2**31  # a signed 32-bit int from the hex digest
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:survey, :key)"), {"survey": survey.id, "key": key}
+        )
+
+
 def admit(
     session: Session, survey: Survey, client: Client, limits: Limits, now: datetime | None = None
 ) -> str:
     """Check the limits before an answer is stored: raise :class:`LimitReached`, or return the hold
     reason ("" when the answer counts straight away)."""
     now = now or utcnow()
+    _serialise(session, survey, client)
     window = now - timedelta(seconds=limits.window_seconds)
     burst = now - timedelta(seconds=limits.burst_seconds)
     checks = (

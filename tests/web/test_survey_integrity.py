@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -173,3 +174,66 @@ def test_limits_must_be_positive():
         integrity.Limits(per_device=0)
     with pytest.raises(ValueError):
         integrity.Limits(burst_count=1)
+
+
+@pytest.mark.integration
+def test_simultaneous_answers_from_one_device_store_only_what_the_limit_allows(app):
+    """Two answers racing from one device with a limit of 1: the advisory lock lets exactly one through."""
+    from sqlalchemy import delete
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+    from surveys.models import Answer, Question, Survey, SurveySection
+
+    with app.app_context():
+        engine = db.engine
+        if engine.dialect.name != "postgresql":
+            pytest.skip(
+                "并发限制依赖 PostgreSQL 的 advisory lock；本轮测试使用 SQLite（CI 的 PostgreSQL 轮次会运行）"
+            )
+        with Session(engine) as setup:
+            survey = make_survey(setup, title="并发测试问卷")
+            survey_id = survey.id
+        limits = integrity.Limits(per_device=1, per_address=10, burst_count=5)
+        client = integrity.Client(device="e" * 64, address="f" * 64)
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def answer() -> None:
+            with Session(engine) as own:
+                survey = own.get(Survey, survey_id)
+                community = own.scalar(select(Unit).where(Unit.code == C1))
+                barrier.wait()
+                try:
+                    services.submit_online(
+                        own,
+                        survey,
+                        community,
+                        {"q_env": ["4"]},
+                        services.Respondent(),
+                        client=client,
+                        limits=limits,
+                    )
+                    own.commit()
+                    outcomes.append("stored")
+                except integrity.LimitReached:
+                    own.rollback()
+                    outcomes.append("refused")
+
+        try:
+            threads = [threading.Thread(target=answer) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(outcomes) == ["refused", "stored"]
+        finally:
+            with Session(engine) as cleanup:
+                responses = select(SurveyResponse.id).where(SurveyResponse.survey_id == survey_id)
+                cleanup.execute(delete(SurveySubmission).where(SurveySubmission.survey_id == survey_id))
+                cleanup.execute(delete(Answer).where(Answer.response_id.in_(responses)))
+                cleanup.execute(delete(SurveyResponse).where(SurveyResponse.survey_id == survey_id))
+                cleanup.execute(delete(Question).where(Question.survey_id == survey_id))
+                cleanup.execute(delete(SurveySection).where(SurveySection.survey_id == survey_id))
+                cleanup.execute(delete(Survey).where(Survey.id == survey_id))
+                cleanup.commit()
