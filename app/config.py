@@ -30,6 +30,13 @@ DEFAULTS: dict[str, Any] = {
     "LOG_FORMAT": "auto",  # json | text | auto (text on a terminal, JSON lines otherwise)
     "METRICS_TOKEN": "",  # bearer token for /metrics from other hosts (loopback needs none)
     "DEADLINE_WARNING_SHARE": 0.8,  # share of a case's limit used up when the deadline scan warns
+    # Open survey link (surveys/integrity.py): answers per device and per address within the window;
+    # BURST_COUNT answers from one device or address within BURST_SECONDS are held for review.
+    "SURVEY_LIMIT_WINDOW_SECONDS": 86400,
+    "SURVEY_LIMIT_PER_DEVICE": 3,
+    "SURVEY_LIMIT_PER_ADDRESS": 50,
+    "SURVEY_BURST_SECONDS": 600,
+    "SURVEY_BURST_COUNT": 5,
 }
 
 # Environment variables read at start-up (README lists them); the type converts the string.
@@ -47,6 +54,11 @@ ENVIRONMENT: dict[str, type] = {
     "LOG_FORMAT": str,
     "METRICS_TOKEN": str,
     "DEADLINE_WARNING_SHARE": float,
+    "SURVEY_LIMIT_WINDOW_SECONDS": int,
+    "SURVEY_LIMIT_PER_DEVICE": int,
+    "SURVEY_LIMIT_PER_ADDRESS": int,
+    "SURVEY_BURST_SECONDS": int,
+    "SURVEY_BURST_COUNT": int,
 }
 
 

@@ -29,6 +29,7 @@ from core.db import utcnow
 from core.i18n import N_
 from core.models import Level, Unit, User
 from core.quarter import Quarter
+from surveys import integrity
 from surveys.definitions import (
     AGE_BANDS,
     GENDERS,
@@ -45,6 +46,7 @@ from surveys.models import (
     Answer,
     PaperUpload,
     Question,
+    ResponseStatus,
     Survey,
     SurveyContact,
     SurveyMargin,
@@ -130,6 +132,11 @@ def add_question(
         dont_know_label=spec.dont_know_label,
         indicator_code=spec.indicator_code.strip(),
         service_area=spec.service_area.strip(),
+        relevant=spec.relevant,
+        constraint=spec.constraint,
+        constraint_message=spec.constraint_message,
+        translations=spec.translations,
+        extras=spec.extras,
     )
     session.add(question)
     session.flush()
@@ -153,6 +160,10 @@ def apply_spec(session: Session, survey: Survey, spec: SurveySpec) -> int:
         for question_spec in section_spec.questions:
             add_question(session, survey, question_spec, section)
             added += 1
+    if spec.extras:
+        survey.definition_extras = {**(survey.definition_extras or {}), **spec.extras}
+    survey.import_notes = [[n.line, n.column or "", n.message] for n in spec.notes]
+    session.flush()
     return added
 
 
@@ -173,6 +184,7 @@ def close_survey(session: Session, survey: Survey) -> bool:
     if survey.status != SurveyStatus.open:
         raise SurveyError("not_open", N_("问卷尚未开始收集"))
     survey.status, survey.closed_at = SurveyStatus.closed, utcnow()
+    integrity.forget_clients(session, survey)
     session.flush()
     return True
 
@@ -181,6 +193,7 @@ def new_version(session: Session, survey: Survey) -> Survey:
     """A draft copy of ``survey`` as its next version; answers stay with the old version."""
     copy = create_survey(session, survey.quarter, survey.title)
     copy.previous_id = survey.id
+    copy.definition_extras = dict(survey.definition_extras or {})
     sections: dict[int, SurveySection] = {}
     for section in survey.sections:
         sections[section.id] = add_section(session, copy, section.title, section.name)
@@ -196,6 +209,11 @@ def new_version(session: Session, survey: Survey) -> Survey:
             q.dont_know_label,
             q.indicator_code,
             q.service_area,
+            q.relevant,
+            q.constraint,
+            q.constraint_message,
+            dict(q.translations or {}),
+            dict(q.extras or {}),
         )
         add_question(session, copy, spec, sections.get(q.section_id) if q.section_id else None)
     return copy
@@ -269,8 +287,14 @@ def submit_online(
     respondent: Respondent,
     token: str | None = None,
     contact: str | None = None,
+    client: integrity.Client | None = None,
+    limits: integrity.Limits | None = None,
 ) -> SurveyResponse:
-    """Store one online questionnaire; refuse invalid answers, a used token and a repeated contact."""
+    """Store one online questionnaire; refuse invalid answers, a used token and a repeated contact.
+
+    Without a token, ``client`` (device and address hashes) is held to ``limits``: over a limit the answer
+    is refused with :class:`surveys.integrity.LimitReached`; in a burst it is stored but held for review.
+    """
     if survey.status != SurveyStatus.open:
         raise SurveyError("not_open", N_("该问卷目前不在收集期"))
     answers, errors = validate_answers(survey.questions, raw)
@@ -287,6 +311,8 @@ def submit_online(
             raise SurveyError("token_used", N_("该答卷码已使用过，每个答卷码只能提交一次"))
     if errors:
         raise InvalidAnswers(errors)
+    checked = client if token_row is None and client is not None and limits is not None else None
+    hold = integrity.admit(session, survey, checked, limits) if checked and limits else ""
     # The instance id carries the dedupe into a unique constraint: a token can be spent only once even
     # when two submissions race, and so can a contact (its hash row is unique per survey as well).
     instance = f"token-{token_row.id}" if token_row else f"web-{uuid.uuid4().hex}"
@@ -306,6 +332,8 @@ def submit_online(
                 _district_code(session, community),
                 answers,
             )
+            if checked and limits:
+                integrity.record(session, survey, checked, response, hold, limits)
     except IntegrityError as exc:
         if token_row is not None:
             raise SurveyError("token_used", N_("该答卷码已使用过，每个答卷码只能提交一次")) from exc
@@ -448,7 +476,7 @@ def progress(
     """Responses against the required sample for every community (optionally under one unit)."""
     counts = (
         select(SurveyResponse.community_id, func.count().label("n"))
-        .where(SurveyResponse.survey_id == survey.id)
+        .where(SurveyResponse.survey_id == survey.id, SurveyResponse.status == ResponseStatus.accepted)
         .group_by(SurveyResponse.community_id)
         .subquery()
     )

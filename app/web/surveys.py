@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import math
+import secrets
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -16,7 +18,15 @@ from markupsafe import Markup, escape
 from openpyxl import Workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange
 
@@ -29,7 +39,7 @@ from assessment.inputs import callback_results
 from core.csvio import ImportRejected, RowError
 from core.models import Level, Role, Unit
 from core.quarter import Quarter
-from surveys import frames, services
+from surveys import expressions, frames, integrity, services
 from surveys.definitions import (
     AGE_BANDS,
     GENDERS,
@@ -40,12 +50,22 @@ from surveys.definitions import (
     parse_choices,
 )
 from surveys.imports import parse_xlsform
-from surveys.models import KIND_LABELS, STATUS_LABELS, PaperUpload, QuestionKind, Survey, SurveyStatus
+from surveys.models import (
+    KIND_LABELS,
+    RESPONSE_STATUS_LABELS,
+    STATUS_LABELS,
+    PaperUpload,
+    QuestionKind,
+    Survey,
+    SurveyStatus,
+)
 
 bp = Blueprint("surveys", __name__)
 EVALUATORS = (Role.evaluator, Role.admin)
 MAX_LINKS = 300
 MAX_BARS = 60
+DEVICE_COOKIE = "survey_device"
+DEVICE_COOKIE_AGE = 400 * 86400  # the longest browsers keep a cookie
 
 
 def _db() -> Session:
@@ -103,6 +123,14 @@ class PaperForm(FlaskForm):
     """A paper questionnaire file."""
 
     file = FileField("CSV 或 XLSX 文件")
+
+
+class ReviewForm(FlaskForm):
+    """Accept or exclude the selected held answers."""
+
+    responses = SelectMultipleField("答卷", coerce=int, validate_choice=False)
+    accept = SubmitField("计入结果")
+    exclude = SubmitField("排除")
 
 
 class MarginsForm(FlaskForm):
@@ -577,6 +605,46 @@ def progress(survey_id: int) -> Any:
     )
 
 
+@bp.route("/surveys/<int:survey_id>/review", methods=["GET", "POST"])
+@roles_required(*EVALUATORS)
+def review(survey_id: int) -> Any:
+    """Open-link answers held as bursts: the evaluator accepts them into the results or excludes them."""
+    survey = _survey(survey_id)
+    form = ReviewForm()
+    status = 200
+    if form.validate_on_submit():
+        decision = "accept" if form.accept.data else "exclude"
+        try:
+            changed = integrity.decide(_db(), survey, form.responses.data or [], decision, signed_in_user())
+        except SurveyError as error:
+            _db().rollback()
+            form.responses.errors = [*form.responses.errors, _(error.message)]
+            status = 422
+        else:
+            _db().commit()
+            flash(
+                _("已计入 %(n)s 份答卷", n=changed)
+                if decision == "accept"
+                else _("已排除 %(n)s 份答卷", n=changed)
+            )
+            return redirect(url_for("surveys.review", survey_id=survey.id))
+    elif request.method == "POST":
+        status = 422
+    rows = integrity.reviewable(_db(), survey)
+    names = {q.id: q.label if len(q.label) <= 12 else q.label[:12] + "…" for q in survey.questions}
+    return render_template(
+        "surveys/review.html",
+        survey=survey,
+        form=form,
+        rows=rows,
+        names=names,
+        summary=integrity.exclusions(_db(), [survey.id]),
+        limits=survey_limits(),
+        reason_label=integrity.reason_label,
+        RESPONSE_STATUS_LABELS=RESPONSE_STATUS_LABELS,
+    ), status
+
+
 def _results_quarter() -> Quarter:
     text = request.args.get("quarter", "").strip()
     if text:
@@ -616,10 +684,14 @@ def results() -> Any:
     )
     change = frames.quarter_change(_db(), quarter)
     callbacks = callback_results(_db(), quarter)
-    surveys = _db().scalars(
-        select(Survey)
-        .where(Survey.quarter == str(quarter), Survey.status != SurveyStatus.draft)
-        .order_by(Survey.title, Survey.version)
+    surveys = (
+        _db()
+        .scalars(
+            select(Survey)
+            .where(Survey.quarter == str(quarter), Survey.status != SurveyStatus.draft)
+            .order_by(Survey.title, Survey.version)
+        )
+        .all()
     )
     per_survey = [
         (
@@ -640,6 +712,8 @@ def results() -> Any:
         change=change.reset_index(),
         callbacks=callbacks,
         per_survey=per_survey,
+        exclusions=integrity.exclusions(_db(), [s.id for s in surveys]),
+        reason_label=integrity.reason_label,
         DIMENSION_LABELS=frames.DIMENSION_LABELS,
         fmt=_fmt,
         more=len(overall) > MAX_BARS,
@@ -690,9 +764,11 @@ def respond(survey_id: int, code: str) -> Any:
     status = 200
     if survey.status != SurveyStatus.open:
         return render_template("surveys/closed.html", survey=survey), 410 if survey.frozen else 404
+    device = _device_id()
     if request.method == "POST":
         raw = {key: request.form.getlist(key) for key in request.form}
         respondent = services.Respondent(request.form.get("age_band", ""), request.form.get("gender", ""))
+        client = _client(survey, device)
         try:
             services.submit_online(
                 _db(),
@@ -702,7 +778,14 @@ def respond(survey_id: int, code: str) -> Any:
                 respondent,
                 token,
                 None if token else request.form.get("contact", "").strip() or None,
+                client,
+                survey_limits(),
             )
+        except integrity.LimitReached as refused:
+            _db().rollback()
+            integrity.record_refusal(_db(), survey, client, refused.outcome)
+            _db().commit()
+            message, status = _(refused.message), 429
         except services.InvalidAnswers as invalid:
             _db().rollback()
             errors = {k: _(v) for k, v in invalid.errors.items()}
@@ -715,8 +798,9 @@ def respond(survey_id: int, code: str) -> Any:
                 errors[error.field] = message
         else:
             _db().commit()
-            return render_template("surveys/thanks.html", survey=survey, community=community)
-    return render_template(
+            page = render_template("surveys/thanks.html", survey=survey, community=community)
+            return _with_device(Response(page), device)
+    page = render_template(
         "surveys/respond.html",
         survey=survey,
         community=community,
@@ -726,7 +810,75 @@ def respond(survey_id: int, code: str) -> Any:
         token=token,
         AGE_BANDS=AGE_BANDS,
         GENDERS=GENDERS,
-    ), status
+        relevance=_relevance(survey),
+        runs=_runs(survey),
+    )
+    return _with_device(Response(page, status), device)
+
+
+def survey_limits() -> integrity.Limits:
+    """The open-link limits from configuration."""
+    config = current_app.config
+    return integrity.Limits(
+        window_seconds=int(config["SURVEY_LIMIT_WINDOW_SECONDS"]),
+        per_device=int(config["SURVEY_LIMIT_PER_DEVICE"]),
+        per_address=int(config["SURVEY_LIMIT_PER_ADDRESS"]),
+        burst_seconds=int(config["SURVEY_BURST_SECONDS"]),
+        burst_count=int(config["SURVEY_BURST_COUNT"]),
+    )
+
+
+def _device_id() -> str:
+    """The browser's random survey device id (a new one when the cookie is missing or malformed)."""
+    value = request.cookies.get(DEVICE_COOKIE, "")
+    return value if 16 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum() else ""
+
+
+def _client(survey: Survey, device: str) -> integrity.Client:
+    """Keyed hashes of this request's device cookie and address (the raw values are never stored)."""
+    secret = current_app.config["SECRET_KEY"]
+    address = request.remote_addr or ""
+    return integrity.Client(
+        device=integrity.client_hash(secret, survey, "device:" + device) if device else None,
+        address=integrity.client_hash(secret, survey, "address:" + address) if address else None,
+    )
+
+
+def _with_device(response: Response, device: str) -> Response:
+    """Give a browser without one its random device id (HttpOnly, this site only)."""
+    if not device:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            secrets.token_urlsafe(18),
+            max_age=DEVICE_COOKIE_AGE,
+            httponly=True,
+            samesite="Lax",
+            secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+        )
+    return response
+
+
+def _runs(survey: Survey) -> list[tuple[Any, list[Any]]]:
+    """Questions in the editor's order, cut into consecutive runs of one section (or none)."""
+    runs: list[tuple[Any, list[Any]]] = []
+    for q in survey.questions:
+        if runs and runs[-1][0] is q.section:
+            runs[-1][1].append(q)
+        else:
+            runs.append((q.section, [q]))
+    return runs
+
+
+def _relevance(survey: Survey) -> dict[str, str]:
+    """Each question's ``relevant`` as the JSON tree the page script evaluates (server rules on submit)."""
+    out = {}
+    for q in survey.questions:
+        if q.relevant:
+            try:
+                out[q.name] = json.dumps(expressions.to_json(expressions.parse(q.relevant)))
+            except expressions.Unsupported:
+                continue
+    return out
 
 
 register_nav("surveys.index", "问卷调查", *EVALUATORS)
