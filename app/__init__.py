@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ SQLITE_BEGIN = "minhu_sqlite_begin"  # execution option: how a SQLite transactio
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then environment, then ``config`` overrides."""
-    instance = Path((config or {}).get("INSTANCE_PATH") or ROOT / "instance")
+    # INSTANCE_PATH (mapping or environment): uploads, evidence and the generated secret; a shared volume
+    # when several hosts serve one city.
+    instance = Path(
+        (config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH") or ROOT / "instance"
+    )
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.update(app_config.load(instance, config))
     _configure_logging(app)

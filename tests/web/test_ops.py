@@ -212,3 +212,14 @@ def test_metrics_refused_to_others_unless_token(
     )
     ok = client.get("/metrics", environ_base=remote, headers={"Authorization": "Bearer s3cret-token"})
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "text_",
+    ["call 13812345678", "call 138-1234-5678", "+86 139 8765 4321", "/status/X?k=abc", "/a?x=1&token=abc"],
+)
+def test_the_cheap_precheck_never_skips_what_scrub_would_change(text_: str) -> None:
+    from core.privacy import scrub
+
+    assert scrub(text_) != text_
+    assert logging_setup.scrub_line(text_) == scrub(text_)
