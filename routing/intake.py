@@ -156,7 +156,7 @@ class ReferenceCache:
         now = time.monotonic()
         hit = self._entries.get((kind, code))
         if hit is not None and hit[0] > now:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         value = load()
         if not session.info.get(_TOUCHED):
             with self._lock:
