@@ -12,12 +12,17 @@ import hmac
 import json
 import re
 import secrets
+import threading
+import time
 from base64 import urlsafe_b64encode
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, scoped_session
 
 from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError
@@ -106,7 +111,117 @@ def _coordinate(raw: float | str | None) -> float | None:
     return float(raw)
 
 
-def validate(session: DbSession, data: Submission) -> tuple[Category, Unit, list[FieldError]]:
+@dataclass(frozen=True)
+class CategoryRef:
+    """What intake needs of a catalogue entry (plain values, safe to share between requests)."""
+
+    id: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class Place:
+    """A community with its street and district (plain values, safe to share between requests)."""
+
+    community_id: int
+    community_active: bool
+    is_community: bool
+    street_id: int | None
+    street_code: str | None
+    district_id: int | None
+    district_code: str | None
+
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class ReferenceCache:
+    """Per-process cache of category and community look-ups by code, for ``ttl`` seconds.
+
+    Intake reads the same few hundred catalogue entries and communities on every request; caching them
+    saves three of its statements. A flush that adds, changes or deletes a Unit or Category in this
+    process empties the cache at once (and again at that transaction's commit or rollback); other
+    processes see a change within ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: DbSession, kind: str, code: str, load: Callable[[], T]) -> T:
+        """The cached value of ``(kind, code)``, else ``load()`` (cached unless this session holds unit
+        or category changes of its own, which other sessions must not see)."""
+        now = time.monotonic()
+        hit = self._entries.get((kind, code))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        if not session.info.get(_TOUCHED):
+            with self._lock:
+                self._entries[(kind, code)] = (now + self.ttl, value)
+        return value
+
+    def clear(self) -> None:
+        """Forget everything (after a change, and between tests)."""
+        with self._lock:
+            self._entries.clear()
+
+
+reference_cache = ReferenceCache()
+_TOUCHED = "minhu_reference_touched"  # session.info flag: this transaction flushed a Unit/Category
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context: Any) -> None:
+    if any(isinstance(o, Unit | Category) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info[_TOUCHED] = True
+        reference_cache.clear()
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _after_end(session: Session, *_: Any) -> None:
+    if session.info.pop(_TOUCHED, False):
+        reference_cache.clear()
+
+
+def _load_category(session: DbSession, code: str) -> CategoryRef | None:
+    row = session.execute(select(Category.id, Category.active).where(Category.code == code)).first()
+    return CategoryRef(row.id, row.active) if row else None
+
+
+def _load_place(session: DbSession, code: str) -> Place | None:
+    street, district = aliased(Unit), aliased(Unit)
+    row = session.execute(
+        select(
+            Unit.id,
+            Unit.active,
+            Unit.level,
+            street.id.label("street_id"),
+            street.code.label("street_code"),
+            district.id.label("district_id"),
+            district.code.label("district_code"),
+        )
+        .outerjoin(street, street.id == Unit.parent_id)
+        .outerjoin(district, district.id == street.parent_id)
+        .where(Unit.code == code)
+    ).first()
+    if row is None:
+        return None
+    return Place(
+        row.id,
+        row.active,
+        row.level == Level.community,
+        row.street_id,
+        row.street_code,
+        row.district_id,
+        row.district_code,
+    )
+
+
+def validate(session: DbSession, data: Submission) -> tuple[CategoryRef, Place, list[FieldError]]:
     """Check every rule; return the category and community found and the list of problems."""
     errors: list[FieldError] = []
 
@@ -118,20 +233,23 @@ def validate(session: DbSession, data: Submission) -> tuple[Category, Unit, list
 
     category = community = None
     if need("category", data.category, "诉求类别"):
-        category = session.scalar(select(Category).where(Category.code == data.category.strip()))
+        code = data.category.strip()
+        category = reference_cache.get(session, "category", code, lambda: _load_category(session, code))
         if category is None or not category.active:
             errors.append(FieldError("category", "unknown", "所选诉求类别不存在"))
     if need("community", data.community, "所在社区"):
-        community = session.scalar(select(Unit).where(Unit.code == data.community.strip()))
-        if community is None or community.level != Level.community or not community.active:
+        code = data.community.strip()
+        community = reference_cache.get(session, "place", code, lambda: _load_place(session, code))
+        if community is None or not community.is_community or not community.community_active:
             errors.append(FieldError("community", "unknown", "所选社区不存在"))
             community = None
     if community is not None:
-        street = community.parent
-        if data.street and (street is None or street.code != data.street):
+        if data.street and (community.street_id is None or community.street_code != data.street):
             errors.append(FieldError("community", "mismatch", "所选社区不属于所选街道"))
         elif data.district and (
-            street is None or street.parent is None or street.parent.code != data.district
+            community.street_id is None
+            or community.district_id is None
+            or community.district_code != data.district
         ):
             errors.append(FieldError("street", "mismatch", "所选街道不属于所选区"))
     for field, label in (
@@ -196,29 +314,38 @@ def submit(
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> Intake:
-    """Store one case in state ``submitted`` with its intake event (flush only; the caller commits)."""
+    """Store one case in state ``submitted`` with its intake event (flush only; the caller commits).
+
+    A failed insert (a duplicate tracking number or a racing idempotency key) is retried: inside a
+    savepoint when the session already holds the caller's work, else by rolling back what this call began.
+    """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel}")
     fingerprint = data.fingerprint()
     key = (idempotency_key or "").strip()[:80] or None
+    # When this call begins the transaction (the API's case), a failed insert can roll the whole of it
+    # back and retry: no savepoint needed, two round trips fewer. Otherwise the caller's work in the
+    # same transaction is kept by a savepoint around the insert.
+    plain = session() if isinstance(session, scoped_session) else session
+    owns_transaction = not plain.in_transaction() and not (plain.new or plain.dirty or plain.deleted)
     if key:
         replay = _replay(session, key, fingerprint, token_key)
         if replay:
             return replay
-    category, community, errors = validate(session, data)
-    if errors:
-        raise IntakeRejected(errors)
-    street = community.parent
-    assert street is not None and street.parent is not None  # a community always sits under a street
     now = now or utcnow()
     for _attempt in range(5):
+        category, community, errors = validate(session, data)
+        if errors:
+            raise IntakeRejected(errors)
+        # A community always sits under a street, and a street under a district.
+        assert community.street_id is not None and community.district_id is not None
         case = Case(
             tracking_number=new_tracking_number(now),
             channel=channel,
-            category=category,
-            community=community,
-            street=street,
-            district=street.parent,
+            category_id=category.id,
+            community_id=community.community_id,
+            street_id=community.street_id,
+            district_id=community.district_id,
             address=data.address.strip(),
             lat=_coordinate(data.lat),
             lng=_coordinate(data.lng),
@@ -246,11 +373,18 @@ def submit(
             )
         )
         try:
-            with session.begin_nested():
+            if owns_transaction:
                 session.add(case)
                 session.flush()
+            else:
+                with session.begin_nested():
+                    session.add(case)
+                    session.flush()
         except IntegrityError:
             # Either the same idempotency key won a race, or the random suffix collided: look, then retry.
+            if owns_transaction:
+                session.rollback()
+            reference_cache.clear()  # or a cached unit/category vanished (foreign key): look it up again
             if key:
                 replay = _replay(session, key, fingerprint, token_key)
                 if replay:

@@ -86,6 +86,9 @@ def _reset_schema() -> None:
 @pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
     """A session inside a transaction rolled back after the test; also serves db.session and jobs."""
+    from routing.intake import reference_cache
+
+    reference_cache.clear()  # cached look-ups must not outlive the rolled-back rows they came from
     with app.app_context():
         connection = db.engine.connect()
         outer = connection.begin()

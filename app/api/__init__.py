@@ -61,17 +61,20 @@ def _read_submission(body: Any) -> tuple[Submission | None, list[dict[str, Any]]
     return Submission(**values), []
 
 
-def case_json(case: Case, full: bool) -> dict[str, Any]:
-    """A case as the API shows it; contacts masked unless the viewer may see them."""
+def case_json(case: Case, full: bool, codes: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A case as the API shows it; contacts masked unless the viewer may see them.
+
+    ``codes`` (category, community) spares loading both for a case just taken in, which has no unit yet.
+    """
+    category, community = codes or (case.category.code, case.community.code)
+    unit = case.current_unit if case.current_unit_id is not None else None
     data: dict[str, Any] = {
         "tracking_number": case.tracking_number,
         "state": case.state,
         "state_label": STATE_LABELS.get(case.state, case.state),
-        "category": case.category.code,
-        "community": case.community.code,
-        "current_unit": {"code": case.current_unit.code, "name": case.current_unit.name}
-        if case.current_unit
-        else None,
+        "category": category,
+        "community": community,
+        "current_unit": {"code": unit.code, "name": unit.name} if unit else None,
         "handling_level": case.handling_level,
         "deadline": case.deadline.isoformat() + "Z" if case.deadline else None,
         "deadline_provisional": bool(case.deadline_provisional),
@@ -118,11 +121,19 @@ def create_request() -> Any:
     except IdempotencyConflict as conflict:
         db.session.rollback()
         return api_error(409, [_field_error("Idempotency-Key", conflict.code, _(conflict.message))])
-    db.session.commit()
     if result.created:
-        jobs.enqueue("routing.jobs.route_case", result.case.id)
-    body = {**case_json(result.case, full=False), "token": result.token}
-    return jsonify(body), 201 if result.created else 200
+        # Built before the commit from what was just stored, so the commit expires nothing we reload.
+        case = result.case
+        body = {
+            **case_json(case, full=False, codes=(data.category.strip(), data.community.strip())),
+            "token": result.token,
+        }
+        case_id = case.id
+        db.session.commit()
+        jobs.enqueue("routing.jobs.route_case", case_id)
+        return jsonify(body), 201
+    db.session.commit()
+    return jsonify({**case_json(result.case, full=False), "token": result.token}), 200
 
 
 @bp.get("/requests/<tracking_number>")
