@@ -18,6 +18,7 @@ from core.csvio import ImportRejected
 from core.i18n import DomainError
 from core.models import Role
 from core.units import import_units
+from routing.services import follow_unit_moves
 
 units_cli = AppGroup("units", help="单位树（市、区、街道、社区、市直部门）")
 categories_cli = AppGroup("categories", help="派单目录")
@@ -37,11 +38,14 @@ def units_import(file: Path) -> None:
     """Import units from CSV (code,name,level,parent_code,kind,note[,population]); re-import updates."""
     try:
         summary = import_units(db.session, file.read_bytes())
+        follow_unit_moves(db.session, summary.moved)  # cases follow their communities, same transaction
     except ImportRejected as rejected:
         db.session.rollback()
         _report_rejected(rejected)
     db.session.commit()
     click.echo(f"新增 {summary.created}，更新 {summary.updated}，未变 {summary.unchanged}")
+    if summary.moved:
+        click.echo(f"调整上级 {len(summary.moved)} 个：{'、'.join(summary.moved)}（下级单位与工单随之调整）")
 
 
 @categories_cli.command("import")

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, literal, select, update
+from sqlalchemy import func as sql_func
 
 from core.csvio import ImportRejected, RowError, read_rows
 from core.db import DbSession
@@ -37,6 +38,7 @@ class ImportSummary:
     created: int
     updated: int
     unchanged: int
+    moved: tuple[str, ...] = ()  # codes of the units given a new parent (their subtrees moved along)
 
 
 def parse_units(data: bytes | str) -> list[UnitRow]:
@@ -117,6 +119,7 @@ def import_units(session: DbSession, data: bytes | str) -> ImportSummary:
     if errors:
         raise ImportRejected(errors)
     created = updated = unchanged = 0
+    moved: list[str] = []
     # Parents first, so each child can take its parent's path.
     for row in sorted(
         rows, key=lambda r: LEVEL_ORDER[r.level] + (0.5 if r.kind == UnitKind.department else 0)
@@ -137,16 +140,46 @@ def import_units(session: DbSession, data: bytes | str) -> ImportSummary:
             session.add(unit)
             existing[row.code] = unit
             created += 1
-        elif any(getattr(unit, k) != v for k, v in values.items()):
-            for key, value in values.items():
-                setattr(unit, key, value)
-            updated += 1
+            session.flush()
+            unit.path = (parent.path if parent else "/") + f"{unit.id}/"
         else:
-            unchanged += 1
-        session.flush()
-        unit.path = (parent.path if parent else "/") + f"{unit.id}/"
+            changed = any(getattr(unit, k) != v for k, v in values.items())
+            if unit.parent is not parent:
+                moved.append(unit.code)
+            for key, value in values.items():
+                if key != "parent":
+                    setattr(unit, key, value)
+            # Also repairs a subtree whose paths an earlier version of this import left stale.
+            move_unit(session, unit, parent)
+            updated += changed
+            unchanged += not changed
     session.flush()
-    return ImportSummary(created, updated, unchanged)
+    return ImportSummary(created, updated, unchanged, tuple(moved))
+
+
+def move_unit(session: DbSession, unit: Unit, parent: Unit | None) -> int:
+    """Put ``unit`` under ``parent`` and rewrite the path of the unit and of every unit below it in one
+    statement, so access by subtree follows at once (flush only: the caller's one transaction commits
+    it or nothing); the number of paths rewritten (0 when the parent and path were already right)."""
+    if parent is not None and parent.path.startswith(unit.path):
+        raise ValueError(f"unit {unit.code} cannot move below itself")
+    unit.parent = parent
+    session.flush()
+    old = unit.path
+    new = (parent.path if parent is not None else "/") + f"{unit.id}/"
+    if old == new:
+        return 0
+    rest = sql_func.substr(Unit.path, len(old) + 1, type_=String)
+    result = session.execute(
+        update(Unit)
+        .where(Unit.path.startswith(old, autoescape=True))
+        .values(path=literal(new, String) + rest)
+        .execution_options(synchronize_session=False)
+    )
+    for held in list(session.identity_map.values()):  # loaded units must not keep their old paths
+        if isinstance(held, Unit):
+            session.expire(held, ["path"])
+    return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult for an UPDATE
 
 
 def import_work_plan_units(session: DbSession) -> ImportSummary:

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from core.csvio import ImportRejected, RowError
-from core.db import utcnow
+from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError
-from core.models import Category, LimitUnit, Role, Unit, UnitKind, User, city_root, unit_by_code
+from core.models import Category, Level, LimitUnit, Role, Unit, UnitKind, User, city_root, unit_by_code
 from core.quarter import BEIJING_OFFSET
 from routing import access, notify
 from routing.access import acts_for_city
@@ -749,6 +749,33 @@ def allowed_actions(
         return []
     actions = lifecycle_allowed_actions(snapshot(case), actor_for(session, user), now or utcnow(), POLICY)
     return [action for action in actions if action in SERVICES]
+
+
+def follow_unit_moves(session: DbSession, unit_codes: Iterable[str]) -> int:
+    """After units moved in the tree (``core.units.move_unit``), re-derive the street and district of
+    every case placed in their subtrees from its community (flush only); the number of communities."""
+    done = 0
+    for code in unit_codes:
+        moved = unit_by_code(session, code)
+        if moved is None:
+            continue
+        communities = session.scalars(
+            select(Unit).where(Unit.path.startswith(moved.path), Unit.level == Level.community)
+        ).all()
+        for community in communities:
+            street = community.parent
+            district = street.parent if street is not None else None
+            session.execute(
+                update(Case)
+                .where(Case.community_id == community.id)
+                .values(
+                    street_id=street.id if street else None, district_id=district.id if district else None
+                )
+                .execution_options(synchronize_session="fetch")
+            )
+            done += 1
+    session.flush()
+    return done
 
 
 # --- queries for the workbench ---------------------------------------------------------------

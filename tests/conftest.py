@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,13 @@ def _reset_schema() -> None:
 @pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
     """A session inside a transaction rolled back after the test; also serves db.session and jobs."""
+    with rolled_back_session(app) as scoped:
+        yield scoped
+
+
+@contextmanager
+def rolled_back_session(app: Flask) -> Iterator[Session]:
+    """The ``session`` fixture's transaction, for fixtures of a wider scope (e.g. one per module)."""
     from routing.intake import reference_cache
 
     reference_cache.clear()  # cached look-ups must not outlive the rolled-back rows they came from

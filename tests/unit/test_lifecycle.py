@@ -784,3 +784,17 @@ def test_labels() -> None:
     assert ReturnReason.wrong_place.label == "地址不属本辖区"
     assert Satisfaction.basically_satisfied.label == "基本满意"
     assert all(s.label for s in State) and all(a.label for a in Action)
+
+
+@pytest.mark.parametrize(
+    "command", [ApproveExtension(), RefuseExtension("理由不足")], ids=["approve", "refuse"]
+)
+def test_a_units_own_dispatcher_cannot_decide_its_extension(command: Command) -> None:
+    at_street = case(
+        State.accepted, unit=STREET, sent_by=DISTRICT, extension_pending=True, requested_deadline=DEADLINE
+    )
+    with pytest.raises(TransitionError) as info:
+        decide(at_street, command, STREET_DISPATCHER, NOW)
+    assert info.value.code == "out_of_scope"
+    assert command.action not in allowed_actions(at_street, STREET_DISPATCHER, NOW)
+    assert decide(at_street, command, DISTRICT_DISPATCHER, NOW).after.extension_pending is False

@@ -145,3 +145,18 @@ def test_merge_target_outside_the_subtree_is_refused_like_a_missing_one(session:
         refusals.append((refused.value.code, refused.value.message))
     assert refusals[0] == refusals[1] == ("merge_target", "目标工单不存在或不在本单位管辖范围内")
     assert own.state == "dispatched" and own.merged_into_id is None
+
+
+def test_a_street_dispatcher_cannot_approve_its_own_streets_extension(session: Session) -> None:
+    case = accepted(session, "ZS-01")  # a street-level category: handled at 420102-S1
+    assert case.deadline is not None
+    services.request_extension(
+        session, case.id, user(session, "handler-street"), reason="需协调", extra_working_days=3
+    )
+    own = user(session, "dispatcher-street")
+    assert "approve_extension" not in services.allowed_actions(session, case, own)
+    with pytest.raises(TransitionError) as refused:
+        services.approve_extension(session, case.id, own)
+    assert refused.value.code == "out_of_scope" and case.extension_pending
+    services.approve_extension(session, case.id, user(session, "dispatcher-district"))
+    assert not case.extension_pending and case.extensions_count == 1
