@@ -163,3 +163,15 @@ def install_flush_guard() -> None:
     """Attach :func:`guard_flush` to every SQLAlchemy Session (idempotent)."""
     if not event.contains(Session, "before_flush", guard_flush):
         event.listen(Session, "before_flush", guard_flush)
+
+
+def fit_filename(name: str, max_length: int) -> str:
+    """A client's file name made storable: bad characters dropped, the stem shortened to fit ``max_length``
+    while the suffix (".jpg") is kept — a 300-character name was a 500 on PostgreSQL."""
+    clean = "".join(c for c in name if forbidden_character(c, multiline=False) is None).strip()
+    if len(clean) <= max_length:
+        return clean
+    stem, dot, suffix = clean.rpartition(".")
+    if not dot or len(suffix) > 16:
+        return clean[:max_length]
+    return stem[: max_length - len(suffix) - 1] + "." + suffix

@@ -37,6 +37,7 @@ from app.extensions import db
 from app.web.present import register_nav
 from core import jobs
 from core.i18n import DomainError
+from core.inputs import bounded_number, column_length, fit_filename
 from core.models import LEVEL_LABELS, Level, Role, Unit
 from core.quarter import Quarter
 from surveys import assessment, scoring
@@ -574,7 +575,7 @@ def entries() -> Any:
     if request.method == "POST":
         place = _db().scalar(select(Unit).where(Unit.code == request.form.get("unit", "").strip()))
         try:
-            value = float(request.form.get("value", ""))
+            value = bounded_number(request.form.get("value", ""), -1e9, 1e9)  # no inf, no 400 digits
         except ValueError:
             value = float("nan")
         if place is None:
@@ -584,11 +585,14 @@ def entries() -> Any:
         upload = request.files.get("evidence")
         stored = name = ""
         if upload is not None and upload.filename:
-            name = upload.filename
+            name = fit_filename(upload.filename, column_length(EvaluatorEntry.evidence_name) or 255)
             if Path(name).suffix.lower() not in EVIDENCE_SUFFIXES:
                 errors.append("证据文件类型不支持，请上传图片、PDF、Office 文档、文本或音视频文件")
             # A random stored name: the client's file name never becomes a path (it is only shown).
-            stored = f"{uuid.uuid4().hex}_{secure_filename(name) or 'file'}"
+            stored = fit_filename(
+                f"{uuid.uuid4().hex}_{secure_filename(name) or 'file'}",
+                column_length(EvaluatorEntry.evidence_file) or 255,
+            )
         if not errors and place is not None:
             try:
                 assessment.add_entry(

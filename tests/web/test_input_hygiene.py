@@ -3,17 +3,21 @@ JSON depth. Each case was a 500 or a stored NUL before; now it is refused, says 
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from surveys.indicators import EvaluatorEntry
 from surveys.models import Survey
 from tests.conftest import login
 from tests.web.test_api_v1 import VALID, assert_422, case_count, create
 from tests.web.test_intake_form import assert_rejected, post_form
+from tests.web.test_surveys import C1
 
 INVISIBLE = "\u200b\u200d\u3000\u2800\ufeff\u3164 \u00a0\u2060"
 
@@ -89,3 +93,35 @@ def test_other_forms_refuse_nul_before_it_reaches_the_database(client: Any, sess
 def test_query_strings_with_nul_answer_400(client: Any, session: Session) -> None:
     response = client.get("/api/v1/units", query_string={"parent": "4201\x00"})
     assert response.status_code == 400 and response.get_json()["errors"][0]["code"] == "control_characters"
+
+
+def _evidence(client: Any, name: str, value: str = "1") -> Any:
+    data = {
+        "unit": C1,
+        "code": "check",
+        "value": value,
+        "quarter": "2026Q3",
+        "evidence": (io.BytesIO(b"\xff\xd8 photo"), name),
+    }
+    return client.post("/assessment/entries", data=data, content_type="multipart/form-data")
+
+
+def test_long_evidence_file_names_are_stored_shortened_with_their_suffix(
+    app: Any, client: Any, session: Session
+) -> None:
+    login(client, "evaluator")
+    name = "现场照片" * 80 + ".jpg"  # 324 characters; the columns hold 255
+    response = _evidence(client, name)
+    assert response.status_code == 302, response.get_data(as_text=True)[-1500:]
+    entry = session.scalar(select(EvaluatorEntry).order_by(EvaluatorEntry.id.desc()))
+    assert entry is not None and entry.evidence_name.endswith(".jpg")
+    assert len(entry.evidence_name) <= 255 and len(entry.evidence_file) <= 255
+    assert (Path(app.instance_path) / "evidence" / entry.evidence_file).exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "9" * 400, "nan"])
+def test_entry_values_must_be_finite_numbers(client: Any, session: Session, value: str) -> None:
+    login(client, "evaluator")
+    before = session.scalar(select(func.count(EvaluatorEntry.id)))
+    assert "取值必须是数字" in _evidence(client, "a.jpg", value).get_data(as_text=True)
+    assert session.scalar(select(func.count(EvaluatorEntry.id))) == before
