@@ -34,7 +34,7 @@ class Limits:
     max_columns: int = 200
     max_cell_chars: int = 10_000
     max_sheets: int = 20
-    seconds: float = 120.0
+    seconds: float = 300.0  # reading time; large files are read by a job, outside the web process
 
 
 DEFAULT_LIMITS = Limits()
