@@ -14,6 +14,7 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,  # None → generated once into instance/secret_key
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,  # bodies above this are refused with 413
     "UPLOAD_MAX_BYTES": 20 * 1024 * 1024,  # survey/units uploads by evaluators and admins
+    "IMPORT_INLINE_BYTES": 256 * 1024,  # paper uploads above this are imported by an RQ job, with progress
     "RQ_ASYNC": True,  # False runs jobs inline (tests of the web tier without a worker)
     "RQ_QUEUE_PREFIX": "",  # lets parallel test runs share one Redis without sharing queues
     "WTF_CSRF_ENABLED": True,
@@ -46,6 +47,7 @@ ENVIRONMENT: dict[str, type] = {
     "SECRET_KEY": str,
     "MAX_CONTENT_LENGTH": int,
     "UPLOAD_MAX_BYTES": int,
+    "IMPORT_INLINE_BYTES": int,
     "SESSION_COOKIE_SECURE": bool,
     "PUBLIC_BASE_URL": str,
     "FORCE_HTTPS": bool,

@@ -9,12 +9,15 @@ from typing import Any
 from sqlalchemy import String, literal, select, update
 from sqlalchemy import func as sql_func
 
-from core.csvio import ImportRejected, RowError, read_rows
+from core.csvio import ErrorLog, ImportRejected, RowError, read_rows
 from core.db import DbSession
+from core.inputs import OutOfRange, bounded_number, column_length, is_blank
 from core.models import LEVEL_ORDER, Level, Unit, UnitKind
 
 COLUMNS = ("code", "name", "level", "parent_code", "kind")
 WORK_PLAN_UNITS = Path(__file__).parent / "data" / "units-from-work-plan.csv"
+CODE_MAX, NAME_MAX = column_length(Unit.code) or 40, column_length(Unit.name) or 120
+MAX_POPULATION = 50_000_000  # more than any city district; a typo beyond it would overflow the column
 
 
 @dataclass(frozen=True)
@@ -44,50 +47,57 @@ class ImportSummary:
 def parse_units(data: bytes | str) -> list[UnitRow]:
     """Validate every row; raise ImportRejected listing each bad line, or return the rows."""
     rows: list[UnitRow] = []
-    errors: list[RowError] = []
+    errors = ErrorLog()
     seen: dict[str, int] = {}
-    for line, raw in read_rows(data, COLUMNS):
+    for line, raw in read_rows(data, COLUMNS, errors=errors):
         code, name = raw.get("code", ""), raw.get("name", "")
         if not code:
-            errors.append(RowError(line, "编码不能为空", "code"))
+            errors.add(RowError(line, "编码不能为空", "code"))
             continue
-        if len(code) > 40:
-            errors.append(RowError(line, "编码过长（最多 40 个字符）", "code"))
+        if len(code) > CODE_MAX:
+            errors.add(RowError(line, f"编码过长（最多 {CODE_MAX} 个字符）", "code"))
             continue
         if code in seen:
-            errors.append(RowError(line, f"编码 {code} 与第 {seen[code]} 行重复", "code"))
+            errors.add(RowError(line, f"编码 {code} 与第 {seen[code]} 行重复", "code"))
             continue
         seen[code] = line
-        if not name:
-            errors.append(RowError(line, "名称不能为空", "name"))
+        if is_blank(name):
+            errors.add(RowError(line, "名称不能为空", "name"))
+        elif len(name) > NAME_MAX:
+            errors.add(RowError(line, f"名称过长（最多 {NAME_MAX} 个字符）", "name"))
         try:
             level = Level(raw.get("level", ""))
         except ValueError:
-            errors.append(
+            errors.add(
                 RowError(
-                    line, f"层级 {raw.get('level')!r} 无效，应为 city/district/street/community", "level"
+                    line, f"层级 {raw['level'][:40]!r} 无效，应为 city/district/street/community", "level"
                 )
             )
             continue
         try:
             kind = UnitKind(raw.get("kind", ""))
         except ValueError:
-            errors.append(RowError(line, f"类型 {raw.get('kind')!r} 无效", "kind"))
+            errors.add(RowError(line, f"类型 {raw['kind'][:40]!r} 无效", "kind"))
             continue
         population: int | None = None
         if raw.get("population"):
             try:
-                population = int(raw["population"])
-                if population < 0:
-                    raise ValueError
+                value = bounded_number(raw["population"], 0, MAX_POPULATION)
+                if not value.is_integer():
+                    raise ValueError(value)
+                population = int(value)
+            except OutOfRange:
+                errors.add(RowError(line, f"人口数应在 0 到 {MAX_POPULATION} 之间", "population"))
             except ValueError:
-                errors.append(RowError(line, "人口数必须是非负整数", "population"))
+                errors.add(RowError(line, "人口数必须是非负整数", "population"))
         parent = raw.get("parent_code") or None
         if parent is None and level != Level.city:
-            errors.append(RowError(line, "除市级外，每个单位都要有上级编码", "parent_code"))
+            errors.add(RowError(line, "除市级外，每个单位都要有上级编码", "parent_code"))
+        elif parent is not None and len(parent) > CODE_MAX:
+            errors.add(RowError(line, f"上级编码过长（最多 {CODE_MAX} 个字符）", "parent_code"))
         rows.append(UnitRow(line, code, name, level, parent, kind, raw.get("note", ""), population))
     if errors:
-        raise ImportRejected(errors)
+        raise errors.rejected()
     return rows
 
 

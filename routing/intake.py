@@ -26,13 +26,28 @@ from sqlalchemy.orm import Session, aliased, scoped_session
 
 from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError
+from core.inputs import (
+    OutOfRange,
+    bounded_number,
+    column_length,
+    forbidden_character,
+    is_blank,
+    visible_length,
+)
 from core.models import Category, Level, Unit, User
 from routing.models import Case, CaseEvent
 
 CHANNELS = ("web", "phone", "api")
 CHANNEL_LABELS = {"web": "网上", "phone": "12345 热线", "api": "接口"}
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
-LIMITS = {"address": 200, "description": 2000, "contact_name": 40}
+# Lengths come from the columns they are stored in; the description column is Text (a product limit).
+LIMITS = {
+    "address": column_length(Case.address) or 200,
+    "description": 2000,
+    "contact_name": column_length(Case.contact_name) or 40,
+}
+TEXT_FIELDS = ("category", "community", "street", "district", "address", "description", "contact_name")
+MULTILINE_FIELDS = frozenset({"description"})
 MIN_DESCRIPTION = 5
 # Mainland China's bounding box: a point outside it is a typing error, not a place in the city.
 LAT_RANGE, LNG_RANGE = (18.0, 54.0), (73.0, 136.0)
@@ -108,7 +123,18 @@ def normalise_phone(raw: str) -> str:
 def _coordinate(raw: float | str | None) -> float | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    return float(raw)
+    # Wider than any coordinate, so the range check below names the problem; bounds a 400-digit number.
+    return bounded_number(raw, -1000.0, 1000.0)
+
+
+def _bad_characters(data: Submission) -> dict[str, FieldError]:
+    """Fields holding NUL, other control characters or bidi overrides (newlines only in the description)."""
+    found = {}
+    for field in (*TEXT_FIELDS, "contact_phone", "lat", "lng"):
+        value = getattr(data, field)
+        if isinstance(value, str) and forbidden_character(value, multiline=field in MULTILINE_FIELDS):
+            found[field] = FieldError(field, "control_characters", "不能包含控制字符、换行或不可见的格式字符")
+    return found
 
 
 @dataclass(frozen=True)
@@ -223,10 +249,14 @@ def _load_place(session: DbSession, code: str) -> Place | None:
 
 def validate(session: DbSession, data: Submission) -> tuple[CategoryRef, Place, list[FieldError]]:
     """Check every rule; return the category and community found and the list of problems."""
-    errors: list[FieldError] = []
+    bad = _bad_characters(data)
+    errors: list[FieldError] = list(bad.values())
+    if bad:
+        # Anything else said about such a submission would quote the bad characters back; fix these first.
+        return None, None, errors  # type: ignore[return-value]
 
     def need(field: str, value: str | None, label: str) -> bool:
-        if not (value or "").strip():
+        if is_blank(value):
             errors.append(FieldError(field, "required", f"请填写{label}"))
             return False
         return True
@@ -260,7 +290,7 @@ def validate(session: DbSession, data: Submission) -> tuple[CategoryRef, Place, 
         value = getattr(data, field) or ""
         if need(field, value, label) and len(value.strip()) > LIMITS[field]:
             errors.append(FieldError(field, "too_long", f"{label}不能超过 {LIMITS[field]} 个字"))
-    if (data.description or "").strip() and len(data.description.strip()) < MIN_DESCRIPTION:
+    if not is_blank(data.description) and visible_length(data.description) < MIN_DESCRIPTION:
         errors.append(
             FieldError("description", "too_short", f"诉求内容至少 {MIN_DESCRIPTION} 个字，请说明具体情况")
         )
@@ -270,6 +300,8 @@ def validate(session: DbSession, data: Submission) -> tuple[CategoryRef, Place, 
         errors.append(FieldError("contact_phone", "invalid", "手机号码格式不正确，应为 11 位大陆手机号"))
     try:
         lat, lng = _coordinate(data.lat), _coordinate(data.lng)
+    except OutOfRange:
+        errors.append(FieldError("lat", "out_of_range", "地图坐标不在中国境内"))
     except (TypeError, ValueError):
         errors.append(FieldError("lat", "invalid", "地图坐标必须是数字"))
     else:
@@ -294,7 +326,9 @@ def case_token(key: bytes, tracking_number: str) -> str:
 
 def check_token(key: bytes, tracking_number: str, token: str | None) -> bool:
     """Constant-time check of a resident's private token."""
-    return bool(token) and hmac.compare_digest(case_token(key, tracking_number), token or "")
+    # Bytes: compare_digest raises TypeError on a str with non-ASCII characters (a pasted "é" was a 500).
+    given = (token or "").encode("utf-8", "surrogatepass")
+    return bool(token) and hmac.compare_digest(case_token(key, tracking_number).encode(), given)
 
 
 def new_tracking_number(now: datetime) -> str:
@@ -322,12 +356,16 @@ def submit(
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel}")
     fingerprint = data.fingerprint()
-    key = (idempotency_key or "").strip()[:80] or None
     # When this call begins the transaction (the API's case), a failed insert can roll the whole of it
     # back and retry: no savepoint needed, two round trips fewer. Otherwise the caller's work in the
     # same transaction is kept by a savepoint around the insert.
     plain = session() if isinstance(session, scoped_session) else session
     owns_transaction = not plain.in_transaction() and not (plain.new or plain.dirty or plain.deleted)
+    key = (idempotency_key or "").strip()[: column_length(Case.idempotency_key)] or None
+    if key and forbidden_character(key, multiline=False):
+        raise IntakeRejected(
+            [FieldError("idempotency_key", "control_characters", "幂等键不能包含控制字符或不可见的格式字符")]
+        )
     if key:
         replay = _replay(session, key, fingerprint, token_key)
         if replay:

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.csvio import ImportRejected, RowError, read_rows
+from core.inputs import bounded_number, column_length
+from routing.models import DispatchRule
 
 LEVELS = ("community", "street", "district", "department")
 ANY = "*"
@@ -159,6 +161,16 @@ def default_rules(categories: Iterable[CategoryRef]) -> list[Rule]:
     return rules
 
 
+# CSV column → its stored length (from the model, not a second literal).
+RULE_LENGTHS = {
+    "category": column_length(DispatchRule.category),
+    "group": column_length(DispatchRule.group),
+    "place": column_length(DispatchRule.place),
+    "unit": column_length(DispatchRule.unit_code),
+}
+MAX_PRIORITY = 1_000_000
+
+
 def parse_rules_csv(data: bytes | str) -> list[Rule]:
     """Parse rules from CSV (category,group,place,level,unit,priority); all-or-nothing with line errors."""
     rules: list[Rule] = []
@@ -170,9 +182,16 @@ def parse_rules_csv(data: bytes | str) -> list[Rule]:
             continue
         raw_priority = row.get("priority", "") or "0"
         try:
-            priority = int(raw_priority)
+            value = bounded_number(raw_priority, -MAX_PRIORITY, MAX_PRIORITY)
+            if not value.is_integer():
+                raise ValueError(raw_priority)
+            priority = int(value)
         except ValueError:
-            errors.append(RowError(line, "优先级必须是整数", "priority"))
+            errors.append(RowError(line, f"优先级必须是 ±{MAX_PRIORITY} 以内的整数", "priority"))
+            continue
+        long = [c for c, n in RULE_LENGTHS.items() if n and len(row.get(c, "")) > n]
+        if long:
+            errors.extend(RowError(line, f"过长（最多 {RULE_LENGTHS[c]} 个字符）", c) for c in long)
             continue
         category = row.get("category", "") or ANY
         group = row.get("group", "")

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.auth import signed_in_user
 from app.errors import api_error
 from app.extensions import csrf, db
+from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
 from app.web.public import token_key
 from core import jobs
@@ -25,6 +26,7 @@ from routing.narrative import describe
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
 OPTIONAL = ("street", "district", "lat", "lng", "anonymous")
+API_FIELDS = {"idempotency_key": "Idempotency-Key"}  # intake field names the API spells differently
 
 
 def init_app(app: Flask) -> None:
@@ -102,6 +104,9 @@ def create_request() -> Any:
     if not request.is_json:
         return api_error(415)
     body = request.get_json(silent=True)
+    if body is None and json_too_deep(request.get_data()):
+        message = _("JSON 嵌套层数过多（最多 %(n)s 层）", n=MAX_JSON_DEPTH)
+        return api_error(400, [_field_error("", "too_deep", message)])
     if body is None:
         return api_error(400, [_field_error("", "malformed_json", _("请求体不是合法的 JSON"))])
     data, errors = _read_submission(body)
@@ -117,7 +122,9 @@ def create_request() -> Any:
         )
     except IntakeRejected as rejected:
         db.session.rollback()
-        return api_error(422, [_field_error(e.field, e.code, _(e.message)) for e in rejected.errors])
+        return api_error(
+            422, [_field_error(API_FIELDS.get(e.field, e.field), e.code, _(e.message)) for e in rejected.errors]
+        )
     except IdempotencyConflict as conflict:
         db.session.rollback()
         return api_error(409, [_field_error("Idempotency-Key", conflict.code, _(conflict.message))])

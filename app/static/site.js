@@ -3,4 +3,9 @@
   document.querySelectorAll("[data-print]").forEach(function (button) {
     button.addEventListener("click", function () { window.print(); });
   });
+  // A page showing a running job (e.g. a paper upload) reloads itself until the job is done.
+  var refresh = document.querySelector("[data-refresh]");
+  if (refresh) {
+    window.setTimeout(function () { window.location.reload(); }, 1000 * Number(refresh.dataset.refresh || 2));
+  }
 })();

@@ -50,6 +50,7 @@ from assessment.models import RUN_PUBLISHED, EvaluatorEntry, IndicatorSystem, Re
 from assessment.weights import SAATY_1980_RANDOM_INDEX
 from core import jobs
 from core.i18n import DomainError
+from core.inputs import column_length, fit_filename
 from core.models import LEVEL_LABELS, Level, Role, Unit
 from core.quarter import Quarter
 
@@ -555,9 +556,12 @@ def entries() -> Any:
     form = EntryForm()
     if form.is_submitted():
         upload = form.evidence.data if getattr(form.evidence.data, "filename", "") else None
-        name = upload.filename if upload is not None else ""
+        limit = column_length(EvaluatorEntry.evidence_name) or 255
+        name = fit_filename(upload.filename, limit) if upload is not None else ""
         # A random stored name: the client's file name never becomes a path (it is only shown).
-        stored = f"{uuid.uuid4().hex}_{secure_filename(name) or 'file'}" if upload is not None else ""
+        stored = (
+            fit_filename(f"{uuid.uuid4().hex}_{secure_filename(name) or 'file'}", limit) if upload is not None else ""
+        )
         if not form.validate():
             errors = messages(form)
         else:

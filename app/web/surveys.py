@@ -36,10 +36,12 @@ from app.extensions import db
 from app.security import public_url
 from app.web.present import register_nav
 from assessment.inputs import callback_results
+from core import jobs
 from core.csvio import ImportRejected, RowError
 from core.models import Level, Role, Unit
 from core.quarter import Quarter
 from surveys import expressions, frames, integrity, services
+from surveys import paper as paper_import
 from surveys.definitions import (
     AGE_BANDS,
     GENDERS,
@@ -529,10 +531,16 @@ def paper(survey_id: int) -> Any:
             error, status = _("请选择要上传的文件"), 422
         else:
             try:
+                if len(data) > int(current_app.config["IMPORT_INLINE_BYTES"]):
+                    # A large file is imported by a job, outside this process; its page shows progress.
+                    queued = paper_import.queue_paper(_db(), survey, data, name, signed_in_user())
+                    _db().commit()
+                    jobs.enqueue("surveys.jobs.import_paper_upload", queued.id)
+                    return redirect(url_for("surveys.upload", survey_id=survey.id, upload_id=queued.id))
                 upload = services.import_paper(_db(), survey, data, name, signed_in_user())
             except ImportRejected as rejected:
                 _db().rollback()
-                error, status = "；".join(str(e) for e in rejected.errors), 422
+                error, status = str(rejected), 422
             except SurveyError as exc:
                 _db().rollback()
                 error, status = _(exc.message), 422
@@ -567,6 +575,23 @@ def paper(survey_id: int) -> Any:
         uploads=uploads,
         columns=columns,
     ), status
+
+
+@bp.route("/surveys/<int:survey_id>/uploads/<int:upload_id>")
+@roles_required(*EVALUATORS)
+def upload(survey_id: int, upload_id: int) -> Any:
+    """One paper upload: the progress of its import job, then what was stored and rejected."""
+    survey = _survey(survey_id)
+    row = _db().get(PaperUpload, upload_id)
+    if row is None or row.survey_id != survey_id:
+        abort(404)
+    return render_template(
+        "surveys/upload.html",
+        survey=survey,
+        upload=row,
+        rejected=services.rejected_rows(row),
+        running=row.status in ("queued", "running"),
+    )
 
 
 @bp.route("/surveys/<int:survey_id>/uploads/<int:upload_id>/rejected.csv")
