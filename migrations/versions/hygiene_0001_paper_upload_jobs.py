@@ -1,7 +1,7 @@
 """paper uploads: total of rejected rows, and the state of a large upload imported by a job
 
 Revision ID: hygiene_0001
-Revises: e013c090c407
+Revises: surveyfix_0001
 Create Date: 2026-12-01 07:00:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = "hygiene_0001"
-down_revision = "e013c090c407"
+down_revision = "surveyfix_0001"
 branch_labels = None
 depends_on = None
 
