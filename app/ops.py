@@ -177,7 +177,7 @@ def calendar_warnings(today: Any = None) -> list[dict[str, str]]:
     from routing.calendar_store import uncovered_dates
 
     start = today or (utcnow() + timedelta(hours=8)).date()  # Beijing date
-    missing = sorted({day.year for day in uncovered_dates(db.session, start, CALENDAR_HORIZON_DAYS)})
+    missing = sorted({day.year for day in uncovered_dates(db.session(), start, CALENDAR_HORIZON_DAYS)})
     if not missing:
         return []
     listed = "、".join(str(y) for y in missing)

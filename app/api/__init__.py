@@ -123,7 +123,8 @@ def create_request() -> Any:
     except IntakeRejected as rejected:
         db.session.rollback()
         return api_error(
-            422, [_field_error(API_FIELDS.get(e.field, e.field), e.code, _(e.message)) for e in rejected.errors]
+            422,
+            [_field_error(API_FIELDS.get(e.field, e.field), e.code, _(e.message)) for e in rejected.errors],
         )
     except IdempotencyConflict as conflict:
         db.session.rollback()

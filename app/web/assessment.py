@@ -560,7 +560,9 @@ def entries() -> Any:
         name = fit_filename(upload.filename, limit) if upload is not None else ""
         # A random stored name: the client's file name never becomes a path (it is only shown).
         stored = (
-            fit_filename(f"{uuid.uuid4().hex}_{secure_filename(name) or 'file'}", limit) if upload is not None else ""
+            fit_filename(f"{uuid.uuid4().hex}_{secure_filename(name) or 'file'}", limit)
+            if upload is not None
+            else ""
         )
         if not form.validate():
             errors = messages(form)
