@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from surveys.indicators import EvaluatorEntry
 
+from assessment.models import EvaluatorEntry
 from surveys.models import Survey
 from tests.conftest import login
 from tests.web.test_api_v1 import VALID, assert_422, case_count, create
