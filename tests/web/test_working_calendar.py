@@ -331,9 +331,10 @@ def test_case_and_status_pages_say_provisional(client: Any, session: Session) ->
     login(client, "resident")
     status = client.get(f"/status/{case.tracking_number}").get_data(as_text=True)
     assert "预计办结时间：2027-02-16 17:30 前" in status and "（暂定）" in status
+    assert "预计 2027-02-16 17:30 前办结（暂定" in status
     import_notice(session, NOTICE_2027, None)
     status = client.get(f"/status/{case.tracking_number}").get_data(as_text=True)
-    assert "（暂定）" not in status and "2027-02-20 17:30" in status
+    assert "暂定" not in status and "预计 2027-02-20 17:30 前办结。" in status
     assert "办理时限按正式节假日安排重新计算，办结期限为 2027-02-20 17:30" in status
 
 
