@@ -27,6 +27,8 @@ ACTION_LABELS = {
     "warn": "即将超时提醒",
     "recompute_deadline": "办理时限按正式节假日安排重新计算",
 }
+# Recounted clocks other than the handling deadline (see routing.calendar_services).
+_CLOCKS = {"sign_for_deadline": "签收时限", "callback_due": "回访期限"}
 
 
 def _unit(event: CaseEvent, attr: str) -> str:
@@ -65,6 +67,9 @@ def describe(event: CaseEvent, for_resident: bool = True) -> str:
         # new_deadline is ISO UTC; the service adds the Beijing-time wording people read.
         return f"{label}，新的办结期限为 {details.get('new_deadline_local') or details['new_deadline']}"
     if action == "recompute_deadline" and details.get("new_deadline_local"):
+        clock = _CLOCKS.get(details.get("field", "deadline"), "")
+        if clock:
+            return f"{clock}按正式节假日安排重新计算，新的期限为 {details['new_deadline_local']}"
         return f"{label}，办结期限为 {details['new_deadline_local']}"
     if action == "resolve":
         reply = details.get("reply") or event.reason

@@ -535,6 +535,8 @@ def next_step(case: Case) -> str:
         return _("诉求已归档。")
     if case.extension_pending:
         text += _("承办单位已申请延期，等待审批。")
+    if when and case.deadline_provisional:  # the year's holiday notice is not yet known
+        return text + _("预计 %(when)s 前办结（暂定，节假日安排公布后重新计算）。", when=when)
     return text + (_("预计 %(when)s 前办结。", when=when) if when else "")
 
 

@@ -331,7 +331,36 @@ def test_case_and_status_pages_say_provisional(client: Any, session: Session) ->
     login(client, "resident")
     status = client.get(f"/status/{case.tracking_number}").get_data(as_text=True)
     assert "预计办结时间：2027-02-16 17:30 前" in status and "（暂定）" in status
+    assert "预计 2027-02-16 17:30 前办结（暂定" in status
     import_notice(session, NOTICE_2027, None)
     status = client.get(f"/status/{case.tracking_number}").get_data(as_text=True)
-    assert "（暂定）" not in status and "2027-02-20 17:30" in status
+    assert "暂定" not in status and "预计 2027-02-20 17:30 前办结。" in status
     assert "办理时限按正式节假日安排重新计算，办结期限为 2027-02-20 17:30" in status
+
+
+def test_import_recounts_callback_windows_and_sign_for_limits(session: Session) -> None:
+    handler = user(session, "handler-community")
+    # Resolved Thu 2027-01-28 16:00: callback window 3 working days. Statutory only: 01-29, 02-01, 02-02;
+    # with the test notice Sunday 01-31 is worked: 01-29, 01-31, 02-01 -> 02-01 17:30.
+    resolved = case_dispatched_at(session, datetime(2027, 1, 27, 10, 0))
+    services.accept(session, resolved.id, handler, now=to_utc(datetime(2027, 1, 28, 9)))
+    services.resolve(
+        session, resolved.id, handler, result="已处理", reply="已修复", now=to_utc(datetime(2027, 1, 28, 16))
+    )
+    assert resolved.callback_due == to_utc(datetime(2027, 2, 2, 17, 30))
+    # Dispatched Fri 2027-01-29 16:00, 4 office hours to sign for: 16:00–17:30 (1.5 h), then Monday
+    # 02-01 09:00–11:30 (2.5 h); with the notice the make-up Sunday 01-31 counts -> 01-31 11:30.
+    waiting = new_case(session, "WY-01")
+    waiting.created_at = to_utc(datetime(2027, 1, 29, 16, 0))
+    while services.route_step(session, waiting.id, now=waiting.created_at).next_hop is not None:
+        pass
+    assert waiting.sign_for_deadline == to_utc(datetime(2027, 2, 1, 11, 30))
+    import_notice(session, NOTICE_2027, None)
+    assert resolved.callback_due == to_utc(datetime(2027, 2, 1, 17, 30))
+    assert waiting.sign_for_deadline == to_utc(datetime(2027, 1, 31, 11, 30))
+    fields = session.scalars(
+        select(CaseEvent.details).where(
+            CaseEvent.case_id.in_([resolved.id, waiting.id]), CaseEvent.action == RECOMPUTE_ACTION
+        )
+    ).all()
+    assert sorted(d["field"] for d in fields) == ["callback_due", "deadline", "deadline", "sign_for_deadline"]
