@@ -36,7 +36,7 @@ from core.csvio import (
     ErrorLog,
     ImportRejected,
     RowError,
-    check_xlsx,
+    open_workbook,
     read_rows,
     xlsx_rows,
 )
@@ -362,6 +362,16 @@ def _check_expressions(walk: _Walk, questions: Sequence[QuestionSpec]) -> None:
                 )
 
 
+def _check_cells(data: bytes) -> None:
+    """Bounds before pyxform reads the file: the zip (bombs, sheets, rows and cells, by
+    :func:`core.csvio.open_workbook`), then every cell of every sheet (control characters, length):
+    one streamed read-only pass, all problems at once."""
+    workbook = open_workbook(data, XLSFORM_LIMITS)
+    for name in workbook.sheetnames:
+        for _row in xlsx_rows(workbook, name, limits=XLSFORM_LIMITS) or ():
+            pass  # xlsx_rows rejects the file once the sheet is read if any cell was bad
+
+
 def _read_definition(data: bytes) -> Any:
     if data[:2] == b"PK":
         file_type = ".xlsx"
@@ -370,7 +380,7 @@ def _read_definition(data: bytes) -> Any:
     else:
         raise ImportRejected([RowError(1, "无法读取文件，请上传 .xlsx 格式的 Excel 文件")])
     if file_type == ".xlsx":
-        check_xlsx(data, XLSFORM_LIMITS)  # zip bomb, sheets, rows and cells, before pyxform reads it
+        _check_cells(data)
     try:
         return get_xlsform(io.BytesIO(data), file_type=file_type)
     except (PyXFormError, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
