@@ -167,7 +167,9 @@ def total_change_se(
     prev = previous.values[leaves].reindex(values.index)
     prev_n = previous.n[leaves].reindex(values.index)
     prev_half = previous.half_width[leaves].reindex(values.index)
-    base = rules.score_units(root, values)[rules.TOTAL_COLUMN].to_numpy(dtype=float, na_value=np.nan)
+    base = rules.score_units(root, values, ceilings=now.ceilings)[rules.TOTAL_COLUMN].to_numpy(
+        dtype=float, na_value=np.nan
+    )
     var = np.zeros(len(values))
     known = ~np.isnan(base)
     sampled_any = np.zeros(len(values), dtype=bool)
@@ -189,7 +191,9 @@ def total_change_se(
         h = 1e-6 * np.maximum(1.0, np.abs(np.nan_to_num(x)))
         bumped = values.copy()
         bumped[code] = x + h
-        total = rules.score_units(root, bumped)[rules.TOTAL_COLUMN].to_numpy(dtype=float, na_value=np.nan)
+        total = rules.score_units(root, bumped, ceilings=now.ceilings)[rules.TOTAL_COLUMN].to_numpy(
+            dtype=float, na_value=np.nan
+        )
         g = (total - base) / h
         contribution = np.where(both, g**2 * (v_now + v_prev), 0.0)
         var += np.nan_to_num(contribution)

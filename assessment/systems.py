@@ -572,7 +572,10 @@ def save_node(
     rule: dict[str, Any] | None = None
     source: str | None = None
     if found is not None and not found.get("children"):
-        rule, source = rule_config_from_form(rule_kind, rule_fields), source_from_form(source_kind, source_key)
+        rule, source = (
+            rule_config_from_form(rule_kind, rule_fields),
+            source_from_form(source_kind, source_key),
+        )
     return update_node(
         session, system, code, name=name, weight=weight, rule=rule, source=source, veto_scope=veto_scope,
         user_id=user_id,

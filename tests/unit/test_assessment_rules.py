@@ -583,3 +583,20 @@ def test_rollup_refuses(parent: dict[str, str], weights: dict[str, float] | None
     with pytest.raises(ScoringError) as info:
         rollup(pd.Series({"c1": 1.0, "c2": 2.0}), parent, weights)
     assert info.value.code == code
+
+
+def test_a_ceiling_caps_a_leaf_in_both_scorers() -> None:
+    """An imputed input (no own sample) earns at most the ceiling share of its points, in both scorers."""
+    root = indicator_from_config(
+        {"code": "T", "name": "总分", "children": [
+            {"code": "A", "name": "甲", "weight": 50, "rule": {"kind": "linear", "lower": 0, "upper": 100}},
+            {"code": "B", "name": "乙", "weight": 50, "rule": {"kind": "linear", "lower": 0, "upper": 100}},
+        ]}
+    )  # fmt: skip
+    values = pd.DataFrame({"A": [100.0, 50.0], "B": [100.0, 100.0]})
+    ceilings = pd.DataFrame({"A": [0.8, 0.8], "B": [1.0, 1.0]})
+    scored = score_units(root, values, ceilings=ceilings)
+    assert scored["A"].tolist() == [40.0, 25.0]  # 50 × 0.8 caps the first; 25 < 40 is untouched
+    assert scored["total"].tolist() == [90.0, 75.0]
+    tree = score_tree(root, {"A": 100.0, "B": 100.0}, ceilings={"A": 0.8})
+    assert tree.score == pytest.approx(90.0) and "最多得 80% 分值" in tree.children[0].explanation
