@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from assessment import missing, rankings, rules
 from assessment.inputs import LeafInputs, leaf_inputs, load_places
 from assessment.models import RUN_DRAFT, RUN_PUBLISHED, ReviewItem, Score, ScoringRun
+from assessment.rankings import whole_ranks
 from assessment.significance import (
     compare_with_previous,
     previous_inputs,
@@ -314,12 +315,15 @@ def scores_frame(
         query = query.where(Score.level == level)
     if node_code is not None:
         query = query.where(Score.node_code == node_code)
-    rows = session.execute(query.order_by(Score.level, Score.rank, Unit.code)).all()
+    # Unranked rows last on every database (SQLite sorts NULL first, PostgreSQL last).
+    rows = session.execute(query.order_by(Score.level, Score.rank.is_(None), Score.rank, Unit.code)).all()
     columns = [
         "unit_id", "unit_code", "unit_name", "parent_id", "level", "node_code", "score", "rank", "value", "n",
         "change", "p_value", "significant", "explanation",
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["rank"] = whole_ranks(frame["rank"])
+    return frame
 
 
 def mark_job(session: Session, quarter: Quarter | str, state: str, error: str = "") -> ScoringRun:

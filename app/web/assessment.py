@@ -146,6 +146,7 @@ def dashboard() -> Any:
         root_code = run.system.tree["code"] if run.system else root_code
         districts = services.scores_frame(_db(), run, Level.district.value, root_code)
         communities = services.scores_frame(_db(), run, Level.community.value, root_code)
+    standing = rankings.standing(communities) if len(communities) else None
     chart = bar_chart([(r.unit_name, r.score) for r in districts.itertuples()]) if len(districts) else None
     return render_template(
         "assessment/dashboard.html",
@@ -154,8 +155,7 @@ def dashboard() -> Any:
         computed=done,
         job=services.job_status(run),
         districts=districts,
-        top=communities.head(10),
-        bottom=communities.dropna(subset=["score"]).tail(10) if len(communities) else communities,
+        standing=standing,
         chart=chart,
         definitions=vocabulary.RATE_DEFINITIONS,
         composite=indicator_systems.current_composite(_db()),

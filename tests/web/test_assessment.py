@@ -782,3 +782,23 @@ def test_small_samples_shrink_toward_the_street(session: Session, tiny: dict[str
     assert (
         _score(session, tiny["c3"], "A").value is None and _score(session, tiny["c3"], "A").sample_flag == ""
     )
+
+
+def test_dashboard_lists_unscored_communities_apart(
+    client: Any, session: Session, tiny: dict[str, Unit]
+) -> None:
+    """社区前十名 listed ten 无数据 units (NULL ranks sort first on SQLite) and ranks printed as 1.0."""
+    score_quarter(session, Q)
+    session.commit()
+    login(client, "evaluator")
+    page = client.get(f"/assessment/?quarter={Q}").data.decode()
+    top = page[page.index("社区前十名") : page.index("社区后十名")]
+    assert "无数据" not in top and "1.0" not in top
+    assert "<td>1</td>" in top and tiny["c2"].name in top  # the best (100 points) is first
+    unscored = page[page.index("无得分的社区（不参与排名）") :]
+    total = session.scalar(select(func.count()).select_from(Unit).where(Unit.level == "community"))
+    assert total is not None and total > 3  # the demo tree: most communities have no data in 2020Q1
+    bottom = page[page.index("社区后十名") : page.index("无得分的社区")]
+    assert tiny["c2"].name not in bottom and tiny["c1"].name in top + bottom
+    assert "无数据" not in bottom
+    assert unscored.count("/unit/") >= 1
