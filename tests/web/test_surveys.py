@@ -710,7 +710,9 @@ def test_weighted_index_by_hand_with_kish_interval(client, session):
     row = result.table.set_index("community_code").loc[C1]
     assert row["n"] == 4 and row["index"] == pytest.approx(75)
     assert row["w_index"] == pytest.approx(50) and row["n_eff"] == pytest.approx(3)
-    assert row["w_high"] - row["w_index"] == pytest.approx(4.302653 * math.sqrt(1250), rel=1e-6)
+    # t half-width 152.1 around 50 (p = 0.5), bounded on the logit scale: 100·expit(1.521/0.25).
+    half = 4.302653 * math.sqrt(1250)
+    assert row["w_high"] == pytest.approx(100 / (1 + math.exp(-half / 100 / 0.25)), rel=1e-6)
     plain = satisfaction_index(pd.DataFrame({"s": [100.0, 100.0, 100.0, 0.0]}), points=None)
     assert (row["low"], row["high"]) == pytest.approx((plain.low, plain.high))
     login(client, "evaluator")
