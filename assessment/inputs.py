@@ -42,6 +42,7 @@ from assessment.vocabulary import (
     COMPOSITE,
     COMPOSITE_PARTS,
     PROPORTION_RATES,
+    RATE_BY_KEY,
     RATE_DEFINITIONS,
     SURVEY_ALL,
     AssessmentError,
@@ -54,6 +55,7 @@ from core.quarter import Quarter
 from routing.models import Case, CaseEvent
 from surveys.frames import callback_summary
 from surveys.models import Question, Survey, SurveySection
+from surveys.stats import wilson_interval_array
 
 COUNT_COLUMNS = (
     "requests",
@@ -163,6 +165,34 @@ def case_rates(session: Session, quarter: Quarter | str) -> pd.DataFrame:
         dtype=float,
     )
     return rates_from_counts(counts, population)
+
+
+LEVEL_KEYS = {"community": Case.community_id, "street": Case.street_id, "district": Case.district_id}
+
+
+def three_rates(session: Session, quarter: Quarter | str, level: str = "community") -> pd.DataFrame:
+    """Per unit of a level: response, resolution and satisfaction with numerator, denominator, rate (%),
+    Wilson 95 % interval and a small-sample flag (denominator under ``missing.MIN_SAMPLE['case']``).
+
+    Columns ``<rate>_num``, ``<rate>_den``, ``<rate>``, ``<rate>_low``, ``<rate>_high``, ``<rate>_small``;
+    index the unit id. Streets and districts pool their cases' counts.
+    """
+    quarter = as_quarter(quarter)
+    if level not in LEVEL_KEYS:
+        raise AssessmentError("bad_level", N_("未知的层级：{l}").format(l=level))
+    rows = session.execute(_counts_query(quarter, [LEVEL_KEYS[level].label("unit_id")])).all()
+    counts = pd.DataFrame(rows, columns=["unit_id", *COUNT_COLUMNS]).set_index("unit_id")
+    out = pd.DataFrame(index=counts.index)
+    for rate in COMPOSITE_PARTS:
+        spec = RATE_BY_KEY[rate]
+        num = counts[spec.numerator].astype("int64")
+        den = counts[spec.denominator].astype("int64")
+        low, high = wilson_interval_array(num.to_numpy(), den.to_numpy())
+        out[f"{rate}_num"], out[f"{rate}_den"] = num, den
+        out[rate] = (num / den.where(den > 0)) * 100.0
+        out[f"{rate}_low"], out[f"{rate}_high"] = np.asarray(low) * 100.0, np.asarray(high) * 100.0
+        out[f"{rate}_small"] = den < missing.MIN_SAMPLE["case"]
+    return out
 
 
 def category_rates(session: Session, quarter: Quarter | str) -> pd.DataFrame:

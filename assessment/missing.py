@@ -90,3 +90,27 @@ def apply(
     used = used.mask(small, shrunk).mask(gap, parent)
     flag = pd.Series(FLAG_OK, index=value.index, dtype=object).mask(small, FLAG_SMALL).mask(gap, FLAG_IMPUTED)
     return used.astype(float), flag, parent
+
+
+# The policy as a table for the pages, the ledger and the README: (situation, flag, value used, points).
+POLICY_ROWS: tuple[tuple[str, str, str, str], ...] = (
+    (N_("样本量不少于最低样本（诉求比率 10 件，问卷 30 人）"), N_("—"), N_("本单位取值"), N_("按评分规则")),
+    (
+        N_("有样本但少于最低样本"),
+        N_("样本不足"),
+        N_("向上级单位收缩：(x·n + m·p)/(n + m)，m = 10"),
+        N_("按评分规则"),
+    ),
+    (
+        N_("应有数据而无样本（有派单工单却无评价、无办结；所在区开展了问卷而本社区无人作答）"),
+        N_("无样本"),
+        N_("上级单位（街道→区→全市）合并比率"),
+        N_("按评分规则，最多得该项 80% 分值"),
+    ),
+    (
+        N_("本无数据（本季度无工单；所在区未开展问卷）"),
+        N_("不适用"),
+        N_("无"),
+        N_("不计，权重由同级指标分摊"),
+    ),
+)

@@ -306,6 +306,7 @@ def scores_frame(
             Score.change,
             Score.p_value,
             Score.significant,
+            Score.sample_flag,
             Score.explanation,
         )
         .join(Unit, Unit.id == Score.unit_id)
@@ -319,7 +320,7 @@ def scores_frame(
     rows = session.execute(query.order_by(Score.level, Score.rank.is_(None), Score.rank, Unit.code)).all()
     columns = [
         "unit_id", "unit_code", "unit_name", "parent_id", "level", "node_code", "score", "rank", "value", "n",
-        "change", "p_value", "significant", "explanation",
+        "change", "p_value", "significant", "sample_flag", "explanation",
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
     frame["rank"] = whole_ranks(frame["rank"])

@@ -64,3 +64,18 @@ def test_survey_minimum_is_thirty_respondents() -> None:
         pd.Series([1, 1], index=index),
     )
     assert flag.tolist() == [missing.FLAG_OK, missing.FLAG_SMALL] and used.iloc[0] == 70.0
+
+
+def test_benjamini_hochberg_across_units_known_answer() -> None:
+    from assessment.significance import bh_by_group
+
+    # Sorted 0.005, 0.01, 0.03, 0.04 (m = 4): ×4/1, ×4/2, ×4/3, ×4/4 = 0.02, 0.02, 0.04, 0.04 (monotone).
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.04, np.nan])
+    groups = np.array(["T", "T", "T", "T", "A", "A"])
+    q = bh_by_group(p, groups)
+    assert q[:4] == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert q[4] == pytest.approx(0.04) and math.isnan(q[5])  # a family of one is not adjusted
+    # Uncorrected, all four totals were "significant" at 0.05; corrected, all still are — but with ten
+    # units at p = 0.04 and nine at 0.9, none would be.
+    many = bh_by_group(np.array([0.04] + [0.9] * 9), np.array(["T"] * 10))
+    assert many[0] == pytest.approx(0.4)

@@ -802,3 +802,34 @@ def test_dashboard_lists_unscored_communities_apart(
     assert tiny["c2"].name not in bottom and tiny["c1"].name in top + bottom
     assert "无数据" not in bottom
     assert unscored.count("/unit/") >= 1
+
+
+def test_three_rates_with_counts_on_dashboard_drilldown_and_ledger(
+    client: Any, session: Session, tiny: dict[str, Unit]
+) -> None:
+    """Per-unit response, resolution and satisfaction were never shown or exported."""
+    rates = inputs.three_rates(session, Q).loc[tiny["c1"].id]
+    assert (rates["satisfaction_rate_num"], rates["satisfaction_rate_den"]) == (3, 4)
+    assert (
+        rates["satisfaction_rate_small"]
+        and 0 < rates["satisfaction_rate_low"] < 75 < rates["satisfaction_rate_high"] < 100
+    )
+    score_quarter(session, Q)
+    session.commit()
+    login(client, "evaluator")
+    dashboard = client.get(f"/assessment/?quarter={Q}").data.decode()
+    assert "响应率" in dashboard and "5/6" in dashboard  # the district pools C1's 4 and C2's 2 ratings
+    assert "缺失数据与小样本规则" in dashboard and "Benjamini–Hochberg" in dashboard
+    street = client.get(f"/assessment/{Q}/unit/420102-S1").data.decode()
+    assert "3/4" in street and "样本不足" in street
+    unit = client.get(f"/assessment/{Q}/unit/420102-S1-C1").data.decode()
+    assert "75.0%" in unit and "3/4" in unit and "样本不足" in unit
+    book = load_workbook(io.BytesIO(client.get(f"/assessment/{Q}/export.xlsx").data))
+    sheet = list(book["社区三率"].iter_rows(values_only=True))
+    row = next(r for r in sheet if r[0] == "420102-S1-C1")
+    header = sheet[0]
+    assert row[header.index("满意率分子")] == 3 and row[header.index("满意率分母")] == 4
+    assert row[header.index("满意率样本")] == "样本不足"
+    scores = list(book["社区得分"].iter_rows(values_only=True))
+    flags = next(r for r in scores if r[1] == "420102-S1-C1")[-1]
+    assert "样本不足" in flags
