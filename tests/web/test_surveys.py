@@ -764,3 +764,14 @@ def test_cronbach_alpha_reports_why_it_cannot_be_computed(session):
     seed_answers(session, survey, C1, [(5, None)])
     whole = frames.reliability(session, survey.id).iloc[0]
     assert whole["n_used"] == 0 and math.isnan(whole["alpha"]) and "至少需要 2 份完整作答" in whole["note"]
+
+
+def test_city_trend_flags_quarters_with_few_answers(client, session):
+    """The city trend swung on 2 answers without a warning: such quarters are starred and the interval stays in 0–100."""
+    survey = make_survey(session, quarter="2026Q3")
+    seed_answers(session, survey, C1, [(2, 2), (4, 4)])  # 2 respondents: 25 and 75
+    series = frames.quarter_series(session, ["2026Q3"])
+    assert 0.0 <= series["low"].iloc[0] and series["high"].iloc[0] <= 100.0
+    login(client, "evaluator")
+    body = client.get("/surveys/results?quarter=2026Q3").get_data(as_text=True)
+    assert "2026Q3*" in body and "样本不足 30 人" in body
