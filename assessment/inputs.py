@@ -35,12 +35,14 @@ import pandas as pd
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from assessment import rules
+from assessment import missing, rules
 from assessment.models import EvaluatorEntry
 from assessment.vocabulary import (
     CASE_RATES,
     COMPOSITE,
     COMPOSITE_PARTS,
+    PROPORTION_RATES,
+    RATE_BY_KEY,
     RATE_DEFINITIONS,
     SURVEY_ALL,
     AssessmentError,
@@ -53,6 +55,7 @@ from core.quarter import Quarter
 from routing.models import Case, CaseEvent
 from surveys.frames import callback_summary
 from surveys.models import Question, Survey, SurveySection
+from surveys.stats import wilson_interval_array
 
 COUNT_COLUMNS = (
     "requests",
@@ -162,6 +165,34 @@ def case_rates(session: Session, quarter: Quarter | str) -> pd.DataFrame:
         dtype=float,
     )
     return rates_from_counts(counts, population)
+
+
+LEVEL_KEYS = {"community": Case.community_id, "street": Case.street_id, "district": Case.district_id}
+
+
+def three_rates(session: Session, quarter: Quarter | str, level: str = "community") -> pd.DataFrame:
+    """Per unit of a level: response, resolution and satisfaction with numerator, denominator, rate (%),
+    Wilson 95 % interval and a small-sample flag (denominator under ``missing.MIN_SAMPLE['case']``).
+
+    Columns ``<rate>_num``, ``<rate>_den``, ``<rate>``, ``<rate>_low``, ``<rate>_high``, ``<rate>_small``;
+    index the unit id. Streets and districts pool their cases' counts.
+    """
+    quarter = as_quarter(quarter)
+    if level not in LEVEL_KEYS:
+        raise AssessmentError("bad_level", N_("未知的层级：{l}").format(l=level))
+    rows = session.execute(_counts_query(quarter, [LEVEL_KEYS[level].label("unit_id")])).all()
+    counts = pd.DataFrame(rows, columns=["unit_id", *COUNT_COLUMNS]).set_index("unit_id")
+    out = pd.DataFrame(index=counts.index)
+    for rate in COMPOSITE_PARTS:
+        spec = RATE_BY_KEY[rate]
+        num = counts[spec.numerator].astype("int64")
+        den = counts[spec.denominator].astype("int64")
+        low, high = wilson_interval_array(num.to_numpy(), den.to_numpy())
+        out[f"{rate}_num"], out[f"{rate}_den"] = num, den
+        out[rate] = (num / den.where(den > 0)) * 100.0
+        out[f"{rate}_low"], out[f"{rate}_high"] = np.asarray(low) * 100.0, np.asarray(high) * 100.0
+        out[f"{rate}_small"] = den < missing.MIN_SAMPLE["case"]
+    return out
 
 
 def category_rates(session: Session, quarter: Quarter | str) -> pd.DataFrame:
@@ -411,11 +442,15 @@ def entries_frame(session: Session, quarter: Quarter | str) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class LeafInputs:
-    """Per-community leaf values (columns = leaf codes) and their sample sizes, plus survey CIs for tests."""
+    """Per-community leaf values (columns = leaf codes, after the missing-data policy) and their sample sizes,
+    survey CI half-widths, and per unit × leaf the policy's flag, points ceiling and a note of what was used."""
 
     values: pd.DataFrame
     n: pd.DataFrame
     half_width: pd.DataFrame
+    flags: pd.DataFrame | None = None
+    ceilings: pd.DataFrame | None = None
+    notes: pd.DataFrame | None = None
 
 
 def survey_by_code(
@@ -466,8 +501,13 @@ def leaf_inputs(
     entries: pd.DataFrame | None,
     composite: tuple[float, float, float],
     ids_by_code: Mapping[str, int] | None = None,
+    places: pd.DataFrame | None = None,
 ) -> LeafInputs:
-    """Gather every leaf's value per community from its declared source (NaN = not applicable)."""
+    """Gather every leaf's value per community from its declared source (NaN = not applicable).
+
+    With ``places`` (street_id, district_id per community) the missing-data policy of ``assessment.missing``
+    applies to case rates and survey indexes; without it own values are used as they are.
+    """
     index = pd.Index(list(community_ids), name="unit_id")
     cases = (
         case_frame.reindex(index) if case_frame is not None and len(case_frame) else pd.DataFrame(index=index)
@@ -481,34 +521,127 @@ def leaf_inputs(
     values: dict[str, Any] = {}
     sizes: dict[str, Any] = {}
     halves: dict[str, Any] = {}
+    flags: dict[str, Any] = {}
+    notes: dict[str, Any] = {}
     nan = np.full(len(index), np.nan)
+    street = places["street_id"].reindex(index) if places is not None else None
+    district = places["district_id"].reindex(index) if places is not None else None
+    dispatched = pd.Series(_column(cases, "dispatched"), index=index).fillna(0) > 0
+
+    def policy(kind: str, value: np.ndarray, n: np.ndarray, expected: pd.Series) -> tuple[Any, Any, Any]:
+        if street is None or district is None:
+            return value, pd.Series(missing.FLAG_OK, index=index), pd.Series(np.nan, index=index)
+        return missing.apply(
+            kind, pd.Series(value, index=index), pd.Series(n, index=index), expected, street, district
+        )
+
     for node in root.walk():
         if node.children:
             continue
         kind, key = parse_source(sources[node.code])
         n = nan
         half = nan
-        if kind == "case":
-            if key == COMPOSITE:
-                parts = [_column(cases, p) for p in COMPOSITE_PARTS]
-                value = sum(w * p for w, p in zip(composite, parts, strict=True))
-                n = _column(cases, "rated")
-            else:
-                value = _column(cases, key)
-                n = _column(cases, CASE_RATES[key][1])
+        flag: Any = pd.Series(missing.FLAG_OK, index=index)
+        note: Any = pd.Series("", index=index)
+        if kind == "case" and key == COMPOSITE:
+            value, n, flag, note = _composite(cases, composite, policy, dispatched)
+        elif kind == "case" and key in PROPORTION_RATES:
+            own, n = _column(cases, key), _column(cases, CASE_RATES[key][1])
+            value, flag, parent = policy("case", own, n, dispatched)
+            note = _policy_notes(CASE_RATES[key][0], own, n, value, flag, parent, "case")
+        elif kind == "case":
+            value = _column(cases, key)
+            n = _column(cases, CASE_RATES[key][1])
         elif kind == "survey":
             rows = survey[survey["code"] == key].drop_duplicates("community_id").set_index("community_id")
             rows = rows.reindex(index)
-            value = rows["index"].to_numpy(dtype=float, na_value=np.nan)
+            own = rows["index"].to_numpy(dtype=float, na_value=np.nan)
             n = rows["n"].to_numpy(dtype=float, na_value=np.nan)
             half = ((rows["high"] - rows["low"]) / 2).to_numpy(dtype=float, na_value=np.nan)
+            ran = pd.Series(~np.isnan(own) & (np.nan_to_num(n) > 0), index=index)
+            # Expected where a survey ran in the unit's district (a community there without answers is a gap).
+            expected = district.map(ran.groupby(district).any()) if district is not None else ran
+            value, flag, parent = policy("survey", own, n, expected.fillna(False))
+            note = _policy_notes(N_("满意度指数"), own, n, value, flag, parent, "survey")
         else:
             rows = entry[entry["code"] == key].drop_duplicates("unit_id", keep="last").set_index("unit_id")
             value = rows["value"].reindex(index).to_numpy(dtype=float, na_value=np.nan)
-        values[node.code], sizes[node.code], halves[node.code] = value, n, half
-    return LeafInputs(
-        pd.DataFrame(values, index=index), pd.DataFrame(sizes, index=index), pd.DataFrame(halves, index=index)
+        values[node.code], sizes[node.code], halves[node.code] = np.asarray(value, dtype=float), n, half
+        flags[node.code], notes[node.code] = np.asarray(flag, dtype=object), np.asarray(note, dtype=object)
+    flag_frame = pd.DataFrame(flags, index=index)
+    ceilings = pd.DataFrame(
+        np.where(flag_frame.to_numpy() == missing.FLAG_IMPUTED, missing.IMPUTED_CEILING, 1.0),
+        index=index,
+        columns=flag_frame.columns,
     )
+    return LeafInputs(
+        pd.DataFrame(values, index=index),
+        pd.DataFrame(sizes, index=index),
+        pd.DataFrame(halves, index=index),
+        flag_frame,
+        ceilings,
+        pd.DataFrame(notes, index=index),
+    )
+
+
+def _f(x: float) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:.1f}"
+
+
+def _policy_notes(label: str, own: Any, n: Any, used: Any, flag: Any, parent: Any, kind: str) -> list[str]:
+    """Per unit, what the policy did to one input, in words (empty when the own value was used)."""
+    out = []
+    m, minimum = missing.PRIOR_STRENGTH[kind], missing.MIN_SAMPLE[kind]
+    for x, k, u, f, p in zip(
+        np.asarray(own, float), np.asarray(n, float), np.asarray(used, float), flag, parent, strict=True
+    ):
+        if f == missing.FLAG_SMALL:
+            out.append(
+                N_(
+                    "{label}样本不足（n = {n:.0f} < {min}），按 (x·n + m·p)/(n + m)、m = {m:g} 向上级单位的 {p} 收缩：{x} → {u}"
+                ).format(label=label, n=k, min=minimum, m=m, p=_f(p), x=_f(x), u=_f(u))
+            )
+        elif f == missing.FLAG_IMPUTED:
+            out.append(
+                N_("{label}无样本，按上级单位的 {p} 估计，最多得该项 {c:.0f}% 分值").format(
+                    label=label, p=_f(p), c=missing.IMPUTED_CEILING * 100
+                )
+            )
+        else:
+            out.append("")
+    return out
+
+
+def _composite(
+    cases: pd.DataFrame, weights: Sequence[float], policy: Any, dispatched: pd.Series
+) -> tuple[Any, ...]:
+    """The 三率 composite after the policy on each part: value, n (rated), worst flag, a note of the parts used."""
+    index = cases.index
+    parts = []
+    for rate in COMPOSITE_PARTS:
+        own, n = _column(cases, rate), _column(cases, CASE_RATES[rate][1])
+        used, flag, _parent = policy("case", own, n, dispatched)
+        parts.append((rate, own, n, np.asarray(used, float), np.asarray(flag, dtype=object)))
+    value = np.zeros(len(index))
+    for w, (*_, used, _flag) in zip(weights, parts, strict=True):
+        value = value + w * used
+    flags = np.full(len(index), missing.FLAG_OK, dtype=object)
+    for *_, flag in parts:
+        flags = np.where(flags == missing.FLAG_IMPUTED, flags, np.where(flag != missing.FLAG_OK, flag, flags))
+    notes = []
+    for i in range(len(index)):
+        if np.isnan(value[i]):
+            notes.append("")
+            continue
+        terms = []
+        for w, (rate, own, n, used, flag) in zip(weights, parts, strict=True):
+            if flag[i] == missing.FLAG_OK:
+                detail = N_("{k:.0f}/{n:.0f}").format(k=round(own[i] * n[i] / 100), n=n[i])
+            else:
+                detail = str(missing.FLAG_LABELS[flag[i]])
+            terms.append(f"{w * 100:.0f}%×{CASE_RATES[rate][0]} {used[i]:.1f}（{detail}）")
+        notes.append(N_("三率综合 = {terms}").format(terms=" + ".join(terms)))
+    return value, _column(cases, "rated"), flags, notes
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:

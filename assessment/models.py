@@ -145,6 +145,8 @@ class Score(Base):
     change: Mapped[float | None] = mapped_column(Float)
     p_value: Mapped[float | None] = mapped_column(Float)
     significant: Mapped[bool | None] = mapped_column(Boolean)
+    # The missing-data policy's flag on the leaf's input ("" | "small_sample" | "imputed"; assessment.missing).
+    sample_flag: Mapped[str] = mapped_column(String(20), default="", server_default="")
     explanation: Mapped[str] = mapped_column(Text, default="")
 
     unit: Mapped[Unit] = relationship()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -69,3 +70,43 @@ def rollup(
     sums = frame.groupby(level=0, sort=True).sum()
     result = sums["weighted"] / sums["weight"].where(sums["weight"] > 0)
     return result.rename("score")
+
+
+TOP_N = 10
+
+
+def whole_ranks(ranks: pd.Series) -> pd.Series:
+    """Ranks as Python ints (1, 2, 2, 4 — never 1.0) or None, in an object column templates can test."""
+    return pd.Series(
+        [None if r is None or pd.isna(r) else round(float(r)) for r in ranks], index=ranks.index, dtype=object
+    )
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A level's units split for display: the best, the worst (never overlapping) and those without a score."""
+
+    ranked: pd.DataFrame  # every scored unit, best first
+    top: pd.DataFrame
+    bottom: pd.DataFrame  # worst last
+    unscored: pd.DataFrame  # no score: listed apart, never ranked
+
+
+def standing(frame: pd.DataFrame, k: int = TOP_N) -> Standing:
+    """Split a frame with ``score`` and ``rank`` columns: top k and bottom k of the scored units only.
+
+    With fewer than 2k scored units the lists share them out without overlap: the top takes ⌈n/2⌉ (at most
+    k), the bottom the rest (at most k). Ranks come back as whole numbers (``whole_ranks``).
+    """
+    scored = frame[frame["score"].notna()].copy()
+    scored["rank"] = whole_ranks(scored["rank"])
+    scored = scored.assign(_order=[float("inf") if r is None else r for r in scored["rank"]])
+    order = ["_order", "unit_code"] if "unit_code" in scored.columns else ["_order"]
+    scored = scored.sort_values(order, kind="stable").drop(columns="_order")
+    n = len(scored)
+    top_n = min(k, (n + 1) // 2)
+    bottom_n = min(k, n - top_n)
+    unscored = frame[frame["score"].isna()].assign(rank=None)
+    return Standing(
+        scored, scored.head(top_n), scored.tail(bottom_n) if bottom_n else scored.head(0), unscored
+    )

@@ -535,8 +535,17 @@ class NodeScore:
             yield from child.walk()
 
 
-def score_tree(root: Indicator, values: Mapping[str, float | None], full_marks: float = 100) -> NodeScore:
-    """Score one unit: ``values`` maps every leaf code to its value (None = not applicable)."""
+def score_tree(
+    root: Indicator,
+    values: Mapping[str, float | None],
+    full_marks: float = 100,
+    ceilings: Mapping[str, float] | None = None,
+) -> NodeScore:
+    """Score one unit: ``values`` maps every leaf code to its value (None = not applicable).
+
+    ``ceilings`` caps a leaf's points at that share of its (renormalised) points, e.g. 0.8 for an input
+    estimated without any own observation (``assessment.missing``).
+    """
     full = _check_full_marks(full_marks)
     nodes = _validate_tree(root)
     nominal = _nominal_shares(root)
@@ -577,7 +586,8 @@ def score_tree(root: Indicator, values: Mapping[str, float | None], full_marks: 
 
     def build(node: Indicator, share: float, zeroed_by: list[str]) -> NodeScore:
         if not node.children:
-            return _leaf_score(node, outcomes[node.code], nominal[node.code], share, zeroed_by, full)
+            ceiling = (ceilings or {}).get(node.code, 1.0)
+            return _leaf_score(node, outcomes[node.code], nominal[node.code], share, zeroed_by, full, ceiling)
         own_vetoes = [
             c.name
             for c in node.children
@@ -653,7 +663,13 @@ def _number_or_nan(raw: Any, node: Indicator) -> float:
 
 
 def _leaf_score(
-    node: Indicator, outcome: RuleOutcome, nominal: float, share: float, zeroed_by: list[str], full: float
+    node: Indicator,
+    outcome: RuleOutcome,
+    nominal: float,
+    share: float,
+    zeroed_by: list[str],
+    full: float,
+    ceiling: float = 1.0,
 ) -> NodeScore:
     """Turn a leaf's rule outcome into points on the unit's scale (renormalised share, vetoes)."""
     kind = _kind(node)
@@ -673,6 +689,11 @@ def _leaf_score(
         points = outcome.score / (nominal * full) * max_score
         if not math.isclose(share, nominal):
             text += N_("；按重新分配后的满分 {max:.2f} 折算为 {pts:.2f} 分").format(max=max_score, pts=points)
+        if ceiling < 1.0 and points > ceiling * max_score:
+            points = ceiling * max_score
+            text += N_("；无本单位样本，最多得 {c:.0f}% 分值，计 {pts:.2f} 分").format(
+                c=ceiling * 100, pts=points
+            )
     if zeroed_by:
         points = 0.0
         text += N_("；因「{names}」一票否决，计 0 分").format(names="」「".join(zeroed_by))
@@ -681,8 +702,12 @@ def _leaf_score(
     )
 
 
-def score_units(root: Indicator, values: pd.DataFrame, full_marks: float = 100) -> pd.DataFrame:
+def score_units(
+    root: Indicator, values: pd.DataFrame, full_marks: float = 100, ceilings: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Score many units at once: rows = units, columns = leaf codes (NaN = not applicable).
+
+    ``ceilings`` (same shape, share 0–1, NaN = 1) caps leaf points as in ``score_tree``.
 
     Returns the same index with ``total``, ``vetoed`` (any veto triggered) and one column of points per
     indicator (NaN = not applicable; veto gates are always NaN, they carry no points). Numbers agree with
@@ -774,6 +799,9 @@ def score_units(root: Indicator, values: pd.DataFrame, full_marks: float = 100) 
                 / nominal_points
                 * (share[node.code] * full)
             )
+            if ceilings is not None and node.code in ceilings.columns:
+                cap = ceilings[node.code].reindex(values.index).to_numpy(dtype=float, na_value=1.0)
+                raw = np.minimum(raw, np.nan_to_num(cap, nan=1.0) * share[node.code] * full)
         else:
             raw = np.zeros(n)
             for child in node.children:

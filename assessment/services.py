@@ -24,9 +24,10 @@ import pandas as pd
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
-from assessment import rankings, rules
+from assessment import missing, rankings, rules
 from assessment.inputs import LeafInputs, leaf_inputs, load_places
 from assessment.models import RUN_DRAFT, RUN_PUBLISHED, ReviewItem, Score, ScoringRun
+from assessment.rankings import whole_ranks
 from assessment.significance import (
     compare_with_previous,
     previous_inputs,
@@ -89,9 +90,10 @@ def run_scoring(
         entries,
         (composite.response, composite.resolution, composite.satisfaction),
         {str(code): int(uid) for uid, code in places["code"].items()},
+        places=places,
     )
     root, derived = apply_entropy(root, system.weight_methods or {}, inputs.values)
-    scored = rules.score_units(root, inputs.values)
+    scored = rules.score_units(root, inputs.values, ceilings=inputs.ceilings)
     node_codes = [node.code for node in root.walk()]
     scored = scored.rename(columns={rules.TOTAL_COLUMN: root.code})
 
@@ -142,13 +144,13 @@ def run_scoring(
         if level == Level.community.value:
             long = _attach_inputs(long, inputs, leaf_codes)
         else:
-            long = long.assign(value=np.nan, n=np.nan)
+            long = long.assign(value=np.nan, n=np.nan, sample_flag="", note="")
         long = compare_with_previous(long, previous, inputs, level, leaf_codes, system.sources)
         long = total_significance(long, root.code, total_se.get(level))
         long["level"] = level
         rows.extend(_records(long))
     if explain:
-        _explain(rows, root, inputs.values, weights_label=system.rollup)
+        _explain(rows, root, inputs, weights_label=system.rollup)
     session.execute(delete(Score).where(Score.run_id == run.id))
     if rows:
         # Core insert on the table: one batched executemany (the ORM bulk path splits batches at every NULL).
@@ -170,6 +172,11 @@ def run_scoring(
         "entropy_weights": derived,
         "communities": len(ids),
         "scored": int(scored[root.code].notna().sum()),
+        "missing_data_policy": {
+            "min_sample": dict(missing.MIN_SAMPLE),
+            "prior_strength": dict(missing.PRIOR_STRENGTH),
+            "imputed_ceiling": missing.IMPUTED_CEILING,
+        },
         "compared_with": str(quarter.previous()) if previous is not None else None,
         "job": (run.params or {}).get("job"),
     }
@@ -178,11 +185,18 @@ def run_scoring(
 
 
 def _attach_inputs(long: pd.DataFrame, inputs: LeafInputs, leaf_codes: set[str]) -> pd.DataFrame:
+    """Each leaf row's input value, sample size and missing-data flag and note."""
     values = inputs.values.stack(future_stack=True).rename("value")
     sizes = inputs.n.stack(future_stack=True).rename("n")
-    extra = pd.concat([values, sizes], axis=1).reset_index()
-    extra.columns = ["unit_id", "node_code", "value", "n"]
-    return long.merge(extra, on=["unit_id", "node_code"], how="left")
+    blank = pd.DataFrame("", index=inputs.values.index, columns=inputs.values.columns)
+    flags = (
+        (inputs.flags if inputs.flags is not None else blank).stack(future_stack=True).rename("sample_flag")
+    )
+    notes = (inputs.notes if inputs.notes is not None else blank).stack(future_stack=True).rename("note")
+    extra = pd.concat([values, sizes, flags, notes], axis=1).reset_index()
+    extra.columns = ["unit_id", "node_code", "value", "n", "sample_flag", "note"]
+    merged = long.merge(extra, on=["unit_id", "node_code"], how="left")
+    return merged.assign(sample_flag=merged["sample_flag"].fillna(""), note=merged["note"].fillna(""))
 
 
 def _records(long: pd.DataFrame) -> list[dict[str, Any]]:
@@ -199,9 +213,11 @@ def _records(long: pd.DataFrame) -> list[dict[str, Any]]:
         "p_value",
         "significant",
         "level",
+        "sample_flag",
+        "note",
     ]
     for rec in long[cols].itertuples(index=False, name=None):
-        unit_id, code, score, rank, value, n, change, p, sig, level = rec
+        unit_id, code, score, rank, value, n, change, p, sig, level, flag, note = rec
         out.append(
             {
                 "unit_id": int(unit_id),
@@ -214,7 +230,8 @@ def _records(long: pd.DataFrame) -> list[dict[str, Any]]:
                 "p_value": _num(p),
                 "significant": sig if isinstance(sig, bool) else None,
                 "level": level,
-                "explanation": "",
+                "sample_flag": str(flag or ""),
+                "explanation": str(note or ""),  # the policy's note; _explain puts the rule's text first
             }
         )
     return out
@@ -228,21 +245,25 @@ def _num(x: Any) -> float | None:
 
 
 def _explain(
-    rows: list[dict[str, Any]], root: rules.Indicator, values: pd.DataFrame, weights_label: str
+    rows: list[dict[str, Any]], root: rules.Indicator, inputs: LeafInputs, weights_label: str
 ) -> None:
-    """Fill explanations: each community's NodeScore texts; streets and districts say how they were averaged."""
+    """Fill explanations: each community's NodeScore texts (then what the missing-data policy used);
+    streets and districts say how they were averaged."""
     by_key = {(r["unit_id"], r["node_code"]): r for r in rows}
     leaves = [node.code for node in root.walk() if not node.children]
-    records = values[leaves].to_dict("index")
+    records = inputs.values[leaves].to_dict("index")
+    caps = inputs.ceilings[leaves].to_dict("index") if inputs.ceilings is not None else {}
     for unit_id, record in records.items():
         clean = {
             k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
             for k, v in record.items()
         }
-        for node in rules.score_tree(root, clean).walk():
+        ceilings = {k: float(v) for k, v in caps.get(unit_id, {}).items() if v < 1.0}
+        for node in rules.score_tree(root, clean, ceilings=ceilings).walk():
             row = by_key.get((int(unit_id), node.code))
             if row is not None:
-                row["explanation"] = node.explanation
+                note = row["explanation"]
+                row["explanation"] = node.explanation + (f"。{note}" if note else "")
     how = N_("按人口加权平均") if weights_label == "population" else N_("等权平均")
     for row in rows:
         if row["level"] != Level.community.value and not row["explanation"]:
@@ -285,6 +306,7 @@ def scores_frame(
             Score.change,
             Score.p_value,
             Score.significant,
+            Score.sample_flag,
             Score.explanation,
         )
         .join(Unit, Unit.id == Score.unit_id)
@@ -294,12 +316,15 @@ def scores_frame(
         query = query.where(Score.level == level)
     if node_code is not None:
         query = query.where(Score.node_code == node_code)
-    rows = session.execute(query.order_by(Score.level, Score.rank, Unit.code)).all()
+    # Unranked rows last on every database (SQLite sorts NULL first, PostgreSQL last).
+    rows = session.execute(query.order_by(Score.level, Score.rank.is_(None), Score.rank, Unit.code)).all()
     columns = [
         "unit_id", "unit_code", "unit_name", "parent_id", "level", "node_code", "score", "rank", "value", "n",
-        "change", "p_value", "significant", "explanation",
+        "change", "p_value", "significant", "sample_flag", "explanation",
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["rank"] = whole_ranks(frame["rank"])
+    return frame
 
 
 def mark_job(session: Session, quarter: Quarter | str, state: str, error: str = "") -> ScoringRun:

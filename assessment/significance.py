@@ -17,7 +17,7 @@ from assessment.models import RUN_PUBLISHED, Score, ScoringRun
 from assessment.vocabulary import COMPOSITE, PROPORTION_RATES, parse_source
 from core.models import Level
 from core.quarter import Quarter
-from surveys.stats import compare_proportions, z_value
+from surveys.stats import adjust_p_values, compare_proportions, z_value
 
 ALPHA = 0.05
 
@@ -36,8 +36,22 @@ def previous_inputs(previous: pd.DataFrame, now: LeafInputs, half_width: pd.Data
     return LeafInputs(wide("prev_value"), wide("prev_n"), half_width.reindex(columns=leaves))
 
 
+def bh_by_group(p_values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values within each group (e.g. one indicator across all units of a
+    level): every unit is tested at once, so the flags control the false discovery rate at ``ALPHA``."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    keys = np.asarray(groups)
+    for key in pd.unique(keys):
+        mask = (keys == key) & ~np.isnan(p)
+        if mask.any():
+            out[mask] = adjust_p_values(p[mask], "fdr_bh")
+    return out
+
+
 def total_significance(long: pd.DataFrame, root_code: str, se: pd.Series | None) -> pd.DataFrame:
-    """p-value and significance of each unit's total change from its delta-method SE (NaN SE → 数据不足)."""
+    """BH-adjusted p-value and significance of each unit's total change from its delta-method SE, across the
+    level's units (NaN SE → 数据不足)."""
     if se is None:
         return long
     is_total = (long["node_code"] == root_code).to_numpy()
@@ -46,6 +60,7 @@ def total_significance(long: pd.DataFrame, root_code: str, se: pd.Series | None)
     ok = is_total & ~np.isnan(change) & (sd > 0)
     p = long["p_value"].to_numpy(dtype=float, na_value=np.nan).copy()
     p[ok] = 2.0 * sps.norm.sf(np.abs(change[ok]) / sd[ok])
+    p[ok] = adjust_p_values(p[ok], "fdr_bh") if ok.any() else p[ok]
     significant = list(long["significant"])
     for i in np.flatnonzero(is_total):
         significant[i] = bool(p[i] <= ALPHA) if ok[i] else None
@@ -109,6 +124,7 @@ def compare_with_previous(
             diff = value - prev_value
             mask = np.isin(node, survey_codes) & both & (se > 0)
             p_values[mask] = 2.0 * sps.norm.sf(np.abs(diff[mask]) / se[mask])
+    p_values = bh_by_group(p_values, merged["node_code"].to_numpy())  # one family per indicator
     merged["p_value"] = p_values
     merged["significant"] = [None if math.isnan(p) else bool(p <= ALPHA) for p in p_values]
     return merged.drop(columns=["prev_score", "prev_value", "prev_n"])
@@ -167,7 +183,9 @@ def total_change_se(
     prev = previous.values[leaves].reindex(values.index)
     prev_n = previous.n[leaves].reindex(values.index)
     prev_half = previous.half_width[leaves].reindex(values.index)
-    base = rules.score_units(root, values)[rules.TOTAL_COLUMN].to_numpy(dtype=float, na_value=np.nan)
+    base = rules.score_units(root, values, ceilings=now.ceilings)[rules.TOTAL_COLUMN].to_numpy(
+        dtype=float, na_value=np.nan
+    )
     var = np.zeros(len(values))
     known = ~np.isnan(base)
     sampled_any = np.zeros(len(values), dtype=bool)
@@ -189,7 +207,9 @@ def total_change_se(
         h = 1e-6 * np.maximum(1.0, np.abs(np.nan_to_num(x)))
         bumped = values.copy()
         bumped[code] = x + h
-        total = rules.score_units(root, bumped)[rules.TOTAL_COLUMN].to_numpy(dtype=float, na_value=np.nan)
+        total = rules.score_units(root, bumped, ceilings=now.ceilings)[rules.TOTAL_COLUMN].to_numpy(
+            dtype=float, na_value=np.nan
+        )
         g = (total - base) / h
         contribution = np.where(both, g**2 * (v_now + v_prev), 0.0)
         var += np.nan_to_num(contribution)

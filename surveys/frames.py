@@ -39,7 +39,15 @@ from surveys.models import (
     SurveySection,
     SurveyStatus,
 )
-from surveys.stats import StatsError, compare_quarters, cronbach_alpha, rake, wilson_interval_array, z_value
+from surveys.stats import (
+    StatsError,
+    bounded_interval,
+    compare_quarters,
+    cronbach_alpha,
+    rake,
+    wilson_interval_array,
+    z_value,
+)
 
 RESULT_COLUMNS = ["community_code", "community_name", "level", "code", "n", "index", "sd", "low", "high"]
 SATISFACTION_VALUES = ("satisfied", "basically_satisfied", "dissatisfied")
@@ -99,7 +107,8 @@ def intervals_from_sums(
         sd = np.where(n_arr >= 2, np.sqrt(var), np.nan)
         t = np.where(n_arr >= 2, sps.t.ppf(0.5 + confidence / 2.0, np.maximum(n_arr - 1.0, 1.0)), np.nan)
         half = t * sd / np.sqrt(n_arr)
-    return mean, sd, mean - half, mean + half
+    low, high = bounded_interval(mean, half)  # the index is 0–100: a t interval on the logit scale
+    return mean, sd, low, high
 
 
 def summarise(groups: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -552,9 +561,8 @@ def _weighted_t(frame: pd.DataFrame, weight: str, confidence: float) -> pd.DataF
         ok = n_eff > 1.0 + 1e-12
         t = np.where(ok, sps.t.ppf(0.5 + confidence / 2.0, np.where(ok, n_eff - 1.0, 1.0)), np.nan)
         half = t * np.sqrt(var / n_eff)
-    return pd.DataFrame(
-        {"index": mean, "low": mean - half, "high": mean + half, "n_eff": n_eff}, index=g.index
-    )
+    low, high = bounded_interval(mean, half)
+    return pd.DataFrame({"index": mean, "low": low, "high": high, "n_eff": n_eff}, index=g.index)
 
 
 @dataclass

@@ -40,6 +40,7 @@ __all__ = [
     "ProportionComparison",
     "StatsError",
     "adjust_p_values",
+    "bounded_interval",
     "compare_proportions",
     "compare_quarters",
     "cronbach_alpha",
@@ -268,9 +269,34 @@ def mean_t_interval(
     return mean, mean - half, mean + half
 
 
+def bounded_interval(
+    mean: ArrayLike, half: ArrayLike, lower: float = 0.0, upper: float = 100.0
+) -> tuple[FloatArray, FloatArray]:
+    """A symmetric interval ``mean ± half`` (e.g. Student t) redrawn on the logit scale so it stays in bounds.
+
+    With p = (mean − lower)/(upper − lower) strictly inside (0, 1) and half > 0 the interval is
+    expit(logit p ± (half/range)/(p(1 − p))) mapped back (the delta method on the logit: the same width
+    near the middle, squeezed near the bounds, never outside them); at a bound, or with no spread, the
+    ordinary interval clipped to [lower, upper]. NaN half-widths (n < 2) stay NaN.
+    """
+    m = np.asarray(mean, dtype=float)
+    h = np.asarray(half, dtype=float)
+    span = upper - lower
+    p = (m - lower) / span
+    inside = (p > 0) & (p < 1) & (h > 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        centre = np.log(p / (1 - p))
+        width = (h / span) / (p * (1 - p))
+        lo = lower + span / (1 + np.exp(-(centre - width)))
+        hi = lower + span / (1 + np.exp(-(centre + width)))
+    low = np.where(inside, lo, np.clip(m - h, lower, upper))
+    high = np.where(inside, hi, np.clip(m + h, lower, upper))
+    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+
+
 @dataclass(frozen=True, slots=True)
 class IndexResult:
-    """A satisfaction index (0–100) with respondent count, Kish effective n and t-interval bounds."""
+    """A satisfaction index (0–100) with respondent count, Kish effective n and a t interval on the logit scale."""
 
     index: float
     n: int
@@ -308,6 +334,8 @@ def satisfaction_index(
     respondent = np.nanmean(scores[has_answer], axis=1)
     rw = None if w is None else w[has_answer]
     mean, low, high = mean_t_interval(respondent, confidence, rw)
+    bounded = bounded_interval(mean, (high - low) / 2)  # an index stays inside 0–100
+    low, high = float(bounded[0]), float(bounded[1])
     n_eff = float(respondent.size) if rw is None else kish_effective_n(rw)
     return IndexResult(index=mean, n=int(respondent.size), low=low, high=high, n_effective=n_eff)
 

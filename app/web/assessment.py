@@ -42,7 +42,7 @@ from app.web.assessment_forms import (
     messages,
 )
 from app.web.present import register_nav
-from assessment import inputs, rankings, services, vocabulary
+from assessment import inputs, missing, rankings, services, vocabulary
 from assessment import significance as tests_of_change
 from assessment import systems as indicator_systems
 from assessment.jobs import RUN_QUARTER
@@ -126,7 +126,7 @@ def significance(row: Any) -> str:
         return "—"
     if p is None or pd.isna(p):
         return "数据不足"
-    return f"{'显著' if p <= tests_of_change.ALPHA else '不显著'}（p = {p:.3f}）"
+    return f"{'显著' if p <= tests_of_change.ALPHA else '不显著'}（BH 校正 p = {p:.3f}）"
 
 
 def _run_or_none(quarter: Quarter) -> ScoringRun | None:
@@ -147,6 +147,7 @@ def dashboard() -> Any:
         root_code = run.system.tree["code"] if run.system else root_code
         districts = services.scores_frame(_db(), run, Level.district.value, root_code)
         communities = services.scores_frame(_db(), run, Level.community.value, root_code)
+    standing = rankings.standing(communities) if len(communities) else None
     chart = bar_chart([(r.unit_name, r.score) for r in districts.itertuples()]) if len(districts) else None
     return render_template(
         "assessment/dashboard.html",
@@ -155,8 +156,12 @@ def dashboard() -> Any:
         computed=done,
         job=services.job_status(run),
         districts=districts,
-        top=communities.head(10),
-        bottom=communities.dropna(subset=["score"]).tail(10) if len(communities) else communities,
+        standing=standing,
+        district_rates=inputs.three_rates(_db(), quarter, Level.district.value).to_dict("index")
+        if done
+        else {},
+        min_sample=missing.MIN_SAMPLE["case"],
+        policy=missing.POLICY_ROWS,
         chart=chart,
         definitions=vocabulary.RATE_DEFINITIONS,
         composite=indicator_systems.current_composite(_db()),
@@ -213,6 +218,12 @@ def _run_for_view(quarter: Quarter) -> ScoringRun:
     return run
 
 
+def _flagged_units(run: ScoringRun, level: str) -> set[int]:
+    """Units of a level with a leaf input flagged 样本不足 or 无样本 (marked * on charts)."""
+    frame = services.scores_frame(_db(), run, level)
+    return {int(u) for u in frame.loc[frame["sample_flag"].fillna("") != "", "unit_id"]}
+
+
 def _tree_rows(config: dict[str, Any], depth: int = 0) -> list[tuple[int, dict[str, Any]]]:
     rows = [(depth, config)]
     for child in config.get("children") or []:
@@ -234,6 +245,7 @@ def unit(quarter: str, code: str) -> Any:
     if mine.empty:
         abort(404)
     children = pd.DataFrame()
+    lower: Level | None = None
     if place.level != Level.community:
         lower = Level.street if place.level == Level.district else Level.community
         frame = services.scores_frame(_db(), run, lower.value, root_code)
@@ -243,7 +255,14 @@ def unit(quarter: str, code: str) -> Any:
         else:
             children = frame[frame["parent_id"] == place.id]
         children = children.sort_values("score", ascending=False, na_position="last")
-    chart = bar_chart([(r.unit_name, r.score) for r in children.itertuples()]) if len(children) else None
+    flagged = _flagged_units(run, lower.value) if lower else set()
+    chart = (
+        bar_chart(
+            [(r.unit_name + ("*" if r.unit_id in flagged else ""), r.score) for r in children.itertuples()]
+        )
+        if len(children)
+        else None
+    )
     return render_template(
         "assessment/unit.html",
         quarter=q,
@@ -255,6 +274,9 @@ def unit(quarter: str, code: str) -> Any:
         children=children,
         chart=chart,
         LEVEL_LABELS=LEVEL_LABELS,
+        rates=inputs.three_rates(_db(), q, place.level.value).to_dict("index"),
+        child_rates=inputs.three_rates(_db(), q, lower.value).to_dict("index") if lower else {},
+        FLAG_LABELS=missing.FLAG_LABELS,
     )
 
 

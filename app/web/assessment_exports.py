@@ -10,13 +10,15 @@ from typing import Any
 import pandas as pd
 from flask import Response, abort, render_template, request, send_file
 from openpyxl import Workbook
+from sqlalchemy import select
 
 from app.auth import roles_required
 from app.exports import csv_text, safe_row
 from app.web.assessment import KIND_LABELS, STAFF, _db, _quarter, _review_rows, _run_for_view, _tree_rows, bp
-from assessment import inputs, rankings, services, vocabulary
+from assessment import inputs, missing, rankings, services, vocabulary
 from assessment.models import ScoringRun
-from core.models import LEVEL_LABELS, Level
+from assessment.vocabulary import COMPOSITE_PARTS
+from core.models import LEVEL_LABELS, Level, Unit
 
 
 def _review_table() -> list[list[Any]]:
@@ -85,7 +87,13 @@ def _score_table(run: ScoringRun, level: str) -> list[list[Any]]:
     unit_names = frame.drop_duplicates("unit_code").set_index("unit_code")["unit_name"]
     ranks = frame[frame["node_code"] == nodes[0]].set_index("unit_code")["rank"]
     changes = frame[frame["node_code"] == nodes[0]].set_index("unit_code")["change"]
-    header = ["排名", "单位编码", "单位", *[names[c] for c in nodes], "较上季度变化"]
+    flagged = frame[frame["sample_flag"].fillna("") != ""]
+    flag_text = {
+        str(code): "；".join(f"{names.get(r.node_code, r.node_code)}：{missing.FLAG_LABELS.get(r.sample_flag, r.sample_flag)}"
+                            for r in group.itertuples())
+        for code, group in flagged.groupby("unit_code")
+    }  # fmt: skip
+    header = ["排名", "单位编码", "单位", *[names[c] for c in nodes], "较上季度变化", "样本标记"]
     rows: list[list[Any]] = [header]
     for unit_code, values in wide.iterrows():
         rank = ranks.get(unit_code)
@@ -96,9 +104,37 @@ def _score_table(run: ScoringRun, level: str) -> list[list[Any]]:
                 unit_names[unit_code],
                 *[_cell(values.get(c)) for c in nodes],
                 _cell(changes.get(unit_code)),
+                flag_text.get(str(unit_code), ""),
             ]
         )
     rows[1:] = sorted(rows[1:], key=lambda r: (r[0] is None, r[0] or 0, r[1]))
+    return rows
+
+
+def _rates_table(quarter: Any, level: str) -> list[list[Any]]:
+    """Each unit's response, resolution and satisfaction: numerator, denominator, rate, Wilson interval, flag."""
+    rates = inputs.three_rates(_db(), quarter, level)
+    units = dict(_db().execute(select(Unit.id, Unit.code)).all())
+    names = dict(_db().execute(select(Unit.id, Unit.name)).all())
+    header = ["单位编码", "单位"]
+    for rate in COMPOSITE_PARTS:
+        label = vocabulary.RATE_BY_KEY[rate].label
+        header += [
+            f"{label}分子",
+            f"{label}分母",
+            f"{label}%",
+            f"{label}95%下限",
+            f"{label}95%上限",
+            f"{label}样本",
+        ]
+    rows: list[list[Any]] = [header]
+    for unit_id, r in rates.iterrows():
+        row: list[Any] = [units.get(unit_id, ""), names.get(unit_id, "")]
+        for rate in COMPOSITE_PARTS:
+            row += [int(r[f"{rate}_num"]), int(r[f"{rate}_den"]), _cell(r[rate]), _cell(r[f"{rate}_low"]),
+                    _cell(r[f"{rate}_high"]), "样本不足" if r[f"{rate}_small"] else ""]  # fmt: skip
+        rows.append(row)
+    rows[1:] = sorted(rows[1:], key=lambda r: str(r[0]))
     return rows
 
 
@@ -141,6 +177,14 @@ def export_xlsx(quarter: str) -> Any:
     sheet = book.create_sheet("逐项审核")
     for row in _review_table():
         sheet.append(safe_row(row))
+    for level in (Level.district, Level.street, Level.community):
+        sheet = book.create_sheet(f"{LEVEL_LABELS[level]}三率")
+        for row in _rates_table(q, level.value):
+            sheet.append(safe_row(row))
+    sheet = book.create_sheet("缺失数据规则")
+    sheet.append(["情形", "标记", "计分所用取值", "得分"])
+    for policy_row in missing.POLICY_ROWS:
+        sheet.append(safe_row(list(policy_row)))
     sheet = book.create_sheet("比率定义")
     sheet.append(["列名", "名称", "分子", "分母"])
     for definition in vocabulary.RATE_DEFINITIONS:

@@ -36,6 +36,7 @@ from app.extensions import db
 from app.security import public_url
 from app.web.present import register_nav
 from assessment.inputs import callback_results
+from assessment.missing import MIN_SAMPLE
 from core import jobs
 from core.csvio import ImportRejected, RowError
 from core.models import Level, Role, Unit
@@ -700,12 +701,15 @@ def results() -> Any:
     for _i in range(5):
         quarters.insert(0, quarters[0].previous())
     series = frames.quarter_series(_db(), quarters)
+    small = series["n"] < MIN_SAMPLE["survey"]  # the trend swung on 2 answers without a warning
     line = line_chart_svg(
-        [str(q) for q in quarters],
+        [f"{q}*" if flag else str(q) for q, flag in zip(quarters, small, strict=True)],
         series["index"].tolist(),
         series["low"].tolist(),
         series["high"].tolist(),
-        _("全市满意度指数走势"),
+        _("全市满意度指数走势（* 样本不足 %(n)s 人）", n=MIN_SAMPLE["survey"])
+        if small.any()
+        else _("全市满意度指数走势"),
     )
     change = frames.quarter_change(_db(), quarter)
     callbacks = callback_results(_db(), quarter)

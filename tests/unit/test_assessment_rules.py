@@ -583,3 +583,49 @@ def test_rollup_refuses(parent: dict[str, str], weights: dict[str, float] | None
     with pytest.raises(ScoringError) as info:
         rollup(pd.Series({"c1": 1.0, "c2": 2.0}), parent, weights)
     assert info.value.code == code
+
+
+def test_a_ceiling_caps_a_leaf_in_both_scorers() -> None:
+    """An imputed input (no own sample) earns at most the ceiling share of its points, in both scorers."""
+    root = indicator_from_config(
+        {"code": "T", "name": "总分", "children": [
+            {"code": "A", "name": "甲", "weight": 50, "rule": {"kind": "linear", "lower": 0, "upper": 100}},
+            {"code": "B", "name": "乙", "weight": 50, "rule": {"kind": "linear", "lower": 0, "upper": 100}},
+        ]}
+    )  # fmt: skip
+    values = pd.DataFrame({"A": [100.0, 50.0], "B": [100.0, 100.0]})
+    ceilings = pd.DataFrame({"A": [0.8, 0.8], "B": [1.0, 1.0]})
+    scored = score_units(root, values, ceilings=ceilings)
+    assert scored["A"].tolist() == [40.0, 25.0]  # 50 × 0.8 caps the first; 25 < 40 is untouched
+    assert scored["total"].tolist() == [90.0, 75.0]
+    tree = score_tree(root, {"A": 100.0, "B": 100.0}, ceilings={"A": 0.8})
+    assert tree.score == pytest.approx(90.0) and "最多得 80% 分值" in tree.children[0].explanation
+
+
+def _league(scores: list[float | None]) -> pd.DataFrame:
+    from assessment.rankings import rank as rank_of
+
+    frame = pd.DataFrame({"unit_code": [f"C{i:03d}" for i in range(len(scores))], "score": scores})
+    frame["rank"] = rank_of(frame["score"].astype(float)).astype("Float64")  # as stored: float with NaN
+    return frame
+
+
+def test_standing_ranks_only_scored_units_whatever_the_coverage() -> None:
+    from assessment.rankings import standing
+
+    # 200 units, 15 with a score: 无数据 rows never enter the lists and the lists never overlap.
+    scores: list[float | None] = [None] * 200
+    for i, s in enumerate([90, 85, 85, 80, 75, 70, 65, 60, 55, 50, 45, 40, 35, 30, 20]):
+        scores[i * 13] = float(s)
+    table = standing(_league(scores))
+    assert len(table.ranked) == 15 and len(table.unscored) == 185
+    assert table.top["rank"].tolist() == [1, 2, 2, 4, 5, 6, 7, 8]  # competition ranking, whole numbers
+    assert all(type(r) is int for r in table.top["rank"])
+    assert table.bottom["score"].tolist() == [55.0, 50.0, 45.0, 40.0, 35.0, 30.0, 20.0]
+    assert table.bottom["rank"].tolist() == [9, 10, 11, 12, 13, 14, 15]
+    assert set(table.top["unit_code"]).isdisjoint(table.bottom["unit_code"])
+    assert table.unscored["rank"].isna().all()
+    # Plenty of scored units: ten each, the real best on top and the real worst at the bottom.
+    table = standing(_league([float(i) for i in range(40)] + [None] * 40))
+    assert table.top["score"].tolist() == [float(i) for i in range(39, 29, -1)]
+    assert table.bottom["score"].tolist() == [float(i) for i in range(9, -1, -1)]

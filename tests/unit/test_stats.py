@@ -177,10 +177,26 @@ def test_satisfaction_index_hand_worked() -> None:
     assert result.n == 3
     assert result.index == pytest.approx(50.0)
     # sd = √((37.5² + 0 + 37.5²)/2) = 37.5, SE = 37.5/√3, t(0.975, 2) = 4.302653.
+    # The t half-width 93.16 would give −43.2–143.2; on the logit scale around p = 0.5 the interval is
+    # 100·expit(±(0.9316/0.25)) = 2.35–97.65.
     half = 4.302653 * 37.5 / math.sqrt(3)
-    assert result.low == pytest.approx(50.0 - half, abs=1e-4)
-    assert result.high == pytest.approx(50.0 + half, abs=1e-4)
+    assert result.low == pytest.approx(100 / (1 + math.exp(half / 100 / 0.25)), abs=1e-4)
+    assert result.high == pytest.approx(100 / (1 + math.exp(-half / 100 / 0.25)), abs=1e-4)
+    assert 0 < result.low < result.high < 100
     assert result.n_effective == 3.0
+
+
+def test_two_answers_stay_inside_zero_to_a_hundred() -> None:
+    """A survey with 2 answers (25 and 75) showed "-267.7–367.7": t(0.975, 1) = 12.706 × 35.36/√2."""
+    result = S.satisfaction_index(pd.DataFrame({"q1": [2, 4]}))
+    assert result.index == pytest.approx(50.0)
+    assert 0.0 <= result.low < 0.01 and 99.99 < result.high <= 100.0
+    low, high = S.bounded_interval([80.0, 100.0, 0.0, 50.0], [5.0, 3.0, 3.0, float("nan")])
+    # Inside: logit(0.8) ± 0.05/0.16 → 100·expit(1.386 ∓ 0.3125) = 74.53, 84.52; at a bound: clipped t.
+    assert low[0] == pytest.approx(100 / (1 + math.exp(-(math.log(4) - 0.3125))))
+    assert high[0] == pytest.approx(100 / (1 + math.exp(-(math.log(4) + 0.3125))))
+    assert (low[1], high[1]) == (97.0, 100.0) and (low[2], high[2]) == (0.0, 3.0)
+    assert math.isnan(low[3]) and math.isnan(high[3])
 
 
 def test_satisfaction_index_weights_align_by_index_and_series_input() -> None:

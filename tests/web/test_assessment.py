@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from assessment import inputs, rules, services, significance, systems, vocabulary
+from assessment import inputs, missing, rules, services, significance, systems, vocabulary
 from assessment.inputs import case_rates
 from assessment.jobs import score_quarter
 from assessment.models import IndicatorSystem, ReviewItem, Score
@@ -46,6 +46,7 @@ def _unit(session: Session, code: str) -> Unit:
 def _case(session: Session, community: Unit, n: int, satisfaction: str | None, **kw: Any) -> Case:
     category = session.scalar(select(Category).order_by(Category.id).limit(1))
     assert category is not None and community.parent is not None and community.parent.parent is not None
+    created = kw.pop("created_at", T0)
     case = Case(
         tracking_number=f"T{community.id}-{n}",
         category_id=category.id,
@@ -56,12 +57,12 @@ def _case(session: Session, community: Unit, n: int, satisfaction: str | None, *
         description="测试",
         contact_name="张三",
         contact_phone="13800000000",
-        state="closed",
-        created_at=kw.pop("created_at", T0),
+        state=kw.pop("state", "closed"),
+        created_at=created,
         satisfaction=satisfaction,
         solved=kw.pop("solved", satisfaction in ("satisfied", "basically_satisfied")),
-        sign_for_deadline=T0 + timedelta(hours=4),
-        deadline=T0 + timedelta(days=7),
+        sign_for_deadline=created + timedelta(hours=4),
+        deadline=created + timedelta(days=7),
         **kw,
     )
     session.add(case)
@@ -96,6 +97,12 @@ def tiny(session: Session) -> dict[str, Unit]:
         inputs.add_entry(session, Q, unit, "check", value)
     session.commit()
     return {"c1": c1, "c2": c2, "c3": c3}
+
+
+@pytest.fixture
+def own_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Minimum samples of 1: the tiny quarter's hand arithmetic on own values (policy tests below)."""
+    monkeypatch.setattr(missing, "MIN_SAMPLE", {"case": 1, "survey": 1})
 
 
 def _score(session: Session, unit: Unit, node: str = "T") -> Score:
@@ -137,6 +144,7 @@ def test_quarters_are_cut_at_beijing_midnight(session: Session) -> None:
     assert counted("2026Q3") == tuple(n + 1 for n in before["2026Q3"])
 
 
+@pytest.mark.usefixtures("own_values")
 def test_hand_checked_scores_ranks_and_rollup(session: Session, tiny: dict[str, Unit]) -> None:
     score_quarter(session, Q)
     session.commit()
@@ -153,6 +161,7 @@ def test_hand_checked_scores_ranks_and_rollup(session: Session, tiny: dict[str, 
     assert _score(session, _unit(session, "420102")).score == pytest.approx(47.5)
 
 
+@pytest.mark.usefixtures("own_values")
 def test_rerun_replaces_and_published_run_is_frozen(session: Session, tiny: dict[str, Unit]) -> None:
     score_quarter(session, Q)
     count = session.scalar(select(func.count()).select_from(Score))
@@ -166,6 +175,7 @@ def test_rerun_replaces_and_published_run_is_frozen(session: Session, tiny: dict
     assert raised.value.code == "run_published"
 
 
+@pytest.mark.usefixtures("own_values")
 def test_previous_quarter_comparison(session: Session, tiny: dict[str, Unit]) -> None:
     score_quarter(session, Q, publish=True)
     inputs.add_entry(session, "2020Q2", tiny["c1"], "check", 10.0)
@@ -244,6 +254,7 @@ PAGES = [
 ]
 
 
+@pytest.mark.usefixtures("own_values")
 def test_every_page_renders_for_an_evaluator(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
     login(client, "evaluator")
     assert client.post(f"/assessment/{Q}/run").status_code == 302  # RQ_ASYNC off: runs inline
@@ -657,6 +668,7 @@ def test_total_change_se_by_hand() -> None:
     )
 
 
+@pytest.mark.usefixtures("own_values")
 def test_total_change_significance_on_the_dashboard(
     client: Any, session: Session, tiny: dict[str, Unit]
 ) -> None:
@@ -687,3 +699,137 @@ def test_total_change_significance_on_the_dashboard(
     login(client, "evaluator")
     page = client.get("/assessment/?quarter=2020Q2").data.decode()
     assert "不显著（p = 0.846）" in page and "数据不足" in page and "数据允许时" in page
+
+
+# --- missing-data policy (assessment.missing) ----------------------------------------------------------
+
+Q3 = "2020Q3"
+T3 = datetime(2020, 8, 3, 1, 0)  # 09:00 Beijing on a Monday
+MH_TREE = {
+    "code": "T",
+    "name": "总分",
+    "children": [
+        {"code": "MH", "name": "诉求办理", "weight": 25, "children": [
+            {"code": "MH1", "name": "三率综合", "weight": 60, "rule": {"kind": "linear", "lower": 60, "upper": 100}},
+            {"code": "MH2", "name": "退单率", "weight": 20,
+             "rule": {"kind": "linear", "lower": 0, "upper": 20, "higher_is_better": False}},
+            {"code": "MH3", "name": "重办率", "weight": 20,
+             "rule": {"kind": "linear", "lower": 0, "upper": 20, "higher_is_better": False}},
+        ]},
+        {"code": "B", "name": "检查得分", "weight": 75, "rule": {"kind": "linear", "lower": 0, "upper": 10}},
+    ],
+}  # fmt: skip
+MH_SOURCES = {
+    "MH1": "case:composite",
+    "MH2": "case:return_rate",
+    "MH3": "case:reopen_rate",
+    "B": "entry:check",
+}
+
+
+def test_no_ratings_and_no_response_never_earn_full_marks(session: Session) -> None:
+    """0 % response and no ratings scored 25/25 on 诉求办理: the composite was dropped and its weight moved."""
+    c1, c2 = _unit(session, "420102-S1-C1"), _unit(session, "420102-S1-C2")
+    hour = timedelta(hours=1)
+    for n in range(10):  # C1: dispatched, signed for late (5 h > 4 h), never resolved, never rated
+        case = _case(session, c1, 300 + n, None, created_at=T3, state="accepted", solved=None)
+        for action, delta in (("dispatch", timedelta(0)), ("accept", 5 * hour)):
+            session.add(CaseEvent(case_id=case.id, action=action, created_at=T3 + delta))
+    for n in range(10):  # C2, same street: all on time, resolved, satisfied and solved
+        case = _case(session, c2, 400 + n, "satisfied", created_at=T3)
+        for action, delta in (("dispatch", timedelta(0)), ("accept", hour), ("resolve", 24 * hour)):
+            session.add(CaseEvent(case_id=case.id, action=action, created_at=T3 + delta))
+    session.flush()
+    systems.create_system(session, Q3, MH_TREE, MH_SOURCES, rollup="equal")
+    for unit in (c1, c2):
+        inputs.add_entry(session, Q3, unit, "check", 5.0)
+    score_quarter(session, Q3)
+    run = systems.run_for(session, Q3)
+    assert run is not None
+
+    def row(unit: Unit, node: str) -> Score:
+        found = session.scalar(
+            select(Score).where(Score.run_id == run.id, Score.unit_id == unit.id, Score.node_code == node)
+        )
+        assert found is not None
+        return found
+
+    # Street values (C2 alone has ratings and resolutions): resolution 100 %, satisfaction 100 %, reopen 0 %.
+    # C1 composite = 30 % × 0 + 35 % × 100 + 35 % × 100 = 70 → (70 − 60)/40 of 15 points = 3.75;
+    # return 0/10 → 5 points; reopen imputed 0 % → 5 points capped at 80 % = 4. 诉求办理 = 12.75 of 25.
+    assert row(c1, "MH1").value == pytest.approx(70.0)
+    assert row(c1, "MH1").sample_flag == missing.FLAG_IMPUTED
+    assert row(c1, "MH").score == pytest.approx(12.75)
+    assert row(c1, "MH3").score == pytest.approx(4.0)
+    explanation = row(c1, "MH1").explanation
+    assert "三率综合 = 30%×响应率 0.0（0/10）" in explanation and "无样本" in explanation
+    assert row(c2, "MH").score == pytest.approx(25.0)
+    assert row(c2, "MH1").sample_flag == ""
+
+
+def test_small_samples_shrink_toward_the_street(session: Session, tiny: dict[str, Unit]) -> None:
+    """C1 has 4 ratings (75 %), C2 2 (100 %): below the minimum of 10, pulled toward the street's 83.33 %."""
+    score_quarter(session, Q)
+    street = (75 * 4 + 100 * 2) / 6
+    c1 = (75 * 4 + missing.PRIOR_STRENGTH["case"] * street) / (4 + 10)  # 80.952
+    c2 = (100 * 2 + missing.PRIOR_STRENGTH["case"] * street) / (2 + 10)  # 86.111
+    assert _score(session, tiny["c1"], "A").value == pytest.approx(c1)
+    assert _score(session, tiny["c2"], "A").value == pytest.approx(c2)
+    assert _score(session, tiny["c1"], "A").sample_flag == missing.FLAG_SMALL
+    assert "样本不足（n = 4 < 10）" in _score(session, tiny["c1"], "A").explanation
+    assert _score(session, tiny["c1"]).score == pytest.approx((c1 - 60) / 40 * 60 + 20)
+    # C3 has no cases at all: not applicable, as before (nothing was expected of it).
+    assert (
+        _score(session, tiny["c3"], "A").value is None and _score(session, tiny["c3"], "A").sample_flag == ""
+    )
+
+
+def test_dashboard_lists_unscored_communities_apart(
+    client: Any, session: Session, tiny: dict[str, Unit]
+) -> None:
+    """社区前十名 listed ten 无数据 units (NULL ranks sort first on SQLite) and ranks printed as 1.0."""
+    score_quarter(session, Q)
+    session.commit()
+    login(client, "evaluator")
+    page = client.get(f"/assessment/?quarter={Q}").data.decode()
+    top = page[page.index("社区前十名") : page.index("社区后十名")]
+    assert "无数据" not in top and "1.0" not in top
+    assert "<td>1</td>" in top and tiny["c2"].name in top  # the best (100 points) is first
+    unscored = page[page.index("无得分的社区（不参与排名）") :]
+    total = session.scalar(select(func.count()).select_from(Unit).where(Unit.level == "community"))
+    assert total is not None and total > 3  # the demo tree: most communities have no data in 2020Q1
+    bottom = page[page.index("社区后十名") : page.index("无得分的社区")]
+    assert tiny["c2"].name not in bottom and tiny["c1"].name in top + bottom
+    assert "无数据" not in bottom
+    assert unscored.count("/unit/") >= 1
+
+
+def test_three_rates_with_counts_on_dashboard_drilldown_and_ledger(
+    client: Any, session: Session, tiny: dict[str, Unit]
+) -> None:
+    """Per-unit response, resolution and satisfaction were never shown or exported."""
+    rates = inputs.three_rates(session, Q).loc[tiny["c1"].id]
+    assert (rates["satisfaction_rate_num"], rates["satisfaction_rate_den"]) == (3, 4)
+    assert (
+        rates["satisfaction_rate_small"]
+        and 0 < rates["satisfaction_rate_low"] < 75 < rates["satisfaction_rate_high"] < 100
+    )
+    score_quarter(session, Q)
+    session.commit()
+    login(client, "evaluator")
+    dashboard = client.get(f"/assessment/?quarter={Q}").data.decode()
+    assert "响应率" in dashboard and "5/6" in dashboard  # the district pools C1's 4 and C2's 2 ratings
+    assert "缺失数据与小样本规则" in dashboard and "Benjamini–Hochberg" in dashboard
+    street = client.get(f"/assessment/{Q}/unit/420102-S1").data.decode()
+    assert "3/4" in street and "样本不足" in street
+    unit = client.get(f"/assessment/{Q}/unit/420102-S1-C1").data.decode()
+    assert "75.0%" in unit and "3/4" in unit and "样本不足" in unit
+    book = load_workbook(io.BytesIO(client.get(f"/assessment/{Q}/export.xlsx").data))
+    sheet = list(book["社区三率"].iter_rows(values_only=True))
+    row = next(r for r in sheet if r[0] == "420102-S1-C1")
+    header = sheet[0]
+    assert row[header.index("满意率分子")] == 3 and row[header.index("满意率分母")] == 4
+    assert row[header.index("满意率样本")] == "样本不足"
+    scores = list(book["社区得分"].iter_rows(values_only=True))
+    flags = next(r for r in scores if r[1] == "420102-S1-C1")[-1]
+    assert "样本不足" in flags

@@ -712,7 +712,9 @@ def test_weighted_index_by_hand_with_kish_interval(client, session):
     row = result.table.set_index("community_code").loc[C1]
     assert row["n"] == 4 and row["index"] == pytest.approx(75)
     assert row["w_index"] == pytest.approx(50) and row["n_eff"] == pytest.approx(3)
-    assert row["w_high"] - row["w_index"] == pytest.approx(4.302653 * math.sqrt(1250), rel=1e-6)
+    # t half-width 152.1 around 50 (p = 0.5), bounded on the logit scale: 100·expit(1.521/0.25).
+    half = 4.302653 * math.sqrt(1250)
+    assert row["w_high"] == pytest.approx(100 / (1 + math.exp(-half / 100 / 0.25)), rel=1e-6)
     plain = satisfaction_index(pd.DataFrame({"s": [100.0, 100.0, 100.0, 0.0]}), points=None)
     assert (row["low"], row["high"]) == pytest.approx((plain.low, plain.high))
     login(client, "evaluator")
@@ -794,3 +796,14 @@ def test_a_kobo_form_imports_with_notes_and_its_rules_hold_on_the_public_form(cl
     stored = session.scalar(select(SurveyResponse).where(SurveyResponse.survey_id == survey.id))
     names = {q.id: q.name for q in survey.questions}
     assert sorted(names[a.question_id] for a in stored.answers) == ["q_env", "q_need", "q_years"]
+
+
+def test_city_trend_flags_quarters_with_few_answers(client, session):
+    """The city trend swung on 2 answers without a warning: such quarters are starred and the interval stays in 0–100."""
+    survey = make_survey(session, quarter="2026Q3")
+    seed_answers(session, survey, C1, [(2, 2), (4, 4)])  # 2 respondents: 25 and 75
+    series = frames.quarter_series(session, ["2026Q3"])
+    assert series["low"].iloc[0] >= 0.0 and series["high"].iloc[0] <= 100.0
+    login(client, "evaluator")
+    body = client.get("/surveys/results?quarter=2026Q3").get_data(as_text=True)
+    assert "2026Q3*" in body and "样本不足 30 人" in body
