@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import config as app_config
+from app import logging_setup, ops
 from app.extensions import babel, csrf, db, login_manager, migrate
-from core.privacy import PiiLogFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE_BEGIN = "minhu_sqlite_begin"  # execution option: how a SQLite transaction begins
@@ -21,13 +21,22 @@ SQLITE_BEGIN = "minhu_sqlite_begin"  # execution option: how a SQLite transactio
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then environment, then ``config`` overrides."""
-    instance = Path((config or {}).get("INSTANCE_PATH") or ROOT / "instance")
+    # INSTANCE_PATH (mapping or environment): uploads, evidence and the generated secret; a shared volume
+    # when several hosts serve one city.
+    instance = Path(
+        (config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH") or ROOT / "instance"
+    )
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.update(app_config.load(instance, config))
     _configure_logging(app)
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    # A connection the server dropped (restart, failover, pg_terminate_backend) is replaced on checkout
+    # instead of failing the request that draws it from the pool.
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_pre_ping", True)
+    # SQL parameters (a resident's name, phone, description) never go into error messages or logs.
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("hide_parameters", True)
     db.init_app(app)
     with app.app_context():
         _configure_engine(db.engine)
@@ -35,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     babel.init_app(app)
     login_manager.init_app(app)
+    ops.init_app(app)  # request id, access line and metrics hooks first; /healthz, /readyz, /metrics
 
     from app import (
         api,
@@ -42,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         cli,
         errors,
         models,  # noqa: F401 - registers every table on the metadata (migrations, create_all)
+        security,
         web,
     )
 
@@ -51,29 +62,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     cli.init_app(app)
     _configure_jobs(app)
-    app.after_request(_security_headers)
+    security.init_app(app)
     return app
 
 
-def _security_headers(response: Response) -> Response:
-    """No Referer leaves the site (it would carry the status page's private ?k= token); no MIME sniffing."""
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
-
-
 def _configure_logging(app: Flask) -> None:
-    """Mask phone numbers and private-link tokens in every log record, whatever handler writes it."""
+    """JSON lines (or text on a terminal) with request/job ids; phones, tokens and row values scrubbed."""
     app.logger.setLevel(app.config["LOG_LEVEL"])
-    pii = PiiLogFilter()
-    for handler in logging.getLogger().handlers + app.logger.handlers:
-        handler.addFilter(pii)
-    # A logger's own filters see only records logged on it (not its children's), so the loggers that
-    # print request lines (werkzeug's dev server access log, waitress, RQ) get the filter themselves.
-    for name in ("", "werkzeug", "waitress", "rq.worker"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, PiiLogFilter) for f in logger.filters):
-            logger.addFilter(pii)
+    logging_setup.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
 
 def _configure_engine(engine: Engine) -> None:

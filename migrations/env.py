@@ -11,7 +11,10 @@ config = context.config
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
 # Keep the app's loggers alive: `flask serve` migrates, then keeps running in the same process.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# When the app has configured logging already (JSON lines, privacy filters), alembic.ini must not replace
+# the root handlers.
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 

@@ -26,14 +26,21 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openpyxl import load_workbook
-from openpyxl.utils.exceptions import InvalidFileException
 from pyxform.builder import create_survey_element_from_dict
 from pyxform.errors import PyXFormError
 from pyxform.xls2json import workbook_to_json
 from pyxform.xls2json_backends import get_xlsform
 
-from core.csvio import ImportRejected, RowError, read_rows
+from core.csvio import (
+    XLSFORM_LIMITS,
+    ErrorLog,
+    ImportRejected,
+    RowError,
+    check_xlsx,
+    read_rows,
+    xlsx_rows,
+)
+from core.inputs import column_length
 from surveys import expressions
 from surveys.definitions import (
     AGE_BANDS,
@@ -47,7 +54,7 @@ from surveys.definitions import (
     SurveySpec,
     validate_answers,
 )
-from surveys.models import QuestionKind
+from surveys.models import QuestionKind, SurveyResponse
 
 SIMPLE_TYPES = {
     "integer": QuestionKind.integer,
@@ -112,6 +119,8 @@ FALSE_WORDS = frozenset({"", "no", "false", "false()", "0", "否"})
 PAPER_FIXED = ("instance_id", "community", "age_band", "gender", "district")
 SURVEY_SHEET, CHOICES_SHEET = "survey 表", "choices 表"
 CHINESE = re.compile(r"(^|[\s(（])(zh([-_][a-z]+)?)([)）]|$)|中文|汉语|简体|chinese", re.IGNORECASE)
+PAPER_PREFIX = "paper-"  # stored instance ids of paper questionnaires
+INSTANCE_MAX = (column_length(SurveyResponse.instance_id) or 100) - len(PAPER_PREFIX)
 
 
 def _cell(value: Any) -> str:
@@ -121,13 +130,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
-
-
-def _open_workbook(data: bytes) -> Any:
-    try:
-        return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise ImportRejected([RowError(1, "无法读取文件，请上传 .xlsx 格式的 Excel 文件")]) from exc
 
 
 # ------------------------------------------------------------------------------------------------ XLSForm
@@ -382,6 +384,8 @@ def _read_definition(data: bytes) -> Any:
         file_type = ".xls"
     else:
         raise ImportRejected([RowError(1, "无法读取文件，请上传 .xlsx 格式的 Excel 文件")])
+    if file_type == ".xlsx":
+        check_xlsx(data, XLSFORM_LIMITS)  # zip bomb, sheets, rows and cells, before pyxform reads it
     try:
         return get_xlsform(io.BytesIO(data), file_type=file_type)
     except (PyXFormError, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
@@ -464,33 +468,29 @@ class PaperBatch:
     """Valid rows and rejected rows of one paper file."""
 
     rows: list[PaperRow] = field(default_factory=list)
-    errors: list[RowError] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)  # the first MAX_REPORTED problems
+    total_errors: int = 0  # all of them
 
 
-def _xlsx_rows(data: bytes) -> Iterator[tuple[int, dict[str, str]]]:
-    workbook = _open_workbook(data)
-    sheet = workbook[workbook.sheetnames[0]]
-    rows = sheet.iter_rows(values_only=True)
-    header = [_cell(v) for v in next(rows, ())]
-    for number, values in enumerate(rows, start=2):
-        row = {header[i]: _cell(v) for i, v in enumerate(values) if i < len(header) and header[i]}
-        if any(row.values()):
-            yield number, row
-
-
-def paper_rows(data: bytes, filename: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, row) of an uploaded CSV or XLSX file; lines count the header as line 1."""
+def paper_rows(
+    data: bytes, filename: str, errors: ErrorLog | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, row) of an uploaded CSV or XLSX file, bounded (core.csvio.Limits); lines count the header
+    as line 1. Rows with bad cells go to ``errors``."""
     if filename.lower().endswith((".xlsx", ".xlsm")) or data[:2] == b"PK":
-        return _xlsx_rows(data)
-    return read_rows(data, required=("instance_id", "community"))
+        return xlsx_rows(data, errors=errors) or iter(())
+    return read_rows(data, required=("instance_id", "community"), errors=errors)
 
 
 def read_paper(
     rows: Iterable[tuple[int, dict[str, str]]],
     questions: Sequence[QuestionLike],
     community_codes: Mapping[str, str],
+    error_log: ErrorLog | None = None,
 ) -> PaperBatch:
-    """Validate each paper row; ``community_codes`` maps a community code to its district code."""
+    """Validate each paper row; ``community_codes`` maps a community code to its district code.
+    Problems go to ``error_log`` (give the log ``paper_rows`` writes to, so both share one cap)."""
+    log = error_log if error_log is not None else ErrorLog()
     batch = PaperBatch()
     seen: dict[str, int] = {}
     genders = {**{code: code for code, _ in GENDERS}, **{label: code for code, label in GENDERS}}
@@ -501,12 +501,15 @@ def read_paper(
         problems: list[tuple[str | None, str]] = []
         if not instance:
             problems.append(("instance_id", "缺少问卷编号"))
-        elif len(instance) > 100:
-            problems.append(("instance_id", "问卷编号过长（最多 100 字符）"))
+        elif len(instance) > INSTANCE_MAX:
+            problems.append(("instance_id", f"问卷编号过长（最多 {INSTANCE_MAX} 字符）"))
         elif instance in seen:
             problems.append(("instance_id", f"问卷编号与第 {seen[instance]} 行重复"))
+        district = row.get("district", "").strip()
         if community not in community_codes:
-            problems.append(("community", f"社区代码“{community}”不存在"))
+            problems.append(("community", f"社区代码“{community[:40]}”不存在"))
+        elif district and district != community_codes[community]:
+            problems.append(("district", f"社区“{community}”不属于区“{district[:40]}”"))
         gender = genders.get(row.get("gender", "")) if row.get("gender") else ""
         if gender is None:
             problems.append(("gender", "性别只能填 男/女 或 male/female"))
@@ -516,9 +519,10 @@ def read_paper(
         answers, errors = validate_answers(questions, {q.name: [row.get(q.name, "")] for q in questions})
         problems.extend(errors.items())
         if problems:
-            batch.errors.extend(RowError(line, message, column) for column, message in problems)
+            log.extend(RowError(line, message, column) for column, message in problems)
             continue
         seen[instance] = line
-        district = row.get("district", "") or community_codes[community]
+        district = district or community_codes[community]
         batch.rows.append(PaperRow(line, instance, community, age, gender or "", district, answers))
+    batch.errors, batch.total_errors = log.errors, log.total
     return batch

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -260,7 +261,14 @@ class PaperUpload(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     stored: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
-    rejected: Mapped[Any] = mapped_column(JSON, default=list)  # [[line, column, message], ...]
+    rejected: Mapped[Any] = mapped_column(JSON, default=list)  # [[line, column, message], ...] (first 200)
+    rejected_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # all problems
+    # A large file is imported by a job (surveys.jobs.import_paper_upload): queued → running → done/failed.
+    status: Mapped[str] = mapped_column(String(20), default="done", server_default="done")
+    valid_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # to store, once read
+    processed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # of those, done so far
+    message: Mapped[str] = mapped_column(Text, default="", server_default="")  # why a job failed
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)  # the file until it is read
 
 
 class SurveyMargin(Base):

@@ -41,7 +41,6 @@ from surveys.definitions import (
     validate_answers,
     validate_respondent,
 )
-from surveys.imports import paper_rows, read_paper
 from surveys.models import (
     Answer,
     PaperUpload,
@@ -379,56 +378,9 @@ def import_paper(
     session: Session, survey: Survey, data: bytes, filename: str, user: User | None = None
 ) -> PaperUpload:
     """Store every valid row of a paper file; rejected rows are recorded; known instance ids add nothing."""
-    if survey.status == SurveyStatus.draft:
-        raise SurveyError("not_open", N_("问卷尚未开始收集，不能导入纸质问卷"))
-    rows = session.execute(
-        select(Unit.code, Unit.path).where(Unit.level == Level.community, Unit.active.is_(True))
-    ).all()
-    district_ids = {code: path.strip("/").split("/")[1] if path.count("/") > 2 else "" for code, path in rows}
-    district_codes = {
-        uid: code
-        for uid, code in session.execute(select(Unit.id, Unit.code).where(Unit.level == Level.district))
-    }
-    communities = {code: district_codes.get(int(d), "") if d else "" for code, d in district_ids.items()}
-    batch = read_paper(paper_rows(data, filename), survey.questions, communities)
-    known = set(
-        session.scalars(
-            select(SurveyResponse.instance_id).where(
-                SurveyResponse.survey_id == survey.id,
-                SurveyResponse.instance_id.in_([f"paper-{r.instance_id}" for r in batch.rows]),
-            )
-        )
-    )
-    wanted = {r.community_code for r in batch.rows}
-    units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(wanted)))}
-    stored = duplicates = 0
-    for row in batch.rows:
-        instance = f"paper-{row.instance_id}"
-        if instance in known:
-            duplicates += 1
-            continue
-        _store(
-            session,
-            survey,
-            units[row.community_code],
-            instance,
-            "paper",
-            Respondent(row.age_band, row.gender),
-            row.district_code,
-            row.answers,
-        )
-        stored += 1
-    upload = PaperUpload(
-        survey_id=survey.id,
-        filename=filename[:200],
-        uploaded_by=user.id if user else None,
-        stored=stored,
-        duplicates=duplicates,
-        rejected=[[e.line, e.column or "", e.message] for e in batch.errors],
-    )
-    session.add(upload)
-    session.flush()
-    return upload
+    from surveys import paper  # paper builds on _store below; imported here to keep the modules acyclic
+
+    return paper.import_paper(session, survey, data, filename, user)
 
 
 def rejected_rows(upload: PaperUpload) -> list[RowError]:

@@ -9,7 +9,6 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, cast
 
-import pandas as pd
 import segno
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -32,14 +31,17 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from app.auth import roles_required, signed_in_user
-from app.callback_source import callback_results
 from app.exports import csv_text, safe_frame
 from app.extensions import db
+from app.security import public_url
 from app.web.present import register_nav
+from assessment.inputs import callback_results
+from core import jobs
 from core.csvio import ImportRejected, RowError
 from core.models import Level, Role, Unit
 from core.quarter import Quarter
 from surveys import expressions, frames, integrity, services
+from surveys import paper as paper_import
 from surveys.definitions import (
     AGE_BANDS,
     GENDERS,
@@ -167,7 +169,7 @@ def qr_svg(url: str, scale: int = 4) -> Markup:
 
 def survey_url(survey: Survey, community_code: str, token: str | None = None) -> str:
     """The absolute public link of a survey for a community (with a panel token when given)."""
-    return url_for("surveys.respond", survey_id=survey.id, code=community_code, t=token, _external=True)
+    return public_url("surveys.respond", survey_id=survey.id, code=community_code, t=token)
 
 
 def _fmt(value: float) -> str:
@@ -529,10 +531,16 @@ def paper(survey_id: int) -> Any:
             error, status = _("请选择要上传的文件"), 422
         else:
             try:
+                if len(data) > int(current_app.config["IMPORT_INLINE_BYTES"]):
+                    # A large file is imported by a job, outside this process; its page shows progress.
+                    queued = paper_import.queue_paper(_db(), survey, data, name, signed_in_user())
+                    _db().commit()
+                    jobs.enqueue("surveys.jobs.import_paper_upload", queued.id)
+                    return redirect(url_for("surveys.upload", survey_id=survey.id, upload_id=queued.id))
                 upload = services.import_paper(_db(), survey, data, name, signed_in_user())
             except ImportRejected as rejected:
                 _db().rollback()
-                error, status = "；".join(str(e) for e in rejected.errors), 422
+                error, status = str(rejected), 422
             except SurveyError as exc:
                 _db().rollback()
                 error, status = _(exc.message), 422
@@ -567,6 +575,23 @@ def paper(survey_id: int) -> Any:
         uploads=uploads,
         columns=columns,
     ), status
+
+
+@bp.route("/surveys/<int:survey_id>/uploads/<int:upload_id>")
+@roles_required(*EVALUATORS)
+def upload(survey_id: int, upload_id: int) -> Any:
+    """One paper upload: the progress of its import job, then what was stored and rejected."""
+    survey = _survey(survey_id)
+    row = _db().get(PaperUpload, upload_id)
+    if row is None or row.survey_id != survey_id:
+        abort(404)
+    return render_template(
+        "surveys/upload.html",
+        survey=survey,
+        upload=row,
+        rejected=services.rejected_rows(row),
+        running=row.status in ("queued", "running"),
+    )
 
 
 @bp.route("/surveys/<int:survey_id>/uploads/<int:upload_id>/rejected.csv")
@@ -653,7 +678,7 @@ def _results_quarter() -> Quarter:
         except ValueError:
             abort(400)
     latest = _db().scalar(select(Survey.quarter).order_by(Survey.quarter.desc()).limit(1))
-    return Quarter.parse(latest) if latest else Quarter.of(pd.Timestamp.now().to_pydatetime())
+    return Quarter.parse(latest) if latest else Quarter.current()
 
 
 @bp.route("/surveys/results")

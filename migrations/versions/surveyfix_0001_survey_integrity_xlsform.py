@@ -1,7 +1,7 @@
 """surveys: XLSForm expressions, translations and kept columns; answer status and submission keys
 
 Revision ID: surveyfix_0001
-Revises: e013c090c407
+Revises: calendar_0001
 Create Date: 2026-12-01 07:00:00
 
 Written by hand. Existing rows get empty expressions and extras, and every existing response stays
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'surveyfix_0001'
-down_revision = 'e013c090c407'
+down_revision = 'calendar_0001'
 branch_labels = None
 depends_on = None
 

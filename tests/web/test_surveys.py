@@ -620,7 +620,7 @@ def test_exports(client, session):
 
 
 def test_answers_frame_and_callback_source(session):
-    from app.callback_source import callback_ratings, callback_results
+    from assessment.inputs import callback_ratings, callback_results
     from routing.models import Case
 
     survey = make_survey(session)
