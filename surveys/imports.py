@@ -104,7 +104,15 @@ TYPE_LABELS = {
 USED_KEYS = frozenset(
     {"type", "name", "label", "hint", "bind", "choices", "itemset", "list_name", "indicator", "service_area"}
 )
-USED_BIND = frozenset({"required", "relevant", "constraint", "jr:constraintMsg", "jr:requiredMsg"})
+USED_BIND = frozenset({"required", "relevant", "constraint", "jr:constraintMsg"})
+# pyxform's internal names of columns → the names users write in the sheet.
+XLSFORM_NAMES = {
+    "jr:requiredMsg": "required_message",
+    "calculate": "calculation",
+    "readonly": "read_only",
+    "jr:choice_filter": "choice_filter",
+    "itemset": "choice_filter",
+}
 DK_NAMES = ("dk", "99")
 TRUE_WORDS = frozenset({"yes", "true", "true()", "1", "是"})
 FALSE_WORDS = frozenset({"", "no", "false", "false()", "0", "否"})
@@ -274,21 +282,24 @@ def _question(walk: _Walk, item: Mapping[str, Any], relevant: str, line: int) ->
     translations: dict[str, Any] = {k: v for k, v in (("label", labels), ("hint", hints)) if v}
     if messages:
         translations["constraint_message"] = messages
-    if kind in (QuestionKind.single, QuestionKind.multiple):
-        _choices(walk, item, spec, translations, line)
     for column in extras:
         walk.unused.setdefault(column, []).append(line)
     spec.translations, spec.extras = translations, extras
+    if kind in (QuestionKind.single, QuestionKind.multiple):
+        _choices(walk, item, spec, translations, line)
     return spec
 
 
 def _choices(
     walk: _Walk, item: Mapping[str, Any], spec: QuestionSpec, translations: dict[str, Any], line: int
 ) -> None:
-    choices, dont_know, labels = [], None, {}
+    choices, dont_know, labels, kept = [], None, {}, {}
     for choice in item.get("choices") or []:
         code = str(choice.get("name", ""))
         text, languages = _pick(choice.get("label"), walk.language)
+        other = {k: v for k, v in choice.items() if k not in ("name", "label") and v not in ("", None, {})}
+        if other:
+            kept[code] = other
         if languages:
             labels[code] = languages
         if code in DK_NAMES and dont_know is None:
@@ -297,6 +308,10 @@ def _choices(
             choices.append([code, text or code])
     if labels:
         translations["choices"] = labels
+    if kept:
+        spec.extras["choices"] = kept
+        columns = "、".join(sorted({k for v in kept.values() for k in v}))
+        walk.unused.setdefault(f"choices 表的 {columns}", []).append(line)
     spec.choices = choices
     spec.dont_know = dont_know is not None
     spec.dont_know_label = dont_know or DONT_KNOW_LABEL
@@ -420,7 +435,13 @@ def parse_xlsform(data: bytes) -> SurveySpec:
         raise ImportRejected(sorted(walk.errors, key=lambda e: e.line))
     for column, lines in walk.unused.items():
         shown = "、".join(str(n) for n in lines[:10]) + ("…" if len(lines) > 10 else "")
-        message = f"列“{column.removeprefix('bind:')}”在线问卷不使用，已保留在定义中（第 {shown} 行）"
+        name = column.removeprefix("bind:")
+        name = XLSFORM_NAMES.get(name, name)
+        message = (
+            f"{name} 列在线问卷不使用，已保留在定义中（第 {shown} 行的选项）"
+            if name.startswith("choices 表")
+            else f"列“{name}”在线问卷不使用，已保留在定义中（第 {shown} 行）"
+        )
         walk.notes.append(RowError(lines[0], message, SURVEY_SHEET))
     for text in warnings:
         found, language = _ROW.search(text), MISSING_LANGUAGE.search(text)

@@ -407,3 +407,30 @@ def test_callback_summary_uses_wilson_intervals():
         callback_summary(ratings.assign(satisfaction="great"))
     with pytest.raises(ValueError, match="缺少列"):
         callback_summary(ratings.drop(columns="solved"))
+
+
+def test_other_columns_of_questions_and_choices_are_kept_and_reported_under_the_sheet_names():
+    spec = parse_xlsform(
+        workbook(
+            [
+                ["type", "name", "label", "required", "required_message", "default"],
+                ["select_one yn", "q", "Q", "yes", "必须回答", "y"],
+            ],
+            [
+                ["list_name", "name", "label", "media::image", "filter"],
+                ["yn", "y", "是", "y.png", "a"],
+                ["yn", "n", "否", "", "b"],
+            ],
+        )
+    )
+    question = spec.questions()[0]
+    assert question.extras == {
+        "default": "y",
+        "bind:jr:requiredMsg": "必须回答",
+        "choices": {"y": {"media": {"image": "y.png"}, "filter": "a"}, "n": {"filter": "b"}},
+    }
+    assert [n.message for n in spec.notes] == [
+        "列“default”在线问卷不使用，已保留在定义中（第 2 行）",
+        "列“required_message”在线问卷不使用，已保留在定义中（第 2 行）",
+        "choices 表的 filter、media 列在线问卷不使用，已保留在定义中（第 2 行的选项）",
+    ]
