@@ -5,7 +5,8 @@
     python3 manage.py test   # create .venv, install with test extras, run every test tier
 
 Each creates its own virtual environment in .venv and installs from pyproject.toml when that file
-changed since the last install.
+changed since the last install (or when `test` needs extras that `run` did not install); a
+busy --port is reported before anything is installed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import venv
@@ -25,23 +27,64 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
 def ensure_venv(extras: str = "") -> None:
-    """Create .venv and (re)install the project when pyproject.toml or the extras changed."""
+    """Create .venv and install the project when pyproject.toml changed or ``extras`` are missing.
+
+    The stamp names pyproject.toml's digest and records the extras installed with it, so ``run`` after
+    ``test`` (whose install is a superset) installs nothing, and ``test`` after ``run`` adds its extras once.
+    """
     if sys.version_info < (3, 11):  # noqa: UP036 - manage.py runs on whatever python3 the user has
         sys.exit("需要 Python 3.11 或更高版本 / Python 3.11+ is required")
     if not PYTHON.exists():
         print("创建虚拟环境 .venv …", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()[:16]
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
     stamp = VENV / f".installed-{digest}"
-    if stamp.exists():
+    wanted = {e for e in extras.split(",") if e}
+    installed = set(stamp.read_text().split()) if stamp.exists() else set()
+    if stamp.exists() and wanted <= installed:
         return
     print("安装依赖 …", flush=True)
-    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
+    extras_now = sorted(wanted | installed)
+    target = f"{ROOT}[{','.join(extras_now)}]" if extras_now else str(ROOT)
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", target], check=True)
     for old in VENV.glob(".installed-*"):
         old.unlink()
-    stamp.touch()
+    stamp.write_text(" ".join(extras_now))
+
+
+def port_problem(args: list[str]) -> str | None:
+    """One line (Chinese + English) when the ``--host``/``--port`` that ``run`` would serve on is taken."""
+    host, port = "127.0.0.1", 5000
+    for i, arg in enumerate(args):
+        for name in ("--host", "--port"):
+            value = None
+            if arg == name and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg.split("=", 1)[1]
+            if value is not None and name == "--host":
+                host = value
+            elif value is not None:
+                if not value.isdigit():
+                    return f"端口必须是数字：{value} / --port must be a number: {value}"
+                port = int(value)
+    return bind_problem(host, port)
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Try to bind ``host:port`` as the web server will (SO_REUSEADDR on POSIX); a message if it cannot."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if os.name == "posix":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return (
+                f"端口 {port} 已被占用或不可用（{host}），请用 --port 换一个端口 / "
+                f"port {port} on {host} is busy or unavailable ({exc.strerror}); choose another with --port"
+            )
+    return None
 
 
 def ensure_chromium() -> None:
@@ -63,6 +106,10 @@ def ensure_chromium() -> None:
 
 def run(args: list[str]) -> int:
     """Start the platform on the embedded defaults (or DATABASE_URL / REDIS_URL when set)."""
+    problem = port_problem(args)  # before installing or migrating anything
+    if problem:
+        print(problem, file=sys.stderr, flush=True)
+        return 1
     ensure_venv()
     command = [str(PYTHON), "-m", "flask", "--app", "app", "serve", *args]
     os.chdir(ROOT)

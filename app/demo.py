@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.auth import create_user
 from core.catalogue import import_default_catalogue
 from core.db import DbSession
 from core.models import Level, Role, Unit, UnitKind, User
 from core.units import import_work_plan_units
+from routing.calendar_store import seed_from_library
 from routing.intake import Submission, submit
 from routing.models import Case
 
@@ -120,6 +123,8 @@ def load_demo(session: DbSession, token_key: bytes) -> list[DemoLogin]:
     """Idempotently load everything a demo needs (flush only; the caller commits)."""
     import_work_plan_units(session)
     import_default_catalogue(session)
+    # Databases built by create_all (demo, tests) skip the migration that seeds the holiday notices.
+    seed_from_library(cast(Session, session))
     communities = ensure_demo_places(session)
     logins = demo_logins(session)
     for login in logins:

@@ -24,9 +24,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from app.assessment_runner import score_quarter
 from app.demo import DEMO_PASSWORD
-from core.db import utcnow
+from assessment import inputs, services, systems
+from assessment.jobs import score_quarter
 from core.models import Category, Level, Role, Unit, User
 from core.quarter import Quarter
 from routing import access
@@ -34,13 +34,12 @@ from routing import services as routing
 from routing.intake import Submission, submit
 from routing.lifecycle import State
 from routing.models import Case
-from surveys import assessment
 from surveys import services as surveys
 from surveys.definitions import AGE_BANDS, GENDERS, QuestionSpec, SectionSpec, SurveySpec, likert_choices
 from surveys.models import Answer, QuestionKind, Survey, SurveyResponse
 
 SURVEY_TITLE = "示例：社区公共服务满意度调查"
-SURVEY_INDICATOR = "GF1"  # 公共服务满意度指数 of surveys.assessment.default_system() (source survey:*)
+SURVEY_INDICATOR = "GF1"  # 公共服务满意度指数 of assessment.systems.default_system() (source survey:*)
 # (name, question, service area); every question feeds GF1, the service area names the team behind it.
 QUESTIONS: tuple[tuple[str, str, str], ...] = (
     ("q_sanitation", "您对小区环境卫生和垃圾清运是否满意？", "环卫"),
@@ -114,7 +113,7 @@ class _Place:
 
 def demo_quarters(today: date | None = None) -> tuple[Quarter, Quarter]:
     """The quarter before the previous one and the previous one, relative to ``today``."""
-    newer = Quarter.of(today or utcnow().date()).previous()
+    newer = (Quarter.of(today) if today else Quarter.current()).previous()
     return newer.previous(), newer
 
 
@@ -201,7 +200,7 @@ def load_demo_quarter(session: Session, token_key: bytes, today: date | None = N
         done.entries = _entries(session, quarter, places, admin)
         done.cases = _cases(session, quarter, places, handlers, admin, token_key)
     for quarter, publish, done in ((older, True, summary.quarters[0]), (newer, False, summary.quarters[1])):
-        if assessment.computed(assessment.run_for(session, quarter)):
+        if services.computed(systems.run_for(session, quarter)):
             continue
         score_quarter(session, quarter, publish=publish, user_id=admin.id)
         done.scored = "published" if publish else "draft"
@@ -241,8 +240,9 @@ def _survey(session: Session, quarter: Quarter, places: Sequence[_Place], *, clo
     surveys.open_survey(session, survey)
     question_ids = [q.id for q in sorted(survey.questions, key=lambda q: q.position)]
     rng = random.Random(_seed("survey", str(quarter)))
-    start = datetime.combine(quarter.start, time(1))
-    span = (datetime.combine(quarter.end, time()) - start).total_seconds() - 86400
+    first, end = quarter.bounds_utc()
+    start = first + timedelta(hours=9)  # 09:00 Beijing on the first day
+    span = (end - start).total_seconds() - 86400
     ages = [code for code, _ in AGE_BANDS]
     genders = [code for code, _ in GENDERS]
     responses: list[dict[str, object]] = []
@@ -292,7 +292,7 @@ def _survey(session: Session, quarter: Quarter, places: Sequence[_Place], *, clo
     # The services stamp today; the demo's collection ran during its quarter.
     survey.opened_at = start
     if close:
-        survey.closed_at = datetime.combine(quarter.end, time()) - timedelta(hours=8)
+        survey.closed_at = end
     session.flush()
     return len(ids)
 
@@ -309,7 +309,7 @@ def _entries(session: Session, quarter: Quarter, places: Sequence[_Place], admin
             )
             value = low + share * (high - low)
             value = float(round(value)) if code in COUNT_ENTRIES else round(value, 1)
-            assessment.add_entry(session, quarter, place.unit, code, value, note="示例数据", user_id=admin.id)
+            inputs.add_entry(session, quarter, place.unit, code, value, note="示例数据", user_id=admin.id)
             added += 1
     return added
 

@@ -1,8 +1,8 @@
 """Imports every model module so the metadata knows all tables (used by migrations and tests)."""
 
+import assessment.models
 import core.models
 import routing.models
-import surveys.indicators
 import surveys.models
 
-__all__ = ["core", "routing", "surveys"]
+__all__ = ["assessment", "core", "routing", "surveys"]

@@ -170,13 +170,14 @@ def _check_redis(app: Flask) -> dict[str, Any]:
 
 
 def calendar_warnings(today: Any = None) -> list[dict[str, str]]:
-    """Years within the next 90 days that the holiday data does not cover (Mon–Fri fallback applies)."""
+    """Years within the next 90 days that the stored holiday notices do not cover (deadlines there are
+    provisional until the year's notice is imported)."""
+    from app.extensions import db
     from core.db import utcnow
-    from routing.calendar import calendar_covers
+    from routing.calendar_store import uncovered_dates
 
     start = today or (utcnow() + timedelta(hours=8)).date()  # Beijing date
-    years = sorted({start.year, (start + timedelta(days=CALENDAR_HORIZON_DAYS)).year})
-    missing = [year for year in years if not calendar_covers(year)]
+    missing = sorted({day.year for day in uncovered_dates(db.session(), start, CALENDAR_HORIZON_DAYS)})
     if not missing:
         return []
     listed = "、".join(str(y) for y in missing)
@@ -185,7 +186,7 @@ def calendar_warnings(today: Any = None) -> list[dict[str, str]]:
             "check": "calendar",
             "code": "calendar_not_covered",
             "message": _(
-                "未来 %(days)s 天内的 %(years)s 年节假日与调休数据缺失，时限将按周一至周五计算",
+                "未来 %(days)s 天内的 %(years)s 年节假日与调休数据缺失，期间的时限为暂定（按周一至周五与法定节日计算），导入当年通知后重算",
                 days=CALENDAR_HORIZON_DAYS,
                 years=listed,
             ),

@@ -37,10 +37,9 @@ class Policy:
 PACKAGES = {
     "routing": Policy("routing", timeout=60),
     "surveys": Policy("scoring", timeout=1800, retry_intervals=(30, 120)),
+    "assessment": Policy("scoring", timeout=1800, retry_intervals=(30, 120)),
 }
-TASKS: dict[str, Policy] = {
-    "app.assessment_runner.run_quarter": Policy("scoring", timeout=1800, retry_intervals=(30, 120)),
-}
+TASKS: dict[str, Policy] = {}
 DEFAULT = Policy("default")
 QUEUES = ("routing", "scoring", "default")
 

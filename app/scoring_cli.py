@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from assessment.jobs import RUN_QUARTER
 from core import jobs
 from core.i18n import DomainError
 
@@ -16,7 +17,7 @@ scoring_cli = AppGroup("scoring", help="季度考评计算与发布")
 @click.option("--publish", is_flag=True, help="计算后立即发布（发布后结果冻结）")
 def run(quarter: str, publish: bool) -> None:
     """Score a quarter now (replaces its draft results; a published quarter is refused)."""
-    from app.assessment_runner import run_quarter
+    from assessment.jobs import run_quarter
 
     try:
         run_id = run_quarter(quarter, publish)
@@ -29,5 +30,5 @@ def run(quarter: str, publish: bool) -> None:
 @click.argument("quarter")
 def enqueue(quarter: str) -> None:
     """Queue the scoring of a quarter on the scoring queue."""
-    jobs.enqueue("app.assessment_runner.run_quarter", quarter)
+    jobs.enqueue(RUN_QUARTER, quarter)
     click.echo(f"已提交 {quarter} 的考评计算任务")

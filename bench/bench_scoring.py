@@ -27,12 +27,12 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import app.models  # noqa: F401 - registers every table
-from app.case_rates import case_rates
+from assessment import inputs, services
+from assessment.inputs import case_rates
+from assessment.models import EvaluatorEntry
 from core.db import Base
 from core.models import Category, Unit
 from routing.models import Case
-from surveys import assessment
-from surveys.indicators import EvaluatorEntry
 
 URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench_scoring")
 QUARTER = "2026Q3"
@@ -197,9 +197,7 @@ def main() -> None:
         survey = survey_frame(session)
         t_survey = time.perf_counter() - t_survey
         t_score = time.perf_counter()
-        run = assessment.run_scoring(
-            session, QUARTER, cases, survey, assessment.entries_frame(session, QUARTER)
-        )
+        run = services.run_scoring(session, QUARTER, cases, survey, inputs.entries_frame(session, QUARTER))
         session.commit()
         t_score = time.perf_counter() - t_score
         scored = run.params["scored"]

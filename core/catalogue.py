@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from core.csvio import ImportRejected, RowError, read_rows
 from core.db import DbSession
+from core.inputs import OutOfRange, bounded_number, column_length, is_blank
 from core.models import Category, LimitUnit, Unit, Urgency
 from core.units import ImportSummary
 
@@ -42,8 +43,31 @@ class CategoryRow:
     resolution_unit: LimitUnit
 
 
-def _positive(raw: str) -> float:
-    value = float(raw)
+# Upper bounds of the limits: past them a deadline lies years away (``inf`` imported, then every case
+# of the category failed to dispatch with a 500).
+MAX_SIGN_FOR_HOURS = 720.0  # 30 days
+MAX_RESOLUTION = {
+    LimitUnit.working_days: 365.0,
+    LimitUnit.working_hours: 365.0 * 8,
+    LimitUnit.calendar_hours: 365.0 * 24,
+}
+LIMIT_UNIT_LABELS = {
+    LimitUnit.working_days: "个工作日",
+    LimitUnit.working_hours: "个工作小时",
+    LimitUnit.calendar_hours: "小时",
+}
+# CSV column → its stored length, read from the model.
+CATEGORY_LENGTHS = {
+    "code": column_length(Category.code),
+    "name": column_length(Category.name),
+    "group": column_length(Category.group),
+    "department_code": column_length(Unit.code),
+}
+
+
+def _positive(raw: str, high: float) -> float:
+    """A number in (0, high]; OutOfRange past ``high`` (or infinite), ValueError when not a number."""
+    value = bounded_number(raw, 0.0, high)
     if not value > 0:
         raise ValueError(raw)
     return value
@@ -61,8 +85,11 @@ def parse_categories(data: bytes | str) -> list[CategoryRow]:
             continue
         seen.add(code)
         problems: list[RowError] = []
-        if not raw["name"]:
+        if is_blank(raw["name"]):
             problems.append(RowError(line, "名称不能为空", "name"))
+        for column, length in CATEGORY_LENGTHS.items():
+            if length and len(raw.get(column, "")) > length:
+                problems.append(RowError(line, f"过长（最多 {length} 个字符）", column))
         if raw["default_level"] not in HANDLING_LEVELS:
             problems.append(
                 RowError(line, "默认承办层级应为 community/street/district/department", "default_level")
@@ -80,9 +107,13 @@ def parse_categories(data: bytes | str) -> list[CategoryRow]:
             )
             unit = LimitUnit.working_days
         numbers: dict[str, float] = {}
-        for column in ("sign_for_hours", "resolution_limit"):
+        bounds = {"sign_for_hours": MAX_SIGN_FOR_HOURS, "resolution_limit": MAX_RESOLUTION[unit]}
+        labels = {"sign_for_hours": "小时", "resolution_limit": LIMIT_UNIT_LABELS[unit]}
+        for column, high in bounds.items():
             try:
-                numbers[column] = _positive(raw[column])
+                numbers[column] = _positive(raw[column], high)
+            except OutOfRange:
+                problems.append(RowError(line, f"应为大于 0、不超过 {high:g} {labels[column]}的数字", column))
             except ValueError:
                 problems.append(RowError(line, "必须是大于 0 的数字", column))
         if problems:

@@ -6,14 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, literal, select, update
+from sqlalchemy import func as sql_func
 
-from core.csvio import ImportRejected, RowError, read_rows
+from core.csvio import ErrorLog, ImportRejected, RowError, read_rows
 from core.db import DbSession
+from core.inputs import OutOfRange, bounded_number, column_length, is_blank
 from core.models import LEVEL_ORDER, Level, Unit, UnitKind
 
 COLUMNS = ("code", "name", "level", "parent_code", "kind")
 WORK_PLAN_UNITS = Path(__file__).parent / "data" / "units-from-work-plan.csv"
+CODE_MAX, NAME_MAX = column_length(Unit.code) or 40, column_length(Unit.name) or 120
+MAX_POPULATION = 50_000_000  # more than any city district; a typo beyond it would overflow the column
 
 
 @dataclass(frozen=True)
@@ -37,55 +41,63 @@ class ImportSummary:
     created: int
     updated: int
     unchanged: int
+    moved: tuple[str, ...] = ()  # codes of the units given a new parent (their subtrees moved along)
 
 
 def parse_units(data: bytes | str) -> list[UnitRow]:
     """Validate every row; raise ImportRejected listing each bad line, or return the rows."""
     rows: list[UnitRow] = []
-    errors: list[RowError] = []
+    errors = ErrorLog()
     seen: dict[str, int] = {}
-    for line, raw in read_rows(data, COLUMNS):
+    for line, raw in read_rows(data, COLUMNS, errors=errors):
         code, name = raw.get("code", ""), raw.get("name", "")
         if not code:
-            errors.append(RowError(line, "编码不能为空", "code"))
+            errors.add(RowError(line, "编码不能为空", "code"))
             continue
-        if len(code) > 40:
-            errors.append(RowError(line, "编码过长（最多 40 个字符）", "code"))
+        if len(code) > CODE_MAX:
+            errors.add(RowError(line, f"编码过长（最多 {CODE_MAX} 个字符）", "code"))
             continue
         if code in seen:
-            errors.append(RowError(line, f"编码 {code} 与第 {seen[code]} 行重复", "code"))
+            errors.add(RowError(line, f"编码 {code} 与第 {seen[code]} 行重复", "code"))
             continue
         seen[code] = line
-        if not name:
-            errors.append(RowError(line, "名称不能为空", "name"))
+        if is_blank(name):
+            errors.add(RowError(line, "名称不能为空", "name"))
+        elif len(name) > NAME_MAX:
+            errors.add(RowError(line, f"名称过长（最多 {NAME_MAX} 个字符）", "name"))
         try:
             level = Level(raw.get("level", ""))
         except ValueError:
-            errors.append(
+            errors.add(
                 RowError(
-                    line, f"层级 {raw.get('level')!r} 无效，应为 city/district/street/community", "level"
+                    line, f"层级 {raw['level'][:40]!r} 无效，应为 city/district/street/community", "level"
                 )
             )
             continue
         try:
             kind = UnitKind(raw.get("kind", ""))
         except ValueError:
-            errors.append(RowError(line, f"类型 {raw.get('kind')!r} 无效", "kind"))
+            errors.add(RowError(line, f"类型 {raw['kind'][:40]!r} 无效", "kind"))
             continue
         population: int | None = None
         if raw.get("population"):
             try:
-                population = int(raw["population"])
-                if population < 0:
-                    raise ValueError
+                value = bounded_number(raw["population"], 0, MAX_POPULATION)
+                if not value.is_integer():
+                    raise ValueError(value)
+                population = int(value)
+            except OutOfRange:
+                errors.add(RowError(line, f"人口数应在 0 到 {MAX_POPULATION} 之间", "population"))
             except ValueError:
-                errors.append(RowError(line, "人口数必须是非负整数", "population"))
+                errors.add(RowError(line, "人口数必须是非负整数", "population"))
         parent = raw.get("parent_code") or None
         if parent is None and level != Level.city:
-            errors.append(RowError(line, "除市级外，每个单位都要有上级编码", "parent_code"))
+            errors.add(RowError(line, "除市级外，每个单位都要有上级编码", "parent_code"))
+        elif parent is not None and len(parent) > CODE_MAX:
+            errors.add(RowError(line, f"上级编码过长（最多 {CODE_MAX} 个字符）", "parent_code"))
         rows.append(UnitRow(line, code, name, level, parent, kind, raw.get("note", ""), population))
     if errors:
-        raise ImportRejected(errors)
+        raise errors.rejected()
     return rows
 
 
@@ -117,6 +129,7 @@ def import_units(session: DbSession, data: bytes | str) -> ImportSummary:
     if errors:
         raise ImportRejected(errors)
     created = updated = unchanged = 0
+    moved: list[str] = []
     # Parents first, so each child can take its parent's path.
     for row in sorted(
         rows, key=lambda r: LEVEL_ORDER[r.level] + (0.5 if r.kind == UnitKind.department else 0)
@@ -137,16 +150,46 @@ def import_units(session: DbSession, data: bytes | str) -> ImportSummary:
             session.add(unit)
             existing[row.code] = unit
             created += 1
-        elif any(getattr(unit, k) != v for k, v in values.items()):
-            for key, value in values.items():
-                setattr(unit, key, value)
-            updated += 1
+            session.flush()
+            unit.path = (parent.path if parent else "/") + f"{unit.id}/"
         else:
-            unchanged += 1
-        session.flush()
-        unit.path = (parent.path if parent else "/") + f"{unit.id}/"
+            changed = any(getattr(unit, k) != v for k, v in values.items())
+            if unit.parent is not parent:
+                moved.append(unit.code)
+            for key, value in values.items():
+                if key != "parent":
+                    setattr(unit, key, value)
+            # Also repairs a subtree whose paths an earlier version of this import left stale.
+            move_unit(session, unit, parent)
+            updated += changed
+            unchanged += not changed
     session.flush()
-    return ImportSummary(created, updated, unchanged)
+    return ImportSummary(created, updated, unchanged, tuple(moved))
+
+
+def move_unit(session: DbSession, unit: Unit, parent: Unit | None) -> int:
+    """Put ``unit`` under ``parent`` and rewrite the path of the unit and of every unit below it in one
+    statement, so access by subtree follows at once (flush only: the caller's one transaction commits
+    it or nothing); the number of paths rewritten (0 when the parent and path were already right)."""
+    if parent is not None and parent.path.startswith(unit.path):
+        raise ValueError(f"unit {unit.code} cannot move below itself")
+    unit.parent = parent
+    session.flush()
+    old = unit.path
+    new = (parent.path if parent is not None else "/") + f"{unit.id}/"
+    if old == new:
+        return 0
+    rest = sql_func.substr(Unit.path, len(old) + 1, type_=String)
+    result = session.execute(
+        update(Unit)
+        .where(Unit.path.startswith(old, autoescape=True))
+        .values(path=literal(new, String) + rest)
+        .execution_options(synchronize_session=False)
+    )
+    for held in list(session.identity_map.values()):  # loaded units must not keep their old paths
+        if isinstance(held, Unit):
+            session.expire(held, ["path"])
+    return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult for an UPDATE
 
 
 def import_work_plan_units(session: DbSession) -> ImportSummary:

@@ -29,6 +29,17 @@ def _within(unit: Unit | None, case: Case) -> bool:
     return any(place is not None and place.path.startswith(unit.path) for place in places)
 
 
+def in_scope(user: User | None, case: Case) -> bool:
+    """Whether the case lies in the user's own subtree (by place or current unit): the cases a unit may
+    take as the object or target of an action. Being summoned to a case, or reading across the city
+    (operators, evaluators), lets one see it, not act on it."""
+    if user is None or user.role in (Role.resident, Role.operator, Role.evaluator):
+        return False
+    if user.role == Role.admin or acts_for_city(user) or _is_city_level(user):
+        return True
+    return _within(user.unit, case)
+
+
 def summoned(user: User, case: Case) -> bool:
     """Whether the user's unit was summoned (吹哨) to this case and has not yet answered for good."""
     return user.unit_id is not None and any(

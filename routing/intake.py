@@ -12,22 +12,42 @@ import hmac
 import json
 import re
 import secrets
+import threading
+import time
 from base64 import urlsafe_b64encode
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, scoped_session
 
 from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError
+from core.inputs import (
+    OutOfRange,
+    bounded_number,
+    column_length,
+    forbidden_character,
+    is_blank,
+    visible_length,
+)
 from core.models import Category, Level, Unit, User
 from routing.models import Case, CaseEvent
 
 CHANNELS = ("web", "phone", "api")
 CHANNEL_LABELS = {"web": "网上", "phone": "12345 热线", "api": "接口"}
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
-LIMITS = {"address": 200, "description": 2000, "contact_name": 40}
+# Lengths come from the columns they are stored in; the description column is Text (a product limit).
+LIMITS = {
+    "address": column_length(Case.address) or 200,
+    "description": 2000,
+    "contact_name": column_length(Case.contact_name) or 40,
+}
+TEXT_FIELDS = ("category", "community", "street", "district", "address", "description", "contact_name")
+MULTILINE_FIELDS = frozenset({"description"})
 MIN_DESCRIPTION = 5
 # Mainland China's bounding box: a point outside it is a typing error, not a place in the city.
 LAT_RANGE, LNG_RANGE = (18.0, 54.0), (73.0, 136.0)
@@ -103,35 +123,163 @@ def normalise_phone(raw: str) -> str:
 def _coordinate(raw: float | str | None) -> float | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    return float(raw)
+    # Wider than any coordinate, so the range check below names the problem; bounds a 400-digit number.
+    return bounded_number(raw, -1000.0, 1000.0)
 
 
-def validate(session: DbSession, data: Submission) -> tuple[Category, Unit, list[FieldError]]:
+def _bad_characters(data: Submission) -> dict[str, FieldError]:
+    """Fields holding NUL, other control characters or bidi overrides (newlines only in the description)."""
+    found = {}
+    for field in (*TEXT_FIELDS, "contact_phone", "lat", "lng"):
+        value = getattr(data, field)
+        if isinstance(value, str) and forbidden_character(value, multiline=field in MULTILINE_FIELDS):
+            found[field] = FieldError(field, "control_characters", "不能包含控制字符、换行或不可见的格式字符")
+    return found
+
+
+@dataclass(frozen=True)
+class CategoryRef:
+    """What intake needs of a catalogue entry (plain values, safe to share between requests)."""
+
+    id: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class Place:
+    """A community with its street and district (plain values, safe to share between requests)."""
+
+    community_id: int
+    community_active: bool
+    is_community: bool
+    street_id: int | None
+    street_code: str | None
+    district_id: int | None
+    district_code: str | None
+
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class ReferenceCache:
+    """Per-process cache of category and community look-ups by code, for ``ttl`` seconds.
+
+    Intake reads the same few hundred catalogue entries and communities on every request; caching them
+    saves three of its statements. A flush that adds, changes or deletes a Unit or Category in this
+    process empties the cache at once (and again at that transaction's commit or rollback); other
+    processes see a change within ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: DbSession, kind: str, code: str, load: Callable[[], T]) -> T:
+        """The cached value of ``(kind, code)``, else ``load()`` (cached unless this session holds unit
+        or category changes of its own, which other sessions must not see)."""
+        now = time.monotonic()
+        hit = self._entries.get((kind, code))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        if not session.info.get(_TOUCHED):
+            with self._lock:
+                self._entries[(kind, code)] = (now + self.ttl, value)
+        return value
+
+    def clear(self) -> None:
+        """Forget everything (after a change, and between tests)."""
+        with self._lock:
+            self._entries.clear()
+
+
+reference_cache = ReferenceCache()
+_TOUCHED = "minhu_reference_touched"  # session.info flag: this transaction flushed a Unit/Category
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context: Any) -> None:
+    if any(isinstance(o, Unit | Category) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info[_TOUCHED] = True
+        reference_cache.clear()
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _after_end(session: Session, *_: Any) -> None:
+    if session.info.pop(_TOUCHED, False):
+        reference_cache.clear()
+
+
+def _load_category(session: DbSession, code: str) -> CategoryRef | None:
+    row = session.execute(select(Category.id, Category.active).where(Category.code == code)).first()
+    return CategoryRef(row.id, row.active) if row else None
+
+
+def _load_place(session: DbSession, code: str) -> Place | None:
+    street, district = aliased(Unit), aliased(Unit)
+    row = session.execute(
+        select(
+            Unit.id,
+            Unit.active,
+            Unit.level,
+            street.id.label("street_id"),
+            street.code.label("street_code"),
+            district.id.label("district_id"),
+            district.code.label("district_code"),
+        )
+        .outerjoin(street, street.id == Unit.parent_id)
+        .outerjoin(district, district.id == street.parent_id)
+        .where(Unit.code == code)
+    ).first()
+    if row is None:
+        return None
+    return Place(
+        row.id,
+        row.active,
+        row.level == Level.community,
+        row.street_id,
+        row.street_code,
+        row.district_id,
+        row.district_code,
+    )
+
+
+def validate(session: DbSession, data: Submission) -> tuple[CategoryRef, Place, list[FieldError]]:
     """Check every rule; return the category and community found and the list of problems."""
-    errors: list[FieldError] = []
+    bad = _bad_characters(data)
+    errors: list[FieldError] = list(bad.values())
+    if bad:
+        # Anything else said about such a submission would quote the bad characters back; fix these first.
+        return None, None, errors  # type: ignore[return-value]
 
     def need(field: str, value: str | None, label: str) -> bool:
-        if not (value or "").strip():
+        if is_blank(value):
             errors.append(FieldError(field, "required", f"请填写{label}"))
             return False
         return True
 
     category = community = None
     if need("category", data.category, "诉求类别"):
-        category = session.scalar(select(Category).where(Category.code == data.category.strip()))
+        code = data.category.strip()
+        category = reference_cache.get(session, "category", code, lambda: _load_category(session, code))
         if category is None or not category.active:
             errors.append(FieldError("category", "unknown", "所选诉求类别不存在"))
     if need("community", data.community, "所在社区"):
-        community = session.scalar(select(Unit).where(Unit.code == data.community.strip()))
-        if community is None or community.level != Level.community or not community.active:
+        code = data.community.strip()
+        community = reference_cache.get(session, "place", code, lambda: _load_place(session, code))
+        if community is None or not community.is_community or not community.community_active:
             errors.append(FieldError("community", "unknown", "所选社区不存在"))
             community = None
     if community is not None:
-        street = community.parent
-        if data.street and (street is None or street.code != data.street):
+        if data.street and (community.street_id is None or community.street_code != data.street):
             errors.append(FieldError("community", "mismatch", "所选社区不属于所选街道"))
         elif data.district and (
-            street is None or street.parent is None or street.parent.code != data.district
+            community.street_id is None
+            or community.district_id is None
+            or community.district_code != data.district
         ):
             errors.append(FieldError("street", "mismatch", "所选街道不属于所选区"))
     for field, label in (
@@ -142,7 +290,7 @@ def validate(session: DbSession, data: Submission) -> tuple[Category, Unit, list
         value = getattr(data, field) or ""
         if need(field, value, label) and len(value.strip()) > LIMITS[field]:
             errors.append(FieldError(field, "too_long", f"{label}不能超过 {LIMITS[field]} 个字"))
-    if (data.description or "").strip() and len(data.description.strip()) < MIN_DESCRIPTION:
+    if not is_blank(data.description) and visible_length(data.description) < MIN_DESCRIPTION:
         errors.append(
             FieldError("description", "too_short", f"诉求内容至少 {MIN_DESCRIPTION} 个字，请说明具体情况")
         )
@@ -152,6 +300,8 @@ def validate(session: DbSession, data: Submission) -> tuple[Category, Unit, list
         errors.append(FieldError("contact_phone", "invalid", "手机号码格式不正确，应为 11 位大陆手机号"))
     try:
         lat, lng = _coordinate(data.lat), _coordinate(data.lng)
+    except OutOfRange:
+        errors.append(FieldError("lat", "out_of_range", "地图坐标不在中国境内"))
     except (TypeError, ValueError):
         errors.append(FieldError("lat", "invalid", "地图坐标必须是数字"))
     else:
@@ -176,7 +326,9 @@ def case_token(key: bytes, tracking_number: str) -> str:
 
 def check_token(key: bytes, tracking_number: str, token: str | None) -> bool:
     """Constant-time check of a resident's private token."""
-    return bool(token) and hmac.compare_digest(case_token(key, tracking_number), token or "")
+    # Bytes: compare_digest raises TypeError on a str with non-ASCII characters (a pasted "é" was a 500).
+    given = (token or "").encode("utf-8", "surrogatepass")
+    return bool(token) and hmac.compare_digest(case_token(key, tracking_number).encode(), given)
 
 
 def new_tracking_number(now: datetime) -> str:
@@ -196,29 +348,42 @@ def submit(
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> Intake:
-    """Store one case in state ``submitted`` with its intake event (flush only; the caller commits)."""
+    """Store one case in state ``submitted`` with its intake event (flush only; the caller commits).
+
+    A failed insert (a duplicate tracking number or a racing idempotency key) is retried: inside a
+    savepoint when the session already holds the caller's work, else by rolling back what this call began.
+    """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel}")
     fingerprint = data.fingerprint()
-    key = (idempotency_key or "").strip()[:80] or None
+    # When this call begins the transaction (the API's case), a failed insert can roll the whole of it
+    # back and retry: no savepoint needed, two round trips fewer. Otherwise the caller's work in the
+    # same transaction is kept by a savepoint around the insert.
+    plain = session() if isinstance(session, scoped_session) else session
+    owns_transaction = not plain.in_transaction() and not (plain.new or plain.dirty or plain.deleted)
+    key = (idempotency_key or "").strip()[: column_length(Case.idempotency_key)] or None
+    if key and forbidden_character(key, multiline=False):
+        raise IntakeRejected(
+            [FieldError("idempotency_key", "control_characters", "幂等键不能包含控制字符或不可见的格式字符")]
+        )
     if key:
         replay = _replay(session, key, fingerprint, token_key)
         if replay:
             return replay
-    category, community, errors = validate(session, data)
-    if errors:
-        raise IntakeRejected(errors)
-    street = community.parent
-    assert street is not None and street.parent is not None  # a community always sits under a street
     now = now or utcnow()
     for _attempt in range(5):
+        category, community, errors = validate(session, data)
+        if errors:
+            raise IntakeRejected(errors)
+        # A community always sits under a street, and a street under a district.
+        assert community.street_id is not None and community.district_id is not None
         case = Case(
             tracking_number=new_tracking_number(now),
             channel=channel,
-            category=category,
-            community=community,
-            street=street,
-            district=street.parent,
+            category_id=category.id,
+            community_id=community.community_id,
+            street_id=community.street_id,
+            district_id=community.district_id,
             address=data.address.strip(),
             lat=_coordinate(data.lat),
             lng=_coordinate(data.lng),
@@ -246,11 +411,18 @@ def submit(
             )
         )
         try:
-            with session.begin_nested():
+            if owns_transaction:
                 session.add(case)
                 session.flush()
+            else:
+                with session.begin_nested():
+                    session.add(case)
+                    session.flush()
         except IntegrityError:
             # Either the same idempotency key won a race, or the random suffix collided: look, then retry.
+            if owns_transaction:
+                session.rollback()
+            reference_cache.clear()  # or a cached unit/category vanished (foreign key): look it up again
             if key:
                 replay = _replay(session, key, fingerprint, token_key)
                 if replay:

@@ -70,10 +70,15 @@ def sweep(older_than_seconds: int = 60, limit: int = 1000, now: datetime | None 
 def scan_deadlines(
     warning_share: float = services.DEFAULT_WARNING_SHARE, now: datetime | None = None
 ) -> dict[str, int]:
-    """Flag deadline warnings and overdue cases (督办), once per case, kind and deadline, and close
-    resolved cases whose callback window passed without a rating."""
+    """Flag deadline warnings and overdue cases (督办), once per case, kind and deadline, close
+    resolved cases whose callback window passed without a rating, and recount 暂定 deadlines whose
+    year's holiday notice has arrived."""
+    from routing.calendar_services import recompute_provisional
+
     with jobs.unit_of_work() as session:
-        counts = services.scan_deadlines(session, warning_share=warning_share, now=now)
+        counts = {"recomputed": recompute_provisional(session, now=now)}
+    with jobs.unit_of_work() as session:
+        counts |= services.scan_deadlines(session, warning_share=warning_share, now=now)
     if any(counts.values()):
         log.info("deadline scan: %s", counts)
     return counts

@@ -24,11 +24,13 @@ Who may act
     handler     only on cases at its own unit (accept, return, escalate, extension request, resolve,
                 pass down)
     dispatcher  on cases in its subtree (the case's unit is its unit or below it); a case with no
-                unit yet (submitted, city-wide triage) belongs to top-level (city) dispatchers
+                unit yet (submitted, city-wide triage) belongs to top-level (city) dispatchers; an
+                extension is decided by a dispatcher above the case's unit, never by its own
     admin       every dispatcher action, everywhere; automatic steps (routing rules, sweepers) act as
                 :data:`SYSTEM_ACTOR`, an admin without a user
     resident    the callback on their own case; operator: callbacks by phone and closing
     summoned    a handler or dispatcher of a unit named in an open escalation responds to it
+    吹哨 targets only the levels above the case's unit and the departments its category allows
 """
 
 from __future__ import annotations
@@ -355,11 +357,13 @@ class ReturnCase:
 
 @dataclass(frozen=True)
 class Escalate:
-    """Ask the level above or departments to act jointly (上报 / 吹哨)."""
+    """Ask the levels above or departments to act jointly (上报 / 吹哨); ``departments``: the ids of the
+    departments the case's category allows (the service reads them from the catalogue and the rules)."""
 
     action: ClassVar[Action] = Action.escalate
     to_units: tuple[UnitRef, ...]
     note: str
+    departments: frozenset[UnitId] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -550,9 +554,15 @@ def _check_state(snap: CaseSnapshot, action: Action, rule: _Rule) -> None:
         raise TransitionError("state_forbidden", f"{_STATE_PHRASES[snap.state]}，不能{action.label}")
 
 
+# A unit's own requests are decided by a level above it: its dispatcher may not approve its own delay.
+_DECIDED_ABOVE = frozenset({Action.approve_extension, Action.refuse_extension})
+
+
 def _check_actor(snap: CaseSnapshot, action: Action, actor: Actor, rule: _Rule) -> None:
     role, who = actor.role, rule.who
     if _Who.dispatcher in who and role in (Role.dispatcher, Role.admin):
+        if action in _DECIDED_ABOVE and role is Role.dispatcher and snap.unit_id == actor.unit_id:
+            raise TransitionError("out_of_scope", f"本单位的申请应由上级单位{action.label}")
         if actor.oversees(snap.unit):
             return
         raise TransitionError("out_of_scope", f"该工单不在您单位的管辖范围内，不能{action.label}")
@@ -722,6 +732,9 @@ def _escalate(snap: CaseSnapshot, cmd: Escalate, actor: Actor, now: datetime, po
     ids = frozenset(u.id for u in cmd.to_units)
     if snap.unit_id in ids:
         raise TransitionError("invalid_target", N_("不能向本单位上报"))
+    above = frozenset(snap.unit.path) if snap.unit is not None else frozenset()
+    if not ids <= above | cmd.departments:
+        raise TransitionError("invalid_target", N_("只能向本单位的上级单位或该类诉求的责任部门吹哨"))
     after = replace(snap, escalation_open=True, escalation_pending=ids)
     return after, note, {"summoned": sorted(ids)}
 

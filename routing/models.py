@@ -1,11 +1,23 @@
-"""Cases (工单) and their audit trail."""
+"""Cases (工单), their audit trail, and the stored working calendar (holiday notices per year)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, utcnow
@@ -42,6 +54,14 @@ class Case(Base):
     handling_level: Mapped[str | None] = mapped_column(String(20))
     sign_for_deadline: Mapped[datetime | None] = mapped_column(DateTime)
     deadline: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # The deadline touches a year whose holiday notice is not yet known (暂定); ``deadline_basis`` says
+    # how it was counted ({"start": ISO UTC, "amount": n, "unit": ...}) so it can be recounted when the
+    # notice is imported. None: a date chosen by a person (an extension to a given day).
+    # Indexed: the periodic deadline scan looks for the (few) provisional cases every period.
+    deadline_provisional: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
+    deadline_basis: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     returns_count: Mapped[int] = mapped_column(Integer, default=0)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
@@ -222,3 +242,34 @@ class DispatchRule(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
 
     rule_set: Mapped[RuleSet] = relationship(back_populates="rules")
+
+
+class CalendarYear(Base):
+    """A year whose holiday notice is known: from the ``chinese_calendar`` package or an import."""
+
+    __tablename__ = "calendar_years"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    source: Mapped[str] = mapped_column(String(20))  # library | import
+    note: Mapped[str] = mapped_column(String(200), default="")
+    # Bumped on every change, so other processes notice (see routing.calendar_store).
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    dates: Mapped[list[CalendarDate]] = relationship(
+        back_populates="calendar_year", order_by="CalendarDate.day", cascade="all, delete-orphan"
+    )
+
+
+class CalendarDate(Base):
+    """One date of a year's notice: a day off (holiday) or a weekend day worked (workday, 调休上班)."""
+
+    __tablename__ = "calendar_dates"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    year: Mapped[int] = mapped_column(ForeignKey("calendar_years.year"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # holiday | workday
+    name: Mapped[str] = mapped_column(String(60), default="")
+
+    calendar_year: Mapped[CalendarYear] = relationship(back_populates="dates")

@@ -25,6 +25,7 @@ ACTION_LABELS = {
     "merge": "合并到其他诉求",
     "close": "已归档",
     "warn": "即将超时提醒",
+    "recompute_deadline": "办理时限按正式节假日安排重新计算",
 }
 
 
@@ -63,6 +64,8 @@ def describe(event: CaseEvent, for_resident: bool = True) -> str:
     if action == "approve_extension" and (details.get("new_deadline_local") or details.get("new_deadline")):
         # new_deadline is ISO UTC; the service adds the Beijing-time wording people read.
         return f"{label}，新的办结期限为 {details.get('new_deadline_local') or details['new_deadline']}"
+    if action == "recompute_deadline" and details.get("new_deadline_local"):
+        return f"{label}，办结期限为 {details['new_deadline_local']}"
     if action == "resolve":
         reply = details.get("reply") or event.reason
         return f"{from_unit or ''} 已办结。答复：{reply}" if reply else label

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.csvio import ImportRejected, RowError, read_rows
+from core.inputs import bounded_number, column_length
+from routing.models import DispatchRule
 
 LEVELS = ("community", "street", "district", "department")
 ANY = "*"
@@ -124,6 +126,21 @@ def resolve(
     return Placement(best.level, code) if code else None
 
 
+def escalation_departments(
+    rules: Iterable[Rule], category: CategoryRef, community_path_units: Sequence[PlaceUnit]
+) -> set[str]:
+    """Codes a case of this category and place may summon besides the levels above it (吹哨): the
+    category's department in the catalogue and the target of every applicable rule that sends cases to
+    a department or names its unit (the caller keeps only the codes of departments)."""
+    codes = {category.department_code} if category.department_code else set()
+    for rule in matching(rules, category, community_path_units):
+        if rule.level == "department" or rule.unit_code:
+            code = target_code(rule, category, community_path_units)
+            if code:
+                codes.add(code)
+    return codes
+
+
 def triage_place(rules: Iterable[Rule], community_path_units: Sequence[PlaceUnit]) -> str | None:
     """The lowest unit of the case's place that has rules of its own, whose dispatcher sorts what no
     rule placed; None means the city (the hotline centre)."""
@@ -144,6 +161,16 @@ def default_rules(categories: Iterable[CategoryRef]) -> list[Rule]:
     return rules
 
 
+# CSV column → its stored length (from the model, not a second literal).
+RULE_LENGTHS = {
+    "category": column_length(DispatchRule.category),
+    "group": column_length(DispatchRule.group),
+    "place": column_length(DispatchRule.place),
+    "unit": column_length(DispatchRule.unit_code),
+}
+MAX_PRIORITY = 1_000_000
+
+
 def parse_rules_csv(data: bytes | str) -> list[Rule]:
     """Parse rules from CSV (category,group,place,level,unit,priority); all-or-nothing with line errors."""
     rules: list[Rule] = []
@@ -155,9 +182,16 @@ def parse_rules_csv(data: bytes | str) -> list[Rule]:
             continue
         raw_priority = row.get("priority", "") or "0"
         try:
-            priority = int(raw_priority)
+            value = bounded_number(raw_priority, -MAX_PRIORITY, MAX_PRIORITY)
+            if not value.is_integer():
+                raise ValueError(raw_priority)
+            priority = int(value)
         except ValueError:
-            errors.append(RowError(line, "优先级必须是整数", "priority"))
+            errors.append(RowError(line, f"优先级必须是 ±{MAX_PRIORITY} 以内的整数", "priority"))
+            continue
+        long = [c for c, n in RULE_LENGTHS.items() if n and len(row.get(c, "")) > n]
+        if long:
+            errors.extend(RowError(line, f"过长（最多 {RULE_LENGTHS[c]} 个字符）", c) for c in long)
             continue
         category = row.get("category", "") or ANY
         group = row.get("group", "")

@@ -18,19 +18,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from core.csvio import ImportRejected, RowError
-from core.db import utcnow
+from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError
-from core.models import Category, LimitUnit, Role, Unit, User, city_root, unit_by_code
+from core.models import Category, Level, LimitUnit, Role, Unit, UnitKind, User, city_root, unit_by_code
+from core.quarter import BEIJING_OFFSET
 from routing import access, notify
 from routing.access import acts_for_city
-from routing.calendar import Limit, WorkCalendar
+from routing.calendar import Limit, WorkCalendar, is_provisional
 from routing.calendar import deadline as calendar_deadline
+from routing.calendar_store import working_calendar
 from routing.lifecycle import (
     DEFAULT_POLICY,
     SYSTEM_ACTOR,
@@ -81,6 +83,7 @@ from routing.rules import (
     PlaceUnit,
     Rule,
     default_rules,
+    escalation_departments,
     parse_rules_csv,
     triage_place,
 )
@@ -90,12 +93,11 @@ from routing.rules import (
 
 log = logging.getLogger(__name__)
 
-# Beijing time is UTC+8 all year round (no daylight saving since 1991), so a fixed offset is exact.
-LOCAL_OFFSET = timedelta(hours=8)
+# Beijing time is UTC+8 all year round (no daylight saving since 1991): the one offset lives in core.quarter.
+LOCAL_OFFSET = BEIJING_OFFSET
 CALLBACK_WORKING_DAYS = 3
 DEFAULT_WARNING_SHARE = 0.8
 POLICY: Policy = DEFAULT_POLICY
-CALENDAR = WorkCalendar()
 HANDLING_STATES = (State.dispatched.value, State.accepted.value)
 OPEN_STATE_VALUES = tuple(s.value for s in State if s not in (State.closed, State.merged))
 
@@ -146,19 +148,46 @@ def sign_for_limit(category: Category) -> Limit:
     return Limit(category.sign_for_hours, LimitUnit.calendar_hours if clock else LimitUnit.working_hours)
 
 
-def limit_deadline(start: datetime, limit: Limit) -> datetime:
+def calendar(session: Session) -> WorkCalendar:
+    """The stored working calendar (cached per process; see routing.calendar_store)."""
+    return working_calendar(session)
+
+
+def limit_deadline(session: Session, start: datetime, limit: Limit) -> datetime:
     """When ``limit`` runs out for a clock started at ``start`` (both naive UTC)."""
-    return to_utc(calendar_deadline(CALENDAR, to_local(start), limit))
+    return to_utc(calendar_deadline(calendar(session), to_local(start), limit))
 
 
-def resolution_deadline(category: Category, start: datetime) -> datetime:
+def resolution_deadline(session: Session, category: Category, start: datetime) -> datetime:
     """The handling deadline of a case of ``category`` whose clock starts at ``start``."""
-    return limit_deadline(start, resolution_limit(category))
+    return limit_deadline(session, start, resolution_limit(category))
 
 
-def sign_for_deadline(category: Category, start: datetime) -> datetime:
+def sign_for_deadline(session: Session, category: Category, start: datetime) -> datetime:
     """The sign-for deadline of a case of ``category`` dispatched at ``start``."""
-    return limit_deadline(start, sign_for_limit(category))
+    return limit_deadline(session, start, sign_for_limit(category))
+
+
+def deadline_basis(start: datetime, limit: Limit) -> dict[str, Any]:
+    """How a deadline was counted, as stored on the case: clock start (ISO UTC), amount and unit."""
+    return {"start": start.isoformat(), "amount": limit.amount, "unit": LimitUnit(limit.unit).value}
+
+
+def basis_limit(basis: dict[str, Any]) -> tuple[datetime, Limit]:
+    """The clock start and limit of a stored ``deadline_basis``."""
+    return datetime.fromisoformat(basis["start"]), Limit(float(basis["amount"]), LimitUnit(basis["unit"]))
+
+
+def note_deadline(session: Session, case: Case, basis: dict[str, Any] | None) -> None:
+    """Record how ``case.deadline`` was counted and mark it 暂定 when it touches a year without notice."""
+    case.deadline_basis = basis
+    if basis is None or case.deadline is None:
+        case.deadline_provisional = False
+        return
+    start, limit = basis_limit(basis)
+    case.deadline_provisional = is_provisional(
+        calendar(session), to_local(start), to_local(case.deadline), limit
+    )
 
 
 def format_local(moment: datetime | None) -> str:
@@ -353,8 +382,16 @@ def _tell_unit(session: Session, unit_id: int | None, case: Case, message: str) 
     notify.send(session, "unit", unit_id, case, message)
 
 
-def _start_handling_clock(case: Case, now: datetime) -> None:
-    case.sign_for_deadline = sign_for_deadline(case.category, now)
+def _start_handling_clock(session: Session, case: Case, now: datetime) -> None:
+    case.sign_for_deadline = sign_for_deadline(session, case.category, now)
+
+
+def _first_deadline(session: Session, case: Case) -> tuple[datetime, dict[str, Any] | None]:
+    """The case's deadline for a dispatch: kept when it has one, else counted from intake."""
+    if case.deadline is not None:
+        return case.deadline, case.deadline_basis
+    limit = resolution_limit(case.category)
+    return limit_deadline(session, case.created_at, limit), deadline_basis(case.created_at, limit)
 
 
 # --- lifecycle actions -------------------------------------------------------------------------
@@ -374,11 +411,12 @@ def dispatch_manually(
     now = now or utcnow()
     case = case_for(session, case_id, actor)
     target = _unit(session, unit_code)
-    deadline = case.deadline or resolution_deadline(case.category, case.created_at)
+    deadline, basis = _first_deadline(session, case)
     command = Dispatch(unit_ref(target), deadline=deadline, force=force, note=note)  # type: ignore[arg-type]
     case, _t, event, now = _act(session, case_id, actor, command, now)
     case.auto_routing = False
-    _start_handling_clock(case, now)
+    note_deadline(session, case, basis)
+    _start_handling_clock(session, case, now)
     _tell_unit(session, target.id, case, f"新工单 {case.tracking_number} 已派至本单位，请及时签收")
     return event
 
@@ -395,7 +433,7 @@ def pass_down(
     """The receiving level passes a case to a unit below it instead of handling it (下派)."""
     target = _unit(session, unit_code)
     case, _t, event, now = _act(session, case_id, actor, PassDown(unit_ref(target), note=note), now)  # type: ignore[arg-type]
-    _start_handling_clock(case, now)
+    _start_handling_clock(session, case, now)
     _tell_unit(session, target.id, case, f"工单 {case.tracking_number} 已下派至本单位，请及时签收")
     return event
 
@@ -428,6 +466,26 @@ def return_case(
     return event
 
 
+def escalation_targets(session: Session, case: Case) -> list[Unit]:
+    """Whom the case's unit may summon (吹哨): the levels above it, nearest first, then the departments
+    its category allows (the catalogue's and those the current dispatch rules send it to)."""
+    unit = case.current_unit
+    if unit is None:
+        return []
+    above = {u.id: u for u in session.scalars(select(Unit).where(Unit.id.in_(unit.ancestor_ids()[:-1])))}
+    chain = [above[i] for i in reversed(unit.ancestor_ids()[:-1]) if i in above and above[i].active]
+    codes = escalation_departments(
+        current_rules(session).rules, category_ref(case.category), place_units(case)
+    )
+    depts = session.scalars(
+        select(Unit)
+        .where(Unit.code.in_(codes), Unit.kind.in_([UnitKind.department, UnitKind.utility]))
+        .where(Unit.active.is_(True), Unit.id != unit.id)
+        .order_by(Unit.code)
+    )
+    return [*chain, *depts]
+
+
 def escalate(
     session: Session,
     case_id: int,
@@ -437,7 +495,8 @@ def escalate(
     to_unit_codes: Sequence[str] = (),
     now: datetime | None = None,
 ) -> CaseEvent:
-    """Call the level above or named departments in to act jointly (上报 / 吹哨)."""
+    """Call the levels above or the departments the case's category allows in to act jointly (上报 /
+    吹哨); any other target is refused (the lifecycle checks, see :func:`escalation_targets`)."""
     case = case_for(session, case_id, actor)
     if to_unit_codes:
         targets = [_unit(session, code) for code in to_unit_codes]
@@ -447,7 +506,9 @@ def escalate(
             raise TransitionError("invalid_target", N_("请至少选择一个上级单位或部门"))
         targets = [parent]
     refs = tuple(ref for ref in (unit_ref(u) for u in targets) if ref is not None)
-    case, _t, event, now = _act(session, case_id, actor, Escalate(refs, note=note), now)
+    allowed = frozenset(u.id for u in escalation_targets(session, case) if u.is_department)
+    command = Escalate(refs, note=note, departments=allowed)
+    case, _t, event, now = _act(session, case_id, actor, command, now)
     for unit in targets:
         _tell_unit(session, unit.id, case, f"工单 {case.tracking_number} 吹哨上报，请本单位报到响应")
     return event
@@ -475,11 +536,16 @@ def request_extension(
 ) -> CaseEvent:
     """Ask for a later deadline (延期): an explicit UTC moment, or a number of extra working days."""
     case = case_for(session, case_id, actor)
+    basis = None
     if new_deadline is None:
         if not extra_working_days or extra_working_days < 1 or case.deadline is None:
             raise TransitionError("invalid_deadline", N_("请填写延期后的时限或延长的工作日数"))
-        new_deadline = limit_deadline(case.deadline, Limit(extra_working_days, LimitUnit.working_days))
+        extra = Limit(extra_working_days, LimitUnit.working_days)
+        new_deadline = limit_deadline(session, case.deadline, extra)
+        basis = _extended_basis(case, extra)
     case, _t, event, now = _act(session, case_id, actor, RequestExtension(new_deadline, reason), now)
+    if basis is not None:
+        event.details = {**event.details, "deadline_basis": basis}
     approver = case.sent_by_unit_id or (case.current_unit.parent_id if case.current_unit else None)
     _tell_unit(
         session,
@@ -490,11 +556,29 @@ def request_extension(
     return event
 
 
+def _extended_basis(case: Case, extra: Limit) -> dict[str, Any]:
+    """The basis of the deadline moved by ``extra`` working days: one count from the original start."""
+    basis = case.deadline_basis
+    if basis is not None and basis.get("unit") == LimitUnit.working_days.value:
+        # N working days and then M more are N + M working days from the same start.
+        return {**basis, "amount": float(basis["amount"]) + extra.amount}
+    assert case.deadline is not None
+    return deadline_basis(case.deadline, extra)
+
+
 def approve_extension(
     session: Session, case_id: int, actor: User, *, note: str = "", now: datetime | None = None
 ) -> CaseEvent:
     """Grant the pending extension: the requested date becomes the deadline."""
+    requested = session.scalar(
+        select(CaseEvent.details)
+        .where(CaseEvent.case_id == case_id, CaseEvent.action == Action.request_extension.value)
+        .order_by(CaseEvent.id.desc())
+        .limit(1)
+    )
     case, _t, event, now = _act(session, case_id, actor, ApproveExtension(note=note), now)
+    # Extra working days are recounted with the calendar; a date a person chose stays as chosen.
+    note_deadline(session, case, (requested or {}).get("deadline_basis"))
     when = format_local(case.deadline)
     event.details = {**event.details, "new_deadline_local": when}
     _tell_unit(session, case.current_unit_id, case, f"工单 {case.tracking_number} 延期已批准，新时限 {when}")
@@ -516,7 +600,7 @@ def resolve(
 ) -> CaseEvent:
     """Record what was done and the reply to the resident (办结); opens the callback window."""
     now = now or utcnow()
-    due = limit_deadline(now, Limit(CALLBACK_WORKING_DAYS, LimitUnit.working_days))
+    due = limit_deadline(session, now, Limit(CALLBACK_WORKING_DAYS, LimitUnit.working_days))
     case, _t, event, now = _act(session, case_id, actor, Resolve(result, reply, callback_due=due), now)
     case.resolved_at = now
     case.sign_for_deadline = None
@@ -544,10 +628,12 @@ def callback(
     case = session.get(Case, case_id) if actor is None else case_for(session, case_id, actor)
     if case is None:
         raise CaseNotFound()
-    command = Callback(solved, rating, comment, reopen_deadline=resolution_deadline(case.category, now))
+    limit = resolution_limit(case.category)
+    command = Callback(solved, rating, comment, reopen_deadline=limit_deadline(session, now, limit))
     case, transition, event, now = _act(session, case_id, actor, command, now, visible=actor is not None)
     if transition.after.state is State.dispatched:
-        _start_handling_clock(case, now)
+        note_deadline(session, case, deadline_basis(now, limit))
+        _start_handling_clock(session, case, now)
         _tell_unit(
             session, case.current_unit_id, case, f"工单 {case.tracking_number} 居民评价未解决或不满意，已重办"
         )
@@ -560,9 +646,11 @@ def reopen(
     """Send a resolved or closed case back to its handling unit (重办)."""
     now = now or utcnow()
     case = case_for(session, case_id, actor)
-    command = Reopen(reason, new_deadline=resolution_deadline(case.category, now))
+    limit = resolution_limit(case.category)
+    command = Reopen(reason, new_deadline=limit_deadline(session, now, limit))
     case, _t, event, now = _act(session, case_id, actor, command, now)
-    _start_handling_clock(case, now)
+    note_deadline(session, case, deadline_basis(now, limit))
+    _start_handling_clock(session, case, now)
     _tell_unit(session, case.current_unit_id, case, f"工单 {case.tracking_number} 已重办，请重新办理")
     return event
 
@@ -597,13 +685,16 @@ def merge(
     reason: str = "",
     now: datetime | None = None,
 ) -> CaseEvent:
-    """Join a duplicate to an earlier case (合并); its resident then follows that case."""
+    """Join a duplicate to an earlier case (合并) in the actor's subtree; its resident then follows it.
+
+    A target that does not exist and one outside the actor's subtree get the same refusal."""
     if into_case_id is None:
         number = (into_tracking_number or "").strip().upper()
-        into_case_id = session.scalar(select(Case.id).where(Case.tracking_number == number))
-        if into_case_id is None:
-            raise TransitionError("merge_target", N_("目标工单不存在"))
-    target = case_for(session, into_case_id, actor)
+        target = session.scalar(select(Case).where(Case.tracking_number == number))
+    else:
+        target = session.get(Case, into_case_id)
+    if target is None or not access.in_scope(actor, target):
+        raise TransitionError("merge_target", N_("目标工单不存在或不在本单位管辖范围内"))
     command = Merge(target.id, target.created_at, State(target.state), reason)
     case, _t, event, now = _act(session, case_id, actor, command, now)
     _tell_resident(
@@ -658,6 +749,33 @@ def allowed_actions(
         return []
     actions = lifecycle_allowed_actions(snapshot(case), actor_for(session, user), now or utcnow(), POLICY)
     return [action for action in actions if action in SERVICES]
+
+
+def follow_unit_moves(session: DbSession, unit_codes: Iterable[str]) -> int:
+    """After units moved in the tree (``core.units.move_unit``), re-derive the street and district of
+    every case placed in their subtrees from its community (flush only); the number of communities."""
+    done = 0
+    for code in unit_codes:
+        moved = unit_by_code(session, code)
+        if moved is None:
+            continue
+        communities = session.scalars(
+            select(Unit).where(Unit.path.startswith(moved.path), Unit.level == Level.community)
+        ).all()
+        for community in communities:
+            street = community.parent
+            district = street.parent if street is not None else None
+            session.execute(
+                update(Case)
+                .where(Case.community_id == community.id)
+                .values(
+                    street_id=street.id if street else None, district_id=district.id if district else None
+                )
+                .execution_options(synchronize_session="fetch")
+            )
+            done += 1
+    session.flush()
+    return done
 
 
 # --- queries for the workbench ---------------------------------------------------------------
@@ -972,12 +1090,13 @@ def route_step(
     # Routing commands neither read nor change an escalation, so the summons need not be loaded.
     before = snapshot(case, summons=False)
     transition: Transition | None = None
+    basis: dict[str, Any] | None = None
     if target is not None and target.active:
         step_id = _next_step(case.current_unit, target)
         step = target if step_id == target.id else session.get(Unit, step_id)
         command: Command
         if step is target:
-            deadline = case.deadline or resolution_deadline(case.category, case.created_at)
+            deadline, basis = _first_deadline(session, case)
             command = Dispatch(unit_ref(target), deadline=deadline, note="按派单规则派单")  # type: ignore[arg-type]
         else:
             command = Route(unit_ref(step), note="按派单规则转派下级")  # type: ignore[arg-type]
@@ -1010,7 +1129,8 @@ def route_step(
     case.hop_count, case.rule_set_version = next_no, view.version
     case.auto_routing = state is State.dispatching
     if state is State.dispatched:
-        _start_handling_clock(case, now)
+        note_deadline(session, case, basis)
+        _start_handling_clock(session, case, now)
         _tell_unit(
             session, case.current_unit_id, case, f"新工单 {case.tracking_number} 已派至本单位，请及时签收"
         )
@@ -1103,7 +1223,7 @@ def scan_deadlines(
                 _supervise(session, case, None, f"超过办理时限（{format_local(case.deadline)}）", now)
             continue
         limit = resolution_limit(case.category)
-        share = CALENDAR.elapsed_share(
+        share = calendar(session).elapsed_share(
             to_local(case.created_at), to_local(case.deadline), to_local(now), limit.share_unit
         )
         if share >= warning_share and _flag(

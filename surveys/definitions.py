@@ -12,9 +12,11 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from core.csvio import RowError
 from core.i18n import N_, DomainError
+from surveys import expressions
 from surveys.models import QuestionKind
 
 LIKERT_LABELS = ("很不满意", "不太满意", "一般", "比较满意", "很满意")
@@ -39,6 +41,9 @@ class QuestionLike(Protocol):
     required: bool
     choices: list[list[str]]
     dont_know: bool
+    relevant: str
+    constraint: str
+    constraint_message: str
 
 
 @dataclass
@@ -55,6 +60,14 @@ class QuestionSpec:
     dont_know_label: str = DONT_KNOW_LABEL
     indicator_code: str = ""
     service_area: str = ""
+    # XLSForm expressions in the supported subset (surveys.expressions), checked on every submission.
+    relevant: str = ""
+    constraint: str = ""
+    constraint_message: str = ""
+    # Other languages' labels and hints ({"label": {lang: text}, "hint": …, "choices": {code: {lang: text}}})
+    # and the XLSForm columns the online form does not use ({column: value}), kept with the definition.
+    translations: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +85,10 @@ class SurveySpec:
 
     title: str
     sections: list[SectionSpec] = field(default_factory=list)
+    # Import notes and warnings (metadata ignored, calculate kept, columns kept but unused), by row.
+    notes: list[RowError] = field(default_factory=list)
+    # Rows of the form the online questionnaire does not use, kept: calculate, metadata, settings.
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def questions(self) -> list[QuestionSpec]:
         """Every question in order."""
@@ -171,17 +188,57 @@ def validate_answer(question: QuestionLike, raw: Sequence[str]) -> AnswerValue |
     return AnswerValue(value_text=value)
 
 
+def answer_value(question: QuestionLike, answer: AnswerValue | None) -> expressions.Value:
+    """The value an expression sees for an answer: a number, the code(s) or text, "" when unanswered."""
+    if answer is None:
+        return ""
+    if answer.dont_know:
+        return "dk"
+    if QuestionKind(question.kind) in (QuestionKind.number, QuestionKind.integer):
+        return answer.value_num if answer.value_num is not None else ""
+    return answer.value_text or ""
+
+
+def _holds(text: str, values: Mapping[str, expressions.Value], current: expressions.Value = "") -> bool:
+    """Evaluate a stored expression; one that cannot be evaluated is not enforced (it was checked at import)."""
+    try:
+        return expressions.truthy(text, values, current)
+    except (expressions.Unsupported, re.error, ValueError, OverflowError):
+        return True
+
+
 def validate_answers(
     questions: Sequence[QuestionLike], raw: Mapping[str, Sequence[str]]
 ) -> tuple[dict[str, AnswerValue], dict[str, str]]:
-    """All answers of one questionnaire: (valid answers by question name, errors by question name)."""
+    """All answers of one questionnaire: (valid answers by question name, errors by question name).
+
+    Questions are taken in order: a question whose ``relevant`` is false is skipped (its answer dropped,
+    never required, seen as unanswered by later expressions, as in ODK); a given answer must satisfy the
+    question's ``constraint`` (``.`` is the answer) or gets its constraint message.
+    """
     answers: dict[str, AnswerValue] = {}
     errors: dict[str, str] = {}
+    first: dict[str, AnswerValue] = {}
     for question in questions:
+        result = validate_answer(question, raw.get(question.name, ()))
+        if isinstance(result, AnswerValue):
+            first[question.name] = result
+    values = {q.name: answer_value(q, first.get(q.name)) for q in questions}
+    for question in questions:
+        relevant = getattr(question, "relevant", "") or ""
+        if relevant and not _holds(relevant, values):
+            values[question.name] = ""
+            continue
         result = validate_answer(question, raw.get(question.name, ()))
         if isinstance(result, str):
             errors[question.name] = result
         elif result is not None:
+            constraint = getattr(question, "constraint", "") or ""
+            current = answer_value(question, result)
+            if constraint and not result.dont_know and not _holds(constraint, values, current):
+                message = getattr(question, "constraint_message", "") or ""
+                errors[question.name] = message or N_("答案不符合本题的填写要求")
+                continue
             answers[question.name] = result
     return answers, errors
 

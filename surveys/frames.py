@@ -33,6 +33,7 @@ from surveys.models import (
     Answer,
     Question,
     QuestionKind,
+    ResponseStatus,
     Survey,
     SurveyResponse,
     SurveySection,
@@ -68,6 +69,7 @@ def _likert_filter(quarter: str) -> Any:
     return and_(
         Survey.quarter == quarter,
         Survey.status != SurveyStatus.draft,
+        SurveyResponse.status == ResponseStatus.accepted,
         Question.kind == QuestionKind.likert5,
         Answer.dont_know.is_(False),
         Answer.value_num.is_not(None),
@@ -314,6 +316,7 @@ def answers_frame(
         .join(SurveyResponse, SurveyResponse.id == Answer.response_id)
         .join(Survey, Survey.id == SurveyResponse.survey_id)
         .join(Unit, Unit.id == SurveyResponse.community_id)
+        .where(SurveyResponse.status == ResponseStatus.accepted)
         .order_by(SurveyResponse.id, Question.position)
     )
     if quarter is not None:
@@ -451,6 +454,7 @@ def survey_respondents(session: Session, survey_id: int) -> pd.DataFrame:
         )
         .where(
             Survey.id == survey_id,
+            SurveyResponse.status == ResponseStatus.accepted,
             Question.kind == QuestionKind.likert5,
             Answer.dont_know.is_(False),
             Answer.value_num.is_not(None),
@@ -624,6 +628,7 @@ def reliability(session: Session, survey_id: int) -> pd.DataFrame:
             .join(Question, Question.id == Answer.question_id)
             .where(
                 SurveyResponse.survey_id == survey_id,
+                SurveyResponse.status == ResponseStatus.accepted,
                 Question.kind == QuestionKind.likert5,
                 Answer.dont_know.is_(False),
             )

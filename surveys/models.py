@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -81,6 +82,10 @@ class Survey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     opened_at: Mapped[datetime | None] = mapped_column(DateTime)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # XLSForm rows the online form does not use, kept (calculate, metadata, settings), and the import's
+    # notes and warnings ([[line, sheet, message], ...]) so the editor can show them later.
+    definition_extras: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    import_notes: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
     sections: Mapped[list[SurveySection]] = relationship(
         back_populates="survey", order_by="SurveySection.position", cascade="all, delete-orphan"
@@ -130,13 +135,38 @@ class Question(Base):
     dont_know_label: Mapped[str] = mapped_column(String(40), default="不了解/不适用")
     indicator_code: Mapped[str] = mapped_column(String(40), default="", index=True)
     service_area: Mapped[str] = mapped_column(String(80), default="")
+    # XLSForm expressions in the subset of surveys.expressions, enforced on every submission.
+    relevant: Mapped[str] = mapped_column(Text, default="")
+    constraint: Mapped[str] = mapped_column(Text, default="")
+    constraint_message: Mapped[str] = mapped_column(Text, default="")
+    # Other languages ({"label": {lang: text}, "hint": …, "choices": …}) and unused XLSForm columns.
+    translations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    extras: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     survey: Mapped[Survey] = relationship(back_populates="questions")
     section: Mapped[SurveySection | None] = relationship()
 
 
+class ResponseStatus(enum.StrEnum):
+    """Whether an answer counts: accepted, held for an evaluator (a burst), or excluded by one."""
+
+    accepted = "accepted"
+    held = "held"
+    excluded = "excluded"
+
+
+RESPONSE_STATUS_LABELS = {
+    ResponseStatus.accepted: "已计入",
+    ResponseStatus.held: "待审核",
+    ResponseStatus.excluded: "已排除",
+}
+
+
 class SurveyResponse(Base):
-    """One completed questionnaire; ``instance_id`` makes re-submission and re-upload add nothing."""
+    """One completed questionnaire; ``instance_id`` makes re-submission and re-upload add nothing.
+
+    Only ``accepted`` responses enter results; held and excluded ones are kept for the evaluator's review.
+    """
 
     __tablename__ = "survey_responses"
     __table_args__ = (UniqueConstraint("survey_id", "instance_id"),)
@@ -150,6 +180,12 @@ class SurveyResponse(Base):
     gender: Mapped[str] = mapped_column(String(20), default="")
     district_code: Mapped[str] = mapped_column(String(40), default="")
     submitted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    status: Mapped[ResponseStatus] = mapped_column(
+        Enum(ResponseStatus, native_enum=False, length=20), default=ResponseStatus.accepted, index=True
+    )
+    hold_reason: Mapped[str] = mapped_column(String(40), default="")  # surveys.integrity.REASONS
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     community: Mapped[Unit] = relationship()
     answers: Mapped[list[Answer]] = relationship(back_populates="response", cascade="all, delete-orphan")
@@ -194,6 +230,25 @@ class SurveyContact(Base):
     contact_hash: Mapped[str] = mapped_column(String(64))
 
 
+class SurveySubmission(Base):
+    """One open-link submission attempt, for the per-device / per-address limits and burst detection.
+
+    Device and address are HMACs keyed with the instance secret and the survey's salt (never the raw IP
+    or cookie), so they cannot be joined across surveys; the keys are cleared when the survey closes.
+    ``outcome`` is ``stored`` (``response_id`` set) or the limit that refused it.
+    """
+
+    __tablename__ = "survey_submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"), index=True)
+    response_id: Mapped[int | None] = mapped_column(ForeignKey("survey_responses.id"), index=True)
+    device_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    address_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(20), default="stored")
+    submitted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class PaperUpload(Base):
     """Outcome of one paper upload, so rejected rows can be downloaded afterwards."""
 
@@ -206,7 +261,14 @@ class PaperUpload(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     stored: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
-    rejected: Mapped[Any] = mapped_column(JSON, default=list)  # [[line, column, message], ...]
+    rejected: Mapped[Any] = mapped_column(JSON, default=list)  # [[line, column, message], ...] (first 200)
+    rejected_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # all problems
+    # A large file is imported by a job (surveys.jobs.import_paper_upload): queued → running → done/failed.
+    status: Mapped[str] = mapped_column(String(20), default="done", server_default="done")
+    valid_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # to store, once read
+    processed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # of those, done so far
+    message: Mapped[str] = mapped_column(Text, default="", server_default="")  # why a job failed
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)  # the file until it is read
 
 
 class SurveyMargin(Base):

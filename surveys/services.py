@@ -29,6 +29,7 @@ from core.db import utcnow
 from core.i18n import N_
 from core.models import Level, Unit, User
 from core.quarter import Quarter
+from surveys import integrity
 from surveys.definitions import (
     AGE_BANDS,
     GENDERS,
@@ -40,11 +41,11 @@ from surveys.definitions import (
     validate_answers,
     validate_respondent,
 )
-from surveys.imports import paper_rows, read_paper
 from surveys.models import (
     Answer,
     PaperUpload,
     Question,
+    ResponseStatus,
     Survey,
     SurveyContact,
     SurveyMargin,
@@ -130,6 +131,11 @@ def add_question(
         dont_know_label=spec.dont_know_label,
         indicator_code=spec.indicator_code.strip(),
         service_area=spec.service_area.strip(),
+        relevant=spec.relevant,
+        constraint=spec.constraint,
+        constraint_message=spec.constraint_message,
+        translations=spec.translations,
+        extras=spec.extras,
     )
     session.add(question)
     session.flush()
@@ -153,6 +159,10 @@ def apply_spec(session: Session, survey: Survey, spec: SurveySpec) -> int:
         for question_spec in section_spec.questions:
             add_question(session, survey, question_spec, section)
             added += 1
+    if spec.extras:
+        survey.definition_extras = {**(survey.definition_extras or {}), **spec.extras}
+    survey.import_notes = [[n.line, n.column or "", n.message] for n in spec.notes]
+    session.flush()
     return added
 
 
@@ -173,6 +183,7 @@ def close_survey(session: Session, survey: Survey) -> bool:
     if survey.status != SurveyStatus.open:
         raise SurveyError("not_open", N_("问卷尚未开始收集"))
     survey.status, survey.closed_at = SurveyStatus.closed, utcnow()
+    integrity.forget_clients(session, survey)
     session.flush()
     return True
 
@@ -181,6 +192,7 @@ def new_version(session: Session, survey: Survey) -> Survey:
     """A draft copy of ``survey`` as its next version; answers stay with the old version."""
     copy = create_survey(session, survey.quarter, survey.title)
     copy.previous_id = survey.id
+    copy.definition_extras = dict(survey.definition_extras or {})
     sections: dict[int, SurveySection] = {}
     for section in survey.sections:
         sections[section.id] = add_section(session, copy, section.title, section.name)
@@ -196,6 +208,11 @@ def new_version(session: Session, survey: Survey) -> Survey:
             q.dont_know_label,
             q.indicator_code,
             q.service_area,
+            q.relevant,
+            q.constraint,
+            q.constraint_message,
+            dict(q.translations or {}),
+            dict(q.extras or {}),
         )
         add_question(session, copy, spec, sections.get(q.section_id) if q.section_id else None)
     return copy
@@ -269,8 +286,14 @@ def submit_online(
     respondent: Respondent,
     token: str | None = None,
     contact: str | None = None,
+    client: integrity.Client | None = None,
+    limits: integrity.Limits | None = None,
 ) -> SurveyResponse:
-    """Store one online questionnaire; refuse invalid answers, a used token and a repeated contact."""
+    """Store one online questionnaire; refuse invalid answers, a used token and a repeated contact.
+
+    Without a token, ``client`` (device and address hashes) is held to ``limits``: over a limit the answer
+    is refused with :class:`surveys.integrity.LimitReached`; in a burst it is stored but held for review.
+    """
     if survey.status != SurveyStatus.open:
         raise SurveyError("not_open", N_("该问卷目前不在收集期"))
     answers, errors = validate_answers(survey.questions, raw)
@@ -287,6 +310,8 @@ def submit_online(
             raise SurveyError("token_used", N_("该答卷码已使用过，每个答卷码只能提交一次"))
     if errors:
         raise InvalidAnswers(errors)
+    checked = client if token_row is None and client is not None and limits is not None else None
+    hold = integrity.admit(session, survey, checked, limits) if checked and limits else ""
     # The instance id carries the dedupe into a unique constraint: a token can be spent only once even
     # when two submissions race, and so can a contact (its hash row is unique per survey as well).
     instance = f"token-{token_row.id}" if token_row else f"web-{uuid.uuid4().hex}"
@@ -306,6 +331,8 @@ def submit_online(
                 _district_code(session, community),
                 answers,
             )
+            if checked and limits:
+                integrity.record(session, survey, checked, response, hold, limits)
     except IntegrityError as exc:
         if token_row is not None:
             raise SurveyError("token_used", N_("该答卷码已使用过，每个答卷码只能提交一次")) from exc
@@ -351,56 +378,9 @@ def import_paper(
     session: Session, survey: Survey, data: bytes, filename: str, user: User | None = None
 ) -> PaperUpload:
     """Store every valid row of a paper file; rejected rows are recorded; known instance ids add nothing."""
-    if survey.status == SurveyStatus.draft:
-        raise SurveyError("not_open", N_("问卷尚未开始收集，不能导入纸质问卷"))
-    rows = session.execute(
-        select(Unit.code, Unit.path).where(Unit.level == Level.community, Unit.active.is_(True))
-    ).all()
-    district_ids = {code: path.strip("/").split("/")[1] if path.count("/") > 2 else "" for code, path in rows}
-    district_codes = {
-        uid: code
-        for uid, code in session.execute(select(Unit.id, Unit.code).where(Unit.level == Level.district))
-    }
-    communities = {code: district_codes.get(int(d), "") if d else "" for code, d in district_ids.items()}
-    batch = read_paper(paper_rows(data, filename), survey.questions, communities)
-    known = set(
-        session.scalars(
-            select(SurveyResponse.instance_id).where(
-                SurveyResponse.survey_id == survey.id,
-                SurveyResponse.instance_id.in_([f"paper-{r.instance_id}" for r in batch.rows]),
-            )
-        )
-    )
-    wanted = {r.community_code for r in batch.rows}
-    units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(wanted)))}
-    stored = duplicates = 0
-    for row in batch.rows:
-        instance = f"paper-{row.instance_id}"
-        if instance in known:
-            duplicates += 1
-            continue
-        _store(
-            session,
-            survey,
-            units[row.community_code],
-            instance,
-            "paper",
-            Respondent(row.age_band, row.gender),
-            row.district_code,
-            row.answers,
-        )
-        stored += 1
-    upload = PaperUpload(
-        survey_id=survey.id,
-        filename=filename[:200],
-        uploaded_by=user.id if user else None,
-        stored=stored,
-        duplicates=duplicates,
-        rejected=[[e.line, e.column or "", e.message] for e in batch.errors],
-    )
-    session.add(upload)
-    session.flush()
-    return upload
+    from surveys import paper  # paper builds on _store below; imported here to keep the modules acyclic
+
+    return paper.import_paper(session, survey, data, filename, user)
 
 
 def rejected_rows(upload: PaperUpload) -> list[RowError]:
@@ -448,7 +428,7 @@ def progress(
     """Responses against the required sample for every community (optionally under one unit)."""
     counts = (
         select(SurveyResponse.community_id, func.count().label("n"))
-        .where(SurveyResponse.survey_id == survey.id)
+        .where(SurveyResponse.survey_id == survey.id, SurveyResponse.status == ResponseStatus.accepted)
         .group_by(SurveyResponse.community_id)
         .subquery()
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,16 @@ def _reset_schema() -> None:
 @pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
     """A session inside a transaction rolled back after the test; also serves db.session and jobs."""
+    with rolled_back_session(app) as scoped:
+        yield scoped
+
+
+@contextmanager
+def rolled_back_session(app: Flask) -> Iterator[Session]:
+    """The ``session`` fixture's transaction, for fixtures of a wider scope (e.g. one per module)."""
+    from routing.intake import reference_cache
+
+    reference_cache.clear()  # cached look-ups must not outlive the rolled-back rows they came from
     with app.app_context():
         connection = db.engine.connect()
         outer = connection.begin()
@@ -106,6 +117,16 @@ def session(app: Flask) -> Iterator[Session]:
             jobs.configure(previous_factory, lambda task, args: _enqueue(app, task, args))
             outer.rollback()
             connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_working_calendar() -> Iterator[None]:
+    """The per-process calendar cache may hold a test's rolled-back notice: start and end each test clean."""
+    from routing.calendar_store import invalidate
+
+    invalidate()
+    yield
+    invalidate()
 
 
 def _enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> None:

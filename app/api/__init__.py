@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.auth import signed_in_user
 from app.errors import api_error
 from app.extensions import csrf, db
+from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
 from app.web.public import token_key
 from core import jobs
@@ -25,6 +26,7 @@ from routing.narrative import describe
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
 OPTIONAL = ("street", "district", "lat", "lng", "anonymous")
+API_FIELDS = {"idempotency_key": "Idempotency-Key"}  # intake field names the API spells differently
 
 
 def init_app(app: Flask) -> None:
@@ -61,19 +63,23 @@ def _read_submission(body: Any) -> tuple[Submission | None, list[dict[str, Any]]
     return Submission(**values), []
 
 
-def case_json(case: Case, full: bool) -> dict[str, Any]:
-    """A case as the API shows it; contacts masked unless the viewer may see them."""
+def case_json(case: Case, full: bool, codes: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A case as the API shows it; contacts masked unless the viewer may see them.
+
+    ``codes`` (category, community) spares loading both for a case just taken in, which has no unit yet.
+    """
+    category, community = codes or (case.category.code, case.community.code)
+    unit = case.current_unit if case.current_unit_id is not None else None
     data: dict[str, Any] = {
         "tracking_number": case.tracking_number,
         "state": case.state,
         "state_label": STATE_LABELS.get(case.state, case.state),
-        "category": case.category.code,
-        "community": case.community.code,
-        "current_unit": {"code": case.current_unit.code, "name": case.current_unit.name}
-        if case.current_unit
-        else None,
+        "category": category,
+        "community": community,
+        "current_unit": {"code": unit.code, "name": unit.name} if unit else None,
         "handling_level": case.handling_level,
         "deadline": case.deadline.isoformat() + "Z" if case.deadline else None,
+        "deadline_provisional": bool(case.deadline_provisional),
         "created_at": case.created_at.isoformat() + "Z",
     }
     if full:
@@ -98,6 +104,9 @@ def create_request() -> Any:
     if not request.is_json:
         return api_error(415)
     body = request.get_json(silent=True)
+    if body is None and json_too_deep(request.get_data()):
+        message = _("JSON 嵌套层数过多（最多 %(n)s 层）", n=MAX_JSON_DEPTH)
+        return api_error(400, [_field_error("", "too_deep", message)])
     if body is None:
         return api_error(400, [_field_error("", "malformed_json", _("请求体不是合法的 JSON"))])
     data, errors = _read_submission(body)
@@ -113,31 +122,46 @@ def create_request() -> Any:
         )
     except IntakeRejected as rejected:
         db.session.rollback()
-        return api_error(422, [_field_error(e.field, e.code, _(e.message)) for e in rejected.errors])
+        return api_error(
+            422,
+            [_field_error(API_FIELDS.get(e.field, e.field), e.code, _(e.message)) for e in rejected.errors],
+        )
     except IdempotencyConflict as conflict:
         db.session.rollback()
         return api_error(409, [_field_error("Idempotency-Key", conflict.code, _(conflict.message))])
-    db.session.commit()
     if result.created:
-        jobs.enqueue("routing.jobs.route_case", result.case.id)
-    body = {**case_json(result.case, full=False), "token": result.token}
-    return jsonify(body), 201 if result.created else 200
+        # Built before the commit from what was just stored, so the commit expires nothing we reload.
+        case = result.case
+        body = {
+            **case_json(case, full=False, codes=(data.category.strip(), data.community.strip())),
+            "token": result.token,
+        }
+        case_id = case.id
+        db.session.commit()
+        jobs.enqueue("routing.jobs.route_case", case_id)
+        return jsonify(body), 201
+    db.session.commit()
+    return jsonify({**case_json(result.case, full=False), "token": result.token}), 200
 
 
 @bp.get("/requests/<tracking_number>")
 def get_request(tracking_number: str) -> Any:
-    """A case's state, current unit, deadline and events, for its token holder or staff who may see it."""
+    """A case's state, current unit, deadline and events, for its token holder or staff who may see it.
+
+    The answer never tells whether a tracking number exists: without a token (and no staff session that
+    may see the case) it is 401 either way; with a token, a wrong one and an unknown number are both 404.
+    """
     case = find_case(db.session, tracking_number)
     token = request.args.get("token") or request.headers.get("X-Case-Token")
     user = signed_in_user()
-    if case is None:
-        return api_error(404)
-    if user is not None and can_view(user, case):
+    if case is not None and user is not None and can_view(user, case):
         return jsonify(case_json(case, full=True))
     if not token:
         return api_error(401)
-    if not check_token(token_key(), case.tracking_number, token):
-        return api_error(403)
+    # The token is checked for an unknown number too, so the work (and time) does not depend on it.
+    number = case.tracking_number if case is not None else (tracking_number or "").strip().upper()
+    if not check_token(token_key(), number, token) or case is None:
+        return api_error(404)
     return jsonify(case_json(case, full=True))
 
 

@@ -1,13 +1,54 @@
-"""WTForms for people: they carry the values; the intake service holds the rules."""
+"""WTForms for people: they carry the values; the intake service holds the rules.
+
+``Form`` is the base every form should use: each text field (StringField, TextAreaField, HiddenField,
+SelectField values) is checked by the shared validator of ``core.inputs`` — the same one the JSON API and
+the file imports use — so a NUL or other control character gets a field error and the rest of the input
+stays on the page.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
-from wtforms.validators import Length, Optional
+from wtforms import BooleanField, Field, HiddenField, SelectField, StringField, TextAreaField
+from wtforms.validators import Length, Optional, ValidationError
+
+from core.inputs import column_length, text_problem
+from routing.intake import LIMITS
+from routing.models import Case
+
+TEXT_FIELDS = (StringField, TextAreaField, HiddenField, SelectField)
 
 
-class IntakeForm(FlaskForm):
+class CleanText:
+    """WTForms validator: no control characters (newlines only in a TextAreaField), at most ``max_length``."""
+
+    def __init__(self, max_length: int | None = None) -> None:
+        self.max_length = max_length
+
+    def __call__(self, form: Any, field: Field) -> None:
+        """Raise ValidationError with the shared zh-CN message."""
+        value = field.data if isinstance(field.data, str) else None
+        problem = text_problem(value, self.max_length, multiline=isinstance(field, TextAreaField))
+        if problem is not None:
+            raise ValidationError(_(problem.message))
+
+
+class Form(FlaskForm):
+    """FlaskForm whose every text field passes :class:`CleanText` (added once, before its own validators)."""
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Validate, with the character check on every text field."""
+        extra: dict[str, list[Any]] = {k: list(v) for k, v in (extra_validators or {}).items()}
+        for name, field in self._fields.items():
+            if isinstance(field, TEXT_FIELDS):
+                extra.setdefault(name, []).insert(0, CleanText())
+        return super().validate(extra_validators=extra)
+
+
+class IntakeForm(Form):
     """A resident's (or an operator's) request."""
 
     idempotency_key = HiddenField()
@@ -15,23 +56,43 @@ class IntakeForm(FlaskForm):
     district = SelectField("所在区", validate_choice=False)
     street = SelectField("街道（乡镇）", validate_choice=False)
     community = SelectField("社区（村）", validate_choice=False)
-    address = StringField("详细地址", render_kw={"placeholder": "如：幸福小区 3 栋 2 单元", "maxlength": 200})
+    address = StringField(
+        "详细地址",
+        render_kw={"placeholder": "如：幸福小区 3 栋 2 单元", "maxlength": column_length(Case.address)},
+    )
     lat = StringField("纬度", validators=[Optional()])
     lng = StringField("经度", validators=[Optional()])
     description = TextAreaField(
         "诉求内容",
-        render_kw={"rows": 5, "maxlength": 2000, "placeholder": "请描述发生了什么、在哪里、持续多久"},
+        render_kw={
+            "rows": 5,
+            "maxlength": LIMITS["description"],
+            "placeholder": "请描述发生了什么、在哪里、持续多久",
+        },
     )
-    contact_name = StringField("联系人姓名", render_kw={"maxlength": 40, "autocomplete": "name"})
+    contact_name = StringField(
+        "联系人姓名", render_kw={"maxlength": column_length(Case.contact_name), "autocomplete": "name"}
+    )
     contact_phone = StringField(
         "手机号码",
-        render_kw={"inputmode": "tel", "maxlength": 20, "autocomplete": "tel", "placeholder": "11 位手机号"},
+        render_kw={
+            "inputmode": "tel",
+            "maxlength": column_length(Case.contact_phone),
+            "autocomplete": "tel",
+            "placeholder": "11 位手机号",
+        },
     )
     anonymous = BooleanField("不公开我的姓名")
 
 
-class LookupForm(FlaskForm):
+class LookupForm(Form):
     """Find one's own case by tracking number and phone number."""
 
-    tracking_number = StringField("受理编号", validators=[Length(max=32)])
-    contact_phone = StringField("手机号码", validators=[Length(max=20)], render_kw={"inputmode": "tel"})
+    tracking_number = StringField(
+        "受理编号", validators=[Length(max=column_length(Case.tracking_number) or 32)]
+    )
+    contact_phone = StringField(
+        "手机号码",
+        validators=[Length(max=column_length(Case.contact_phone) or 20)],
+        render_kw={"inputmode": "tel"},
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from flask import Flask
@@ -10,27 +10,19 @@ from flask import Flask
 from app.auth import signed_in_user
 from core.models import LEVEL_LABELS, ROLE_LABELS, URGENCY_LABELS, Level, Role
 from core.privacy import mask_name, mask_phone
+from core.quarter import to_beijing
+from routing import lifecycle
 from routing.access import can_see_contact
 from routing.intake import CHANNEL_LABELS
 from routing.models import Case
 
-STATE_LABELS = {
-    "submitted": "已受理",
-    "dispatching": "派单中",
-    "triage": "待人工分派",
-    "dispatched": "待签收",
-    "accepted": "办理中",
-    "resolved": "已办结，待评价",
-    "closed": "已归档",
-    "merged": "已合并",
-}
-# Naive UTC in the database; people read Beijing time.
-LOCAL_OFFSET = timedelta(hours=8)
+# One table of case-state labels: the lifecycle's (keyed by the plain string templates and the API use).
+STATE_LABELS = {state.value: label for state, label in lifecycle.STATE_LABELS.items()}
 
 
 def local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """Format a stored UTC time as Beijing time."""
-    return (moment + LOCAL_OFFSET).strftime(fmt) if moment else ""
+    return to_beijing(moment).strftime(fmt) if moment else ""
 
 
 def contact_name(case: Case) -> str:

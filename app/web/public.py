@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.security import public_url
 from app.web.forms import IntakeForm, LookupForm
 from core import jobs
 from core.catalogue import active_categories
@@ -129,7 +130,7 @@ def submitted(tracking_number: str) -> Any:
     token = request.args.get("k")
     if case is None or not check_token(token_key(), case.tracking_number, token):
         abort(404)
-    link = url_for("web.status", tracking_number=case.tracking_number, k=token, _external=True)
+    link = public_url("web.status", tracking_number=case.tracking_number, k=token)
     return render_template("submitted.html", case=case, link=link)
 
 

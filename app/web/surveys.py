@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import math
+import secrets
 from collections.abc import Sequence
 from typing import Any, cast
 
-import pandas as pd
 import segno
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -17,19 +18,30 @@ from markupsafe import Markup, escape
 from openpyxl import Workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from app.auth import roles_required, signed_in_user
-from app.callback_source import callback_results
 from app.exports import csv_text, safe_frame
 from app.extensions import db
+from app.security import public_url
 from app.web.present import register_nav
+from assessment.inputs import callback_results
+from core import jobs
 from core.csvio import ImportRejected, RowError
 from core.models import Level, Role, Unit
 from core.quarter import Quarter
-from surveys import frames, services
+from surveys import expressions, frames, integrity, services
+from surveys import paper as paper_import
 from surveys.definitions import (
     AGE_BANDS,
     GENDERS,
@@ -40,12 +52,22 @@ from surveys.definitions import (
     parse_choices,
 )
 from surveys.imports import parse_xlsform
-from surveys.models import KIND_LABELS, STATUS_LABELS, PaperUpload, QuestionKind, Survey, SurveyStatus
+from surveys.models import (
+    KIND_LABELS,
+    RESPONSE_STATUS_LABELS,
+    STATUS_LABELS,
+    PaperUpload,
+    QuestionKind,
+    Survey,
+    SurveyStatus,
+)
 
 bp = Blueprint("surveys", __name__)
 EVALUATORS = (Role.evaluator, Role.admin)
 MAX_LINKS = 300
 MAX_BARS = 60
+DEVICE_COOKIE = "survey_device"
+DEVICE_COOKIE_AGE = 400 * 86400  # the longest browsers keep a cookie
 
 
 def _db() -> Session:
@@ -105,6 +127,14 @@ class PaperForm(FlaskForm):
     file = FileField("CSV 或 XLSX 文件")
 
 
+class ReviewForm(FlaskForm):
+    """Accept or exclude the selected held answers."""
+
+    responses = SelectMultipleField("答卷", coerce=int, validate_choice=False)
+    accept = SubmitField("计入结果")
+    exclude = SubmitField("排除")
+
+
 class MarginsForm(FlaskForm):
     """Population margins for weighting (CSV: dimension, category, share_or_count)."""
 
@@ -139,7 +169,7 @@ def qr_svg(url: str, scale: int = 4) -> Markup:
 
 def survey_url(survey: Survey, community_code: str, token: str | None = None) -> str:
     """The absolute public link of a survey for a community (with a panel token when given)."""
-    return url_for("surveys.respond", survey_id=survey.id, code=community_code, t=token, _external=True)
+    return public_url("surveys.respond", survey_id=survey.id, code=community_code, t=token)
 
 
 def _fmt(value: float) -> str:
@@ -501,10 +531,16 @@ def paper(survey_id: int) -> Any:
             error, status = _("请选择要上传的文件"), 422
         else:
             try:
+                if len(data) > int(current_app.config["IMPORT_INLINE_BYTES"]):
+                    # A large file is imported by a job, outside this process; its page shows progress.
+                    queued = paper_import.queue_paper(_db(), survey, data, name, signed_in_user())
+                    _db().commit()
+                    jobs.enqueue("surveys.jobs.import_paper_upload", queued.id)
+                    return redirect(url_for("surveys.upload", survey_id=survey.id, upload_id=queued.id))
                 upload = services.import_paper(_db(), survey, data, name, signed_in_user())
             except ImportRejected as rejected:
                 _db().rollback()
-                error, status = "；".join(str(e) for e in rejected.errors), 422
+                error, status = str(rejected), 422
             except SurveyError as exc:
                 _db().rollback()
                 error, status = _(exc.message), 422
@@ -539,6 +575,23 @@ def paper(survey_id: int) -> Any:
         uploads=uploads,
         columns=columns,
     ), status
+
+
+@bp.route("/surveys/<int:survey_id>/uploads/<int:upload_id>")
+@roles_required(*EVALUATORS)
+def upload(survey_id: int, upload_id: int) -> Any:
+    """One paper upload: the progress of its import job, then what was stored and rejected."""
+    survey = _survey(survey_id)
+    row = _db().get(PaperUpload, upload_id)
+    if row is None or row.survey_id != survey_id:
+        abort(404)
+    return render_template(
+        "surveys/upload.html",
+        survey=survey,
+        upload=row,
+        rejected=services.rejected_rows(row),
+        running=row.status in ("queued", "running"),
+    )
 
 
 @bp.route("/surveys/<int:survey_id>/uploads/<int:upload_id>/rejected.csv")
@@ -577,6 +630,46 @@ def progress(survey_id: int) -> Any:
     )
 
 
+@bp.route("/surveys/<int:survey_id>/review", methods=["GET", "POST"])
+@roles_required(*EVALUATORS)
+def review(survey_id: int) -> Any:
+    """Open-link answers held as bursts: the evaluator accepts them into the results or excludes them."""
+    survey = _survey(survey_id)
+    form = ReviewForm()
+    status = 200
+    if form.validate_on_submit():
+        decision = "accept" if form.accept.data else "exclude"
+        try:
+            changed = integrity.decide(_db(), survey, form.responses.data or [], decision, signed_in_user())
+        except SurveyError as error:
+            _db().rollback()
+            form.responses.errors = [*form.responses.errors, _(error.message)]
+            status = 422
+        else:
+            _db().commit()
+            flash(
+                _("已计入 %(n)s 份答卷", n=changed)
+                if decision == "accept"
+                else _("已排除 %(n)s 份答卷", n=changed)
+            )
+            return redirect(url_for("surveys.review", survey_id=survey.id))
+    elif request.method == "POST":
+        status = 422
+    rows = integrity.reviewable(_db(), survey)
+    names = {q.id: q.label if len(q.label) <= 12 else q.label[:12] + "…" for q in survey.questions}
+    return render_template(
+        "surveys/review.html",
+        survey=survey,
+        form=form,
+        rows=rows,
+        names=names,
+        summary=integrity.exclusions(_db(), [survey.id]),
+        limits=survey_limits(),
+        reason_label=integrity.reason_label,
+        RESPONSE_STATUS_LABELS=RESPONSE_STATUS_LABELS,
+    ), status
+
+
 def _results_quarter() -> Quarter:
     text = request.args.get("quarter", "").strip()
     if text:
@@ -585,7 +678,7 @@ def _results_quarter() -> Quarter:
         except ValueError:
             abort(400)
     latest = _db().scalar(select(Survey.quarter).order_by(Survey.quarter.desc()).limit(1))
-    return Quarter.parse(latest) if latest else Quarter.of(pd.Timestamp.now().to_pydatetime())
+    return Quarter.parse(latest) if latest else Quarter.current()
 
 
 @bp.route("/surveys/results")
@@ -616,10 +709,14 @@ def results() -> Any:
     )
     change = frames.quarter_change(_db(), quarter)
     callbacks = callback_results(_db(), quarter)
-    surveys = _db().scalars(
-        select(Survey)
-        .where(Survey.quarter == str(quarter), Survey.status != SurveyStatus.draft)
-        .order_by(Survey.title, Survey.version)
+    surveys = (
+        _db()
+        .scalars(
+            select(Survey)
+            .where(Survey.quarter == str(quarter), Survey.status != SurveyStatus.draft)
+            .order_by(Survey.title, Survey.version)
+        )
+        .all()
     )
     per_survey = [
         (
@@ -640,6 +737,8 @@ def results() -> Any:
         change=change.reset_index(),
         callbacks=callbacks,
         per_survey=per_survey,
+        exclusions=integrity.exclusions(_db(), [s.id for s in surveys]),
+        reason_label=integrity.reason_label,
         DIMENSION_LABELS=frames.DIMENSION_LABELS,
         fmt=_fmt,
         more=len(overall) > MAX_BARS,
@@ -690,9 +789,11 @@ def respond(survey_id: int, code: str) -> Any:
     status = 200
     if survey.status != SurveyStatus.open:
         return render_template("surveys/closed.html", survey=survey), 410 if survey.frozen else 404
+    device = _device_id()
     if request.method == "POST":
         raw = {key: request.form.getlist(key) for key in request.form}
         respondent = services.Respondent(request.form.get("age_band", ""), request.form.get("gender", ""))
+        client = _client(survey, device)
         try:
             services.submit_online(
                 _db(),
@@ -702,7 +803,14 @@ def respond(survey_id: int, code: str) -> Any:
                 respondent,
                 token,
                 None if token else request.form.get("contact", "").strip() or None,
+                client,
+                survey_limits(),
             )
+        except integrity.LimitReached as refused:
+            _db().rollback()
+            integrity.record_refusal(_db(), survey, client, refused.outcome)
+            _db().commit()
+            message, status = _(refused.message), 429
         except services.InvalidAnswers as invalid:
             _db().rollback()
             errors = {k: _(v) for k, v in invalid.errors.items()}
@@ -715,8 +823,9 @@ def respond(survey_id: int, code: str) -> Any:
                 errors[error.field] = message
         else:
             _db().commit()
-            return render_template("surveys/thanks.html", survey=survey, community=community)
-    return render_template(
+            page = render_template("surveys/thanks.html", survey=survey, community=community)
+            return _with_device(Response(page), device)
+    page = render_template(
         "surveys/respond.html",
         survey=survey,
         community=community,
@@ -726,7 +835,75 @@ def respond(survey_id: int, code: str) -> Any:
         token=token,
         AGE_BANDS=AGE_BANDS,
         GENDERS=GENDERS,
-    ), status
+        relevance=_relevance(survey),
+        runs=_runs(survey),
+    )
+    return _with_device(Response(page, status), device)
+
+
+def survey_limits() -> integrity.Limits:
+    """The open-link limits from configuration."""
+    config = current_app.config
+    return integrity.Limits(
+        window_seconds=int(config["SURVEY_LIMIT_WINDOW_SECONDS"]),
+        per_device=int(config["SURVEY_LIMIT_PER_DEVICE"]),
+        per_address=int(config["SURVEY_LIMIT_PER_ADDRESS"]),
+        burst_seconds=int(config["SURVEY_BURST_SECONDS"]),
+        burst_count=int(config["SURVEY_BURST_COUNT"]),
+    )
+
+
+def _device_id() -> str:
+    """The browser's random survey device id (a new one when the cookie is missing or malformed)."""
+    value = request.cookies.get(DEVICE_COOKIE, "")
+    return value if 16 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum() else ""
+
+
+def _client(survey: Survey, device: str) -> integrity.Client:
+    """Keyed hashes of this request's device cookie and address (the raw values are never stored)."""
+    secret = current_app.config["SECRET_KEY"]
+    address = request.remote_addr or ""
+    return integrity.Client(
+        device=integrity.client_hash(secret, survey, "device:" + device) if device else None,
+        address=integrity.client_hash(secret, survey, "address:" + address) if address else None,
+    )
+
+
+def _with_device(response: Response, device: str) -> Response:
+    """Give a browser without one its random device id (HttpOnly, this site only)."""
+    if not device:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            secrets.token_urlsafe(18),
+            max_age=DEVICE_COOKIE_AGE,
+            httponly=True,
+            samesite="Lax",
+            secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+        )
+    return response
+
+
+def _runs(survey: Survey) -> list[tuple[Any, list[Any]]]:
+    """Questions in the editor's order, cut into consecutive runs of one section (or none)."""
+    runs: list[tuple[Any, list[Any]]] = []
+    for q in survey.questions:
+        if runs and runs[-1][0] is q.section:
+            runs[-1][1].append(q)
+        else:
+            runs.append((q.section, [q]))
+    return runs
+
+
+def _relevance(survey: Survey) -> dict[str, str]:
+    """Each question's ``relevant`` as the JSON tree the page script evaluates (server rules on submit)."""
+    out = {}
+    for q in survey.questions:
+        if q.relevant:
+            try:
+                out[q.name] = json.dumps(expressions.to_json(expressions.parse(q.relevant)))
+            except expressions.Unsupported:
+                continue
+    return out
 
 
 register_nav("surveys.index", "问卷调查", *EVALUATORS)

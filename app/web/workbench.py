@@ -323,9 +323,7 @@ def _fill_choices(form: ActionForm, action: Action, case: Case, user: User) -> N
         depts = departments(dbs()) if everything else []
         form.unit_code.choices = options((u.code, _unit_label(u)) for u in [*depts, *places])
     elif action is Action.escalate and isinstance(form, EscalateForm):
-        unit = case.current_unit
-        above = [unit.parent] if unit is not None and unit.parent is not None else []
-        targets = [u for u in [*above, *departments(dbs())] if unit is None or u.id != unit.id]
+        targets = services.escalation_targets(dbs(), case)
         form.to_unit_codes.choices = options((u.code, _unit_label(u)) for u in targets)
 
 

@@ -79,6 +79,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             db.session.commit()
             db.session.remove()
         server: Any = create_server(app, host="127.0.0.1", port=0, threads=4)
+        app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.effective_port}"  # private links
         thread = threading.Thread(target=server.run, name="e2e-waitress", daemon=True)
         thread.start()
         try:

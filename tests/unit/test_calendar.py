@@ -18,11 +18,12 @@ from routing.calendar import (
     Limit,
     WorkCalendar,
     WorkingHours,
-    calendar_covers,
     deadline,
+    library_calendar,
+    library_covers,
 )
 
-CAL = WorkCalendar()
+CAL = library_calendar()
 
 
 def _days(first: date, last: date) -> list[date]:
@@ -175,22 +176,29 @@ def test_calendar_hours_run_through_nights_and_holidays() -> None:
 # --- years the package does not know -----------------------------------------------------------
 
 
-def test_unsupported_year_falls_back_to_monday_to_friday() -> None:
-    assert calendar_covers(2025)
-    assert calendar_covers(2026)
-    assert not calendar_covers(2099)
-    assert not calendar_covers(2003)  # the package starts in 2004
-    assert not WorkCalendar.covers(2099)
-    # 2099-10-01 is a Thursday: a working day under the fallback (no holiday data).
-    assert CAL.is_workday(date(2099, 10, 1))
-    assert not CAL.is_workday(date(2099, 10, 3))  # Saturday
-    # Fri 2099-01-02 + 1 working day -> Mon 2099-01-05.
+def test_package_years() -> None:
+    assert library_covers(2025)
+    assert library_covers(2026)
+    assert not library_covers(2099)
+    assert not library_covers(2003)  # the package starts in 2004
+    assert CAL.covers(2026) and not CAL.covers(2099)
+
+
+def test_uncovered_year_is_statutory_holidays_and_monday_to_friday() -> None:
+    # 2099-10-01 is a Thursday: 国庆节 by statute (1–3 October), not a working day even without a notice.
+    assert not CAL.is_workday(date(2099, 10, 1))
+    assert not CAL.is_workday(date(2099, 10, 3))
+    assert CAL.is_workday(date(2099, 10, 5))  # Monday, no statutory holiday
+    # Fri 2099-01-02 + 1 working day -> Mon 2099-01-05 (01-01 元旦 is behind the start).
     assert CAL.add_working_days(datetime(2099, 1, 2, 10, 0), 1) == datetime(2099, 1, 5, 17, 30)
+    assert CAL.provisional_between(date(2099, 1, 2), date(2099, 1, 5))
+    assert not CAL.provisional_between(date(2026, 3, 2), date(2026, 3, 9))
 
 
-def test_overrides_win_over_the_package() -> None:
+def test_overrides_win_over_the_notice() -> None:
     # A locally declared day off (e.g. a city-wide event) moves the deadline by one working day.
-    cal = WorkCalendar(overrides={date(2025, 11, 17): False, date(2025, 11, 15): True})
+    overrides = {date(2025, 11, 17): False, date(2025, 11, 15): True}
+    cal = WorkCalendar(overrides=overrides, days=CAL.days.values(), covered=CAL.covered)
     assert cal.is_workday(date(2025, 11, 15))
     assert not cal.is_workday(date(2025, 11, 17))
     # Fri 11-14 + 2: 11-15 (declared working), 11-18 (11-16 Sun, 11-17 off).

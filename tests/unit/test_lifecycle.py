@@ -103,7 +103,11 @@ READY: dict[Action, Ready] = {
     Action.pass_down: ({"unit": STREET, "sent_by": DISTRICT}, STREET_HANDLER, PassDown(COMMUNITY)),
     Action.accept: ({}, HANDLER, Accept()),
     Action.return_case: ({}, HANDLER, ReturnCase(ReturnReason.not_our_jurisdiction)),
-    Action.escalate: ({}, HANDLER, Escalate((STREET, DEPT), "管网破裂，需水务部门联合处置")),
+    Action.escalate: (
+        {},
+        HANDLER,
+        Escalate((STREET, DEPT), "管网破裂，需水务部门联合处置", frozenset({DEPT.id})),
+    ),
     Action.respond_escalation: (
         {"escalation_open": True, "escalation_pending": frozenset({8})},
         DEPT_HANDLER,
@@ -367,7 +371,7 @@ def test_pass_down_respects_ping_pong_and_handlers_cannot_force() -> None:
 
 def test_escalation_summons_units_and_each_responds() -> None:
     snap = case(State.accepted)
-    escalated = decide(snap, Escalate((STREET, DEPT), "管网破裂"), HANDLER, NOW)
+    escalated = decide(snap, Escalate((STREET, DEPT), "管网破裂", frozenset({DEPT.id})), HANDLER, NOW)
     assert escalated.after.state is State.accepted
     assert escalated.after.unit == COMMUNITY
     assert escalated.after.escalation_open
@@ -402,6 +406,22 @@ def test_escalation_needs_targets_other_than_itself() -> None:
     with pytest.raises(TransitionError) as info:
         decide(snap, Escalate((COMMUNITY,), "需要支援"), HANDLER, NOW)
     assert info.value.code == "invalid_target"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [NEIGHBOUR, OTHER_STREET, FAR_COMMUNITY, DEPT],
+    ids=["neighbour community", "other street", "community of another street", "department not allowed"],
+)
+def test_escalation_only_to_the_levels_above_and_the_allowed_departments(target: UnitRef) -> None:
+    snap = case(State.accepted)
+    with pytest.raises(TransitionError) as info:
+        decide(snap, Escalate((STREET, target), "需要支援"), HANDLER, NOW)
+    assert info.value.code == "invalid_target"
+    above = decide(snap, Escalate((STREET, DISTRICT, CITY), "需要支援"), HANDLER, NOW)
+    assert above.after.escalation_pending == {1, 2, 3}
+    allowed = decide(snap, Escalate((DEPT,), "需要支援", frozenset({DEPT.id})), HANDLER, NOW)
+    assert allowed.after.escalation_pending == {DEPT.id}
 
 
 def test_resolving_with_open_escalation_records_who_did_not_answer() -> None:
@@ -764,3 +784,17 @@ def test_labels() -> None:
     assert ReturnReason.wrong_place.label == "地址不属本辖区"
     assert Satisfaction.basically_satisfied.label == "基本满意"
     assert all(s.label for s in State) and all(a.label for a in Action)
+
+
+@pytest.mark.parametrize(
+    "command", [ApproveExtension(), RefuseExtension("理由不足")], ids=["approve", "refuse"]
+)
+def test_a_units_own_dispatcher_cannot_decide_its_extension(command: Command) -> None:
+    at_street = case(
+        State.accepted, unit=STREET, sent_by=DISTRICT, extension_pending=True, requested_deadline=DEADLINE
+    )
+    with pytest.raises(TransitionError) as info:
+        decide(at_street, command, STREET_DISPATCHER, NOW)
+    assert info.value.code == "out_of_scope"
+    assert command.action not in allowed_actions(at_street, STREET_DISPATCHER, NOW)
+    assert decide(at_street, command, DISTRICT_DISPATCHER, NOW).after.extension_pending is False

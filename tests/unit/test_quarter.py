@@ -54,3 +54,31 @@ def test_bounds_and_neighbours_across_years() -> None:
     assert q4.next() == Quarter(2026, 1) and Quarter(2026, 1).previous() == q4
     assert Quarter(2026, 2).start == date(2026, 4, 1) and Quarter(2026, 2).end == date(2026, 7, 1)
     assert Quarter(2025, 4) < Quarter(2026, 1) < Quarter(2026, 2)
+
+
+def test_bounds_are_beijing_midnights_in_utc() -> None:
+    assert Quarter(2026, 4).bounds_utc() == (datetime(2026, 9, 30, 16, 0), datetime(2026, 12, 31, 16, 0))
+    assert Quarter(2027, 1).bounds_utc()[0] == datetime(2026, 12, 31, 16, 0)
+
+
+@pytest.mark.parametrize(
+    ("utc", "expected"),
+    [
+        (datetime(2026, 9, 30, 19, 0), Quarter(2026, 4)),  # 2026-10-01 03:00 Beijing
+        (datetime(2026, 9, 30, 15, 59), Quarter(2026, 3)),  # 23:59 Beijing on 30 September
+        (datetime(2026, 9, 30, 16, 0), Quarter(2026, 4)),  # Beijing midnight
+        (datetime(2026, 12, 31, 17, 0), Quarter(2027, 1)),
+    ],
+)
+def test_quarter_of_a_stored_utc_time_is_by_its_beijing_date(utc: datetime, expected: Quarter) -> None:
+    assert Quarter.of_utc(utc) == expected
+    start, end = expected.bounds_utc()
+    assert start <= utc < end
+
+
+def test_beijing_conversions_round_trip() -> None:
+    from core.quarter import beijing_to_utc, to_beijing
+
+    moment = datetime(2026, 10, 1, 3, 0)
+    assert beijing_to_utc(moment) == datetime(2026, 9, 30, 19, 0)
+    assert to_beijing(beijing_to_utc(moment)) == moment

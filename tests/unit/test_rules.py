@@ -11,6 +11,7 @@ from routing.rules import (
     PlaceUnit,
     Rule,
     default_rules,
+    escalation_departments,
     matching,
     parse_rules_csv,
     resolve,
@@ -89,3 +90,16 @@ def test_csv_round_trip_and_rejections() -> None:
     assert [e.line for e in rejected.value.errors] == [2, 3]
     with pytest.raises(ImportRejected):
         parse_rules_csv("category,level\n")
+
+
+def test_escalation_departments_are_the_catalogue_one_and_those_applicable_rules_name() -> None:
+    rules = [
+        Rule("community", "HW-01"),
+        Rule("department", "HW-01", place="420102", unit_code="D-SWJ"),  # applies here
+        Rule("department", "HW-01", place="420103", unit_code="D-FGJ"),  # another district
+        Rule("department", "SW-01", unit_code="D-GD"),  # another category
+        Rule("street", group="环境卫生", unit_code="420102-S2"),  # a unit the caller drops (not a dept)
+    ]
+    assert escalation_departments(rules, GARBAGE, PLACE) == {"D-CGW", "D-SWJ", "420102-S2"}
+    assert escalation_departments([Rule("department", "SW-01")], WATER, PLACE) == {"D-SWJ"}
+    assert escalation_departments([Rule("department", "QT-09")], NO_DEPT, PLACE) == set()

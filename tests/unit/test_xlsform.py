@@ -5,13 +5,11 @@ Workbooks are built in memory with openpyxl (no files, no database).
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from openpyxl import Workbook
 
 from core.csvio import ImportRejected
 from surveys.definitions import AnswerValue, QuestionSpec, likert_choices, parse_choices, validate_answers
@@ -19,6 +17,7 @@ from surveys.frames import callback_summary, index_from_answers, intervals_from_
 from surveys.imports import parse_xlsform, read_paper
 from surveys.models import QuestionKind
 from surveys.stats import mean_t_interval, satisfaction_index, wilson_interval
+from tests.xlsforms import SATISFACTION, kobo_form, xlsform_workbook
 
 SAT = [
     ["sat", str(i), label]
@@ -26,23 +25,7 @@ SAT = [
 ]
 
 
-def workbook(survey, choices=None, settings=None):
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "survey"
-    for row in survey:
-        sheet.append(row)
-    if choices is not None:
-        sheet = book.create_sheet("choices")
-        for row in choices:
-            sheet.append(row)
-    if settings is not None:
-        sheet = book.create_sheet("settings")
-        for row in settings:
-            sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+workbook = xlsform_workbook
 
 
 def rejected(data):
@@ -125,81 +108,178 @@ def test_likert_needs_exactly_one_to_five_in_order_else_it_is_a_single_choice():
     )
 
 
-def test_every_problem_is_listed_with_sheet_row_and_reason():
-    data = workbook(
-        [
-            ["type", "name", "label", "relevant", "constraint"],
-            ["calculate", "c1", "", "", ""],
-            ["begin_repeat", "r1", "重复", "", ""],
-            ["select_one missing", "q1", "Q1", "", ""],
-            ["text", "q2", "Q2", "${q1} = '1'", ". > 0"],
-            ["text", "q2", "again", "", ""],
-            ["integer", "2bad", "bad name", "", ""],
-            ["select_one", "q3", "no list", "", ""],
-            ["end_group", "", "", "", ""],
-            ["begin_group", "g", "G", "", ""],
-        ],
-        [["list_name", "name", "label"], ["yn", "", "缺名"]],
+def test_a_kobo_form_with_languages_metadata_relevant_constraint_and_calculate_is_accepted():
+    # This form was refused outright before pyxform ("不支持的列“relevant”…").
+    spec = parse_xlsform(kobo_form())
+    assert spec.title == "2026 年三季度社区满意度"
+    assert [s.title for s in spec.sections] == ["", "社区环境", ""]
+    assert [q.name for q in spec.questions()] == ["intro", "q_env", "q_why", "q_years", "q_need", "q_later"]
+    by_name = {q.name: q for q in spec.questions()}
+    env = by_name["q_env"]
+    assert (env.kind, env.required, env.label, env.hint, env.indicator_code) == (
+        QuestionKind.likert5,
+        True,
+        "环境卫生",
+        "近三个月",
+        "GG-01",
     )
-    problems = rejected(data)
-    messages = {(line, message) for line, _, message in problems}
-    assert all(column.startswith(("survey 表", "choices 表")) for _, column, _ in problems)
-    assert (1, "不支持的列“relevant”（本系统不支持跳转、校验表达式等）") in messages
-    assert (1, "不支持的列“constraint”（本系统不支持跳转、校验表达式等）") in messages
-    assert (2, "不支持的题型“calculate”") in messages
-    assert (3, "不支持的题型“begin_repeat”") in messages
-    assert (4, "选项列表“missing”在 choices 表中不存在") in messages
-    assert (6, "题目名称“q2”重复") in messages
-    assert (7, "题目名称“2bad”无效（字母开头，仅字母、数字、下划线）") in messages
-    assert (8, "题型“select_one”缺少选项列表名") in messages
-    assert (9, "end_group 没有对应的 begin_group") in messages
-    assert (10, "分组没有 end_group 结束") in messages
-    assert (2, "选项缺少 list_name 或 name") in messages
-
-
-@pytest.mark.parametrize(
-    ("survey", "choices", "message"),
-    [
-        ([["name", "label"], ["q", "Q"]], None, "缺少列“type”"),
+    assert env.choices == likert_choices(SATISFACTION) and env.dont_know and env.dont_know_label == "不了解"
+    assert env.translations["label"] == {"中文 (zh)": "环境卫生", "English (en)": "Sanitation"}
+    assert env.translations["hint"]["English (en)"] == "Last 3 months"
+    assert env.translations["choices"]["5"]["English (en)"] == "Very satisfied"
+    assert by_name["intro"].kind == QuestionKind.note and by_name["intro"].label == "欢迎参加满意度调查"
+    why = by_name["q_why"]
+    assert why.relevant == "${q_env} = '1' or ${q_env} = '2'" and why.extras == {"appearance": "multiline"}
+    years = by_name["q_years"]
+    assert (years.constraint, years.constraint_message) == (". >= 0 and . <= 100", "请填写 0–100 之间的整数")
+    assert years.translations["constraint_message"]["English (en)"] == "Between 0 and 100"
+    assert by_name["q_need"].constraint == "count-selected(.) <= 2"
+    # A relevant on a calculate field is outside the subset: kept, not enforced, reported.
+    later = by_name["q_later"]
+    assert later.relevant == "" and later.extras == {"relevant": "${years_x2} > 10"}
+    assert spec.extras["calculate"] == [{"name": "years_x2", "calculation": "${q_years} * 2", "row": 14}]
+    assert spec.extras["metadata"] == ["start", "end", "today", "deviceid", "username"]
+    notes = [(n.line, n.message) for n in spec.notes]
+    assert notes == [
+        (2, "元数据字段 start 已接受，在线问卷不采集"),
+        (3, "元数据字段 end 已接受，在线问卷不采集"),
+        (4, "元数据字段 today 已接受，在线问卷不采集"),
+        (5, "元数据字段 deviceid 已接受，在线问卷不采集"),
+        (6, "元数据字段 username 已接受，在线问卷不采集"),
+        (10, "列“appearance”在线问卷不使用，已保留在定义中（第 10 行）"),
+        (14, "计算字段 years_x2（calculate）已保留，在线问卷不计算"),
         (
+            15,
+            "relevant 表达式“${years_x2} > 10”引用的题目“years_x2”不是在线问卷中的题目，在线问卷不执行（已保留原式）",
+        ),
+    ]
+
+
+def test_kobo_relevant_and_constraint_decide_which_answers_are_valid():
+    questions = parse_xlsform(kobo_form()).questions()
+    base = {"q_env": ["4"], "q_years": ["12"], "q_need": ["a b"]}
+    answers, errors = validate_answers(questions, base)
+    assert errors == {} and "q_why" not in answers  # not relevant: not required
+    _, errors = validate_answers(questions, {**base, "q_env": ["1"]})
+    assert errors == {"q_why": "此题为必答题"}  # relevant now, and required
+    answers, errors = validate_answers(questions, {**base, "q_env": ["4"], "q_why": ["太脏"]})
+    assert errors == {} and "q_why" not in answers  # an answer to a question not shown is dropped
+    _, errors = validate_answers(questions, {**base, "q_years": ["101"], "q_need": ["a b c"]})
+    assert errors == {"q_years": "请填写 0–100 之间的整数", "q_need": "最多选两项"}
+    answers, errors = validate_answers(questions, {**base, "q_env": ["dk"]})
+    assert errors == {} and answers["q_env"].dont_know
+
+
+def test_labels_without_a_chinese_column_use_the_default_language_then_the_first():
+    spec = parse_xlsform(
+        workbook(
             [
-                ["type", "name", "label"],
-                ["text", "q", "Q"],
-                ["begin_group", "a", "A"],
-                ["begin_group", "b", "B"],
+                ["type", "name", "label::English (en)", "label::Français (fr)"],
+                ["text", "q", "Hello", "Bonjour"],
             ],
             None,
-            "不支持嵌套分组",
-        ),
-        (
-            [["type", "name", "label", "required"], ["text", "q", "Q", "maybe"]],
-            None,
-            "required 只能是 yes 或 no",
-        ),
-        (
-            [["type", "name", "label"], ["select_multiple sat", "q", "Q"]],
-            [["list_name", "name", "label"], *SAT, ["sat", "dk", "不了解"]],
-            "多选题不支持“不了解”选项",
-        ),
-        (
-            [["type", "name", "label"], ["select_one one", "q", "Q"]],
-            [["list_name", "name", "label"], ["one", "a", "A"]],
-            "至少需要 2 个选项",
-        ),
-        ([["type", "name", "label"]], None, "问卷中没有任何题目"),
-    ],
-)
-def test_single_problems(survey, choices, message):
-    assert any(message in m for _, _, m in rejected(workbook(survey, choices)))
+            [["form_title", "default_language"], ["T", "Français (fr)"]],
+        )
+    )
+    assert spec.questions()[0].label == "Bonjour"
+    spec = parse_xlsform(workbook([["type", "name", "label::English (en)"], ["text", "q", "Hello"]]))
+    assert spec.questions()[0].label == "Hello"
 
 
-def test_not_a_workbook_and_no_survey_sheet():
-    assert rejected(b"plain text")[0][2].startswith("无法读取文件")
-    book = Workbook()
-    book.active.title = "other"
-    buffer = io.BytesIO()
-    book.save(buffer)
-    assert rejected(buffer.getvalue()) == [(1, "survey 表", "缺少 survey 工作表")]
+def test_refusals_name_sheet_row_and_reason_in_chinese():
+    # pyxform stops at the first structural error; each keeps its row, in Chinese.
+    cases = [
+        (
+            [["type", "name", "label"], ["integer", "q", "Q"], ["select_one missing", "q1", "Q1"]],
+            3,
+            "选项列表“missing”在 choices 表中不存在",
+        ),
+        ([["type", "name", "label"], ["text", "q2", "Q2"], ["text", "q2", "again"]], 3, "题目名称“q2”重复"),
+        ([["type", "name", "label"], ["integer", "2bad", "bad name"]], 2, "题目名称无效"),
+        ([["type", "name", "label"], ["text", "q", "Q"], ["integr", "q3", "Q3"]], 3, "不支持的题型“integr”"),
+        (
+            [["type", "name", "label"], ["end_group", "", ""], ["text", "q", "Q"]],
+            2,
+            "end_group 没有对应的 begin_group",
+        ),
+        (
+            [["type", "name", "label"], ["text", "q", "Q"], ["begin_group", "g", "G"]],
+            3,
+            "分组没有 end_group 结束",
+        ),
+        (
+            [["type", "name", "label", "relevant"], ["text", "q", "Q", "${zz} = 1"]],
+            2,
+            "relevant 引用的题目“zz”不存在",
+        ),
+    ]
+    for survey, line, message in cases:
+        problems = rejected(
+            workbook(survey, [["list_name", "name", "label"], ["yn", "y", "是"], ["yn", "n", "否"]])
+        )
+        assert len(problems) == 1, problems
+        assert problems[0][0] == line and problems[0][1] == "survey 表" and message in problems[0][2], (
+            problems
+        )
+
+
+def test_questions_the_online_form_cannot_ask_are_all_listed():
+    data = workbook(
+        [
+            ["type", "name", "label"],
+            ["begin_repeat", "r1", "家庭成员"],
+            ["integer", "age", "年龄"],
+            ["end_repeat", "", ""],
+            ["geopoint", "where", "位置"],
+            ["date", "when", "日期"],
+            ["select_multiple sat", "q_m", "多选"],
+            ["select_one one", "q_one", "单项"],
+            ["text", "q_ok", "正常题"],
+        ],
+        [["list_name", "name", "label"], *SAT, ["sat", "dk", "不了解"], ["one", "a", "A"]],
+    )
+    problems = rejected(data)
+    assert [(line, message) for line, _, message in problems] == [
+        (2, "在线问卷不支持题型“重复组（begin_repeat）”，请删除此题或改为文本题"),
+        (5, "在线问卷不支持题型“位置（geopoint）”，请删除此题或改为文本题"),
+        (6, "在线问卷不支持题型“日期（date）”，请删除此题或改为文本题"),
+        (7, "多选题不支持“不了解”选项"),
+        (8, "选项列表“one”至少需要 2 个选项"),
+    ]
+
+
+def test_the_same_name_in_two_groups_is_refused_because_names_are_unique_per_survey():
+    data = workbook(
+        [
+            ["type", "name", "label"],
+            ["begin_group", "a", "A"],
+            ["text", "q", "Q"],
+            ["end_group", "", ""],
+            ["begin_group", "b", "B"],
+            ["text", "q", "Q again"],
+            ["end_group", "", ""],
+        ]
+    )
+    assert rejected(data) == [(6, "survey 表", "题目名称“q”重复（不同分组中也不能同名）")]
+
+
+def test_nested_groups_become_sections_titled_outer_slash_inner_and_combine_relevance():
+    spec = parse_xlsform(
+        workbook(
+            [
+                ["type", "name", "label", "relevant"],
+                ["select_one yn", "lives", "是否居住", ""],
+                ["begin_group", "a", "服务", "${lives} = 'y'"],
+                ["begin_group", "b", "养老", ""],
+                ["text", "q", "建议", "string-length(${lives}) > 0"],
+                ["end_group", "", "", ""],
+                ["end_group", "", "", ""],
+            ],
+            [["list_name", "name", "label"], ["yn", "y", "是"], ["yn", "n", "否"]],
+        )
+    )
+    assert [s.title for s in spec.sections] == ["", "服务 / 养老"]
+    assert spec.questions()[1].relevant == "(${lives} = 'y') and (string-length(${lives}) > 0)"
 
 
 # ------------------------------------------------------------------------------------------- validation

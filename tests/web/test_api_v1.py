@@ -243,17 +243,26 @@ def test_get_with_the_token_shows_state_unit_deadline_and_events(client: Any, se
         assert data["contact_phone"] == "138****5678" and data["contact_name"] == "张*"
 
 
-def test_401_without_token(client: Any, session: Session) -> None:
+def test_401_without_token_whether_the_case_exists_or_not(client: Any, session: Session) -> None:
     number = create(client)["tracking_number"]
     response = client.get(f"/api/v1/requests/{number}")
     assert response.status_code == 401 and response.get_json()["errors"][0]["code"] == "unauthorized"
+    unknown = client.get("/api/v1/requests/MH20000101-ZZZZZ")
+    assert (unknown.status_code, unknown.get_data()) == (401, response.get_data())
 
 
-def test_403_with_a_wrong_token(client: Any, session: Session) -> None:
+def test_a_wrong_token_answers_exactly_as_an_unknown_number(client: Any, session: Session) -> None:
     number = create(client)["tracking_number"]
     other = create(client, address="另一处地址 9 号")
-    response = client.get(f"/api/v1/requests/{number}?token={other['token']}")
-    assert response.status_code == 403 and response.get_json()["errors"][0]["code"] == "forbidden"
+    wrong = client.get(f"/api/v1/requests/{number}?token={other['token']}")
+    unknown = client.get(f"/api/v1/requests/MH20000101-ZZZZZ?token={other['token']}")
+    assert wrong.status_code == unknown.status_code == 404
+    assert wrong.get_data() == unknown.get_data()
+    assert wrong.get_json()["errors"][0]["code"] == "not_found"
+    per_request = ("X-Request-ID",)  # a fresh id on every answer, whatever it says
+    assert {k: v for k, v in wrong.headers.items() if k not in per_request} == {
+        k: v for k, v in unknown.headers.items() if k not in per_request
+    }
 
 
 def test_404_for_an_unknown_tracking_number(client: Any, session: Session) -> None:

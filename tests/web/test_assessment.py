@@ -12,12 +12,13 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.assessment_runner import score_quarter
-from app.case_rates import case_rates
+from assessment import inputs, rules, services, significance, systems, vocabulary
+from assessment.inputs import case_rates
+from assessment.jobs import score_quarter
+from assessment.models import IndicatorSystem, ReviewItem, Score
 from core.models import Category, Unit
+from core.quarter import Quarter
 from routing.models import Case, CaseEvent
-from surveys import assessment
-from surveys.indicators import IndicatorSystem, ReviewItem, Score
 from tests.conftest import login
 
 Q = "2020Q1"
@@ -56,7 +57,7 @@ def _case(session: Session, community: Unit, n: int, satisfaction: str | None, *
         contact_name="张三",
         contact_phone="13800000000",
         state="closed",
-        created_at=T0,
+        created_at=kw.pop("created_at", T0),
         satisfaction=satisfaction,
         solved=kw.pop("solved", satisfaction in ("satisfied", "basically_satisfied")),
         sign_for_deadline=T0 + timedelta(hours=4),
@@ -90,9 +91,9 @@ def tiny(session: Session) -> dict[str, Unit]:
         _events(session, _case(session, c1, n, sat, **extra), accept, resolve)
     for n in range(2):
         _events(session, _case(session, c2, n, "satisfied"), hour, day)
-    assessment.create_system(session, Q, TREE, SOURCES, rollup="equal")
+    systems.create_system(session, Q, TREE, SOURCES, rollup="equal")
     for unit, value in ((c1, 5.0), (c2, 10.0), (c3, 0.0)):
-        assessment.add_entry(session, Q, unit, "check", value)
+        inputs.add_entry(session, Q, unit, "check", value)
     session.commit()
     return {"c1": c1, "c2": c2, "c3": c3}
 
@@ -116,6 +117,26 @@ def test_case_rates_follow_the_declared_definitions(session: Session, tiny: dict
     assert tiny["c3"].id not in case_rates(session, Q).index
 
 
+def test_quarters_are_cut_at_beijing_midnight(session: Session) -> None:
+    """A case taken 2026-10-01 03:00 Beijing (2026-09-30 19:00 UTC) counts in 2026Q4, not 2026Q3."""
+    community = _unit(session, "420102-S1-C1")
+
+    def counted(quarter: str) -> tuple[int, int, int]:
+        rates = case_rates(session, quarter)
+        requests = int(rates["requests"].get(community.id, 0))
+        ratings = inputs.callback_ratings(session, Quarter.parse(quarter))
+        rated = int((ratings["community_code"] == community.code).sum())
+        behind = len(inputs.cases_behind(session, quarter, community.id, limit=100_000))
+        return requests, rated, behind
+
+    before = {q: counted(q) for q in ("2026Q3", "2026Q4")}
+    _case(session, community, 901, "satisfied", created_at=datetime(2026, 9, 30, 19, 0))
+    # 2026-09-30 15:59 UTC is 23:59 Beijing on the 30th: still the third quarter.
+    _case(session, community, 902, "satisfied", created_at=datetime(2026, 9, 30, 15, 59))
+    assert counted("2026Q4") == tuple(n + 1 for n in before["2026Q4"])
+    assert counted("2026Q3") == tuple(n + 1 for n in before["2026Q3"])
+
+
 def test_hand_checked_scores_ranks_and_rollup(session: Session, tiny: dict[str, Unit]) -> None:
     score_quarter(session, Q)
     session.commit()
@@ -135,21 +156,21 @@ def test_hand_checked_scores_ranks_and_rollup(session: Session, tiny: dict[str, 
 def test_rerun_replaces_and_published_run_is_frozen(session: Session, tiny: dict[str, Unit]) -> None:
     score_quarter(session, Q)
     count = session.scalar(select(func.count()).select_from(Score))
-    assessment.add_entry(session, Q, tiny["c1"], "check", 10.0)
+    inputs.add_entry(session, Q, tiny["c1"], "check", 10.0)
     score_quarter(session, Q)
     assert session.scalar(select(func.count()).select_from(Score)) == count
     assert _score(session, tiny["c1"]).score == pytest.approx(62.5)  # 22.5 + 40
-    assessment.publish_run(session, Q)
-    with pytest.raises(assessment.AssessmentError) as raised:
+    services.publish_run(session, Q)
+    with pytest.raises(vocabulary.AssessmentError) as raised:
         score_quarter(session, Q)
     assert raised.value.code == "run_published"
 
 
 def test_previous_quarter_comparison(session: Session, tiny: dict[str, Unit]) -> None:
     score_quarter(session, Q, publish=True)
-    assessment.add_entry(session, "2020Q2", tiny["c1"], "check", 10.0)
-    assessment.run_scoring(session, "2020Q2", None, None, assessment.entries_frame(session, "2020Q2"))
-    run = assessment.run_for(session, "2020Q2")
+    inputs.add_entry(session, "2020Q2", tiny["c1"], "check", 10.0)
+    services.run_scoring(session, "2020Q2", None, None, inputs.entries_frame(session, "2020Q2"))
+    run = systems.run_for(session, "2020Q2")
     assert run is not None and run.params["compared_with"] == Q
     # 2020Q2: C1 has no cases, so B carries everything: 100 points; change = 100 − 42.5.
     now = session.scalar(
@@ -176,14 +197,14 @@ def test_review_list_is_idempotent(session: Session, tiny: dict[str, Unit]) -> N
         )
 
     history = {"2020Q1": frame(55.0), "2019Q4": frame(50.0), "2019Q3": frame(80.0)}
-    first = assessment.detect_persistent_dissatisfaction(session, Q, history)
-    again = assessment.detect_persistent_dissatisfaction(session, Q, history)
+    first = services.detect_persistent_dissatisfaction(session, Q, history)
+    again = services.detect_persistent_dissatisfaction(session, Q, history)
     assert len(first) == 1 and [i.id for i in again] == [first[0].id]
     item = first[0]
     assert (item.quarter_from, item.quarter_to) == ("2019Q4", "2020Q1")
     assert [e["value"] for e in item.evidence] == [50.0, 55.0]
     assert session.scalar(select(func.count()).select_from(ReviewItem)) == 1
-    assessment.record_decision(session, item.id, "已约谈整改", None)
+    services.record_decision(session, item.id, "已约谈整改", None)
     assert item.decided_at is not None
 
 
@@ -200,7 +221,7 @@ def test_single_quarter_below_threshold_is_not_listed(session: Session, tiny: di
             }
         ]
     )
-    assert assessment.detect_persistent_dissatisfaction(session, Q, {Q: frame}) == []
+    assert services.detect_persistent_dissatisfaction(session, Q, {Q: frame}) == []
 
 
 PAGES = [
@@ -266,7 +287,7 @@ def test_published_run_cannot_be_rerun_from_the_dashboard(
 
 def test_bad_ahp_matrix_is_refused_with_its_cr(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
     login(client, "evaluator")
-    system = assessment.create_system(session, "2020Q3", *assessment.default_system())
+    system = systems.create_system(session, "2020Q3", *systems.default_system())
     session.commit()
     versions = session.scalar(select(func.count()).select_from(IndicatorSystem))
     # A cyclic judgment (A ≫ B ≫ MH ≫ A) is maximally inconsistent.
@@ -283,7 +304,7 @@ def test_bad_ahp_matrix_is_refused_with_its_cr(client: Any, session: Session, ti
         data={"action": "weights", "node": "TOTAL", "method": "ahp", "matrix": good},
     )
     assert response.status_code == 302
-    newest = assessment.system_for(session, "2020Q3")
+    newest = systems.system_for(session, "2020Q3")
     assert newest is not None and newest.weight_methods["TOTAL"]["cr"] == pytest.approx(0.0, abs=1e-9)
     assert [c["weight"] for c in newest.tree["children"]] == pytest.approx([20.0] * 5)
 
@@ -303,7 +324,7 @@ def test_entry_with_evidence_upload(client: Any, session: Session, tiny: dict[st
         content_type="multipart/form-data",
     )
     assert response.status_code == 302
-    entry = assessment.entries_frame(session, Q).set_index(["unit_id", "code"]).loc[(tiny["c3"].id, "check")]
+    entry = inputs.entries_frame(session, Q).set_index(["unit_id", "code"]).loc[(tiny["c3"].id, "check")]
     assert entry["value"] == 7.0
     page = client.get(f"/assessment/entries?quarter={Q}").data.decode()
     assert "photo.jpg" in page
@@ -326,7 +347,7 @@ def test_review_decision_form_and_export(client: Any, session: Session, tiny: di
             }
         ]
     )
-    (item,) = assessment.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
+    (item,) = services.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
     session.commit()
     login(client, "evaluator")
     assert (
@@ -350,7 +371,7 @@ def _versions(session: Session) -> int:
 @pytest.fixture
 def editable(session: Session, tiny: dict[str, Unit]) -> IndicatorSystem:
     """The tiny quarter's system (T → A, B), not yet used by any run."""
-    system = assessment.system_for(session, Q)
+    system = systems.system_for(session, Q)
     assert system is not None and system.quarter == Q
     return system
 
@@ -383,7 +404,7 @@ def test_add_a_leaf_creates_a_new_version(client: Any, session: Session, editabl
     login(client, "evaluator")
     response = client.post(f"/assessment/systems/{editable.id}", data=LEAF_FORM)
     assert response.status_code == 302
-    newest = assessment.system_for(session, Q)
+    newest = systems.system_for(session, Q)
     assert newest is not None and newest.version == editable.version + 1
     assert [c["code"] for c in newest.tree["children"]] == ["A", "B", "C"]
     assert newest.tree["children"][2]["rule"] == {
@@ -430,7 +451,7 @@ def test_edit_a_leaf_rule_and_a_group_weight(
     data = {"action": "edit", "code": "B", "name": "暗访检查", "weight": "50", "rule_kind": "steps",
             "thresholds": "3:0.5\n8:1", "source_kind": "entry", "source_key": "check"}  # fmt: skip
     assert client.post(f"/assessment/systems/{editable.id}", data=data).status_code == 302
-    newest = assessment.system_for(session, Q)
+    newest = systems.system_for(session, Q)
     assert newest is not None
     b = newest.tree["children"][1]
     assert (b["name"], b["weight"], b["rule"]) == (
@@ -445,7 +466,7 @@ def test_edit_a_leaf_rule_and_a_group_weight(
         data={"action": "weights", "node": "T", "method": "direct", "w_A": "30", "w_B": "70"},
     )
     assert response.status_code == 302
-    moved = assessment.system_for(session, Q)
+    moved = systems.system_for(session, Q)
     assert moved is not None and [c["weight"] for c in moved.tree["children"]] == pytest.approx([30.0, 70.0])
     before = _versions(session)
     bad = client.post(
@@ -458,13 +479,13 @@ def test_edit_a_leaf_rule_and_a_group_weight(
 def test_delete_a_node_and_refusals(client: Any, session: Session, editable: IndicatorSystem) -> None:
     login(client, "evaluator")
     client.post(f"/assessment/systems/{editable.id}", data=LEAF_FORM)
-    with_c = assessment.system_for(session, Q)
+    with_c = systems.system_for(session, Q)
     assert with_c is not None
     assert (
         client.post(f"/assessment/systems/{with_c.id}", data={"action": "delete", "code": "C"}).status_code
         == 302
     )
-    without = assessment.system_for(session, Q)
+    without = systems.system_for(session, Q)
     assert without is not None and [c["code"] for c in without.tree["children"]] == ["A", "B"]
     assert "C" not in without.sources
     before = _versions(session)
@@ -476,14 +497,14 @@ def test_delete_a_node_and_refusals(client: Any, session: Session, editable: Ind
 
 def test_a_leaf_given_a_child_becomes_a_group(session: Session, editable: IndicatorSystem) -> None:
     rule = {"kind": "linear", "lower": 0, "upper": 10}
-    new = assessment.add_node(
+    new = systems.add_node(
         session, editable, "B", code="B1", name="楼道", weight=1, rule=rule, source="entry:b1"
     )
     b = new.tree["children"][1]
     assert "rule" not in b and [c["code"] for c in b["children"]] == ["B1"]
     assert "B" not in new.sources and new.sources["B1"] == "entry:b1"
-    with pytest.raises(assessment.AssessmentError) as raised:
-        assessment.delete_node(session, new, "B1")
+    with pytest.raises(vocabulary.AssessmentError) as raised:
+        systems.delete_node(session, new, "B1")
     assert raised.value.code == "last_child"
 
 
@@ -499,7 +520,7 @@ def test_a_version_used_by_a_published_run_is_frozen(
     assert "添加子指标" not in client.get(f"/assessment/systems/{editable.id}").data.decode()
     response = client.post(f"/assessment/systems/{editable.id}", data={"action": "copy", "quarter": "2020Q2"})
     assert response.status_code == 302
-    copy_ = assessment.system_for(session, "2020Q2")
+    copy_ = systems.system_for(session, "2020Q2")
     assert copy_ is not None and copy_.quarter == "2020Q2" and copy_.tree == editable.tree
 
 
@@ -516,13 +537,13 @@ def test_json_import_stays_as_the_advanced_option(
               "rollup": "equal", "tie_rule": "min"},
     )  # fmt: skip
     assert response.status_code == 302
-    newest = assessment.system_for(session, Q)
+    newest = systems.system_for(session, Q)
     assert newest is not None and newest.tree["name"] == "改名后的总分"
     bad = client.post(
         f"/assessment/systems/{editable.id}",
         data={"action": "json", "quarter": Q, "tree": "{", "sources": "{}"},
     )
-    assert "提交的内容格式不正确" in bad.data.decode() and 'name="tree"' in bad.data.decode()
+    assert "指标树不是有效的 JSON" in bad.data.decode() and 'name="tree"' in bad.data.decode()
 
 
 # --- job status ----------------------------------------------------------------------------------------
@@ -537,10 +558,10 @@ def test_dashboard_shows_the_job_state(
     queued: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(jobs, "enqueue", lambda task, *args: queued.append((task, args)))
     page = client.post(f"/assessment/{Q}/run", follow_redirects=True).data.decode()
-    assert queued == [("app.assessment_runner.run_quarter", (Q,))]
+    assert queued == [("assessment.jobs.run_quarter", (Q,))]
     assert "已排队，等待计算" in page and "刷新状态" in page and "本季度尚未计算" in page
     client.post(f"/assessment/{Q}/publish")  # nothing computed yet: refused
-    assert assessment.run_for(session, Q).status == "draft"  # type: ignore[union-attr]
+    assert systems.run_for(session, Q).status == "draft"  # type: ignore[union-attr]
     monkeypatch.undo()
     page = client.post(f"/assessment/{Q}/run", follow_redirects=True).data.decode()
     assert "计算完成" in page and "各区排名" in page
@@ -549,15 +570,15 @@ def test_dashboard_shows_the_job_state(
 def test_a_failed_job_shows_its_error(
     client: Any, session: Session, tiny: dict[str, Unit], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import app.assessment_runner as runner
+    import assessment.jobs as runner
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise assessment.AssessmentError("bad_survey_frame", "问卷结果缺少列：index")
+        raise vocabulary.AssessmentError("bad_survey_frame", "问卷结果缺少列：index")
 
     monkeypatch.setattr(runner, "score_quarter", broken)
-    with pytest.raises(assessment.AssessmentError):
+    with pytest.raises(vocabulary.AssessmentError):
         runner.run_quarter(Q)
-    status = assessment.job_status(assessment.run_for(session, Q))
+    status = services.job_status(systems.run_for(session, Q))
     assert status is not None and status["state"] == "failed" and status["error"] == "问卷结果缺少列：index"
     login(client, "evaluator")
     page = client.get(f"/assessment/?quarter={Q}").data.decode()
@@ -568,8 +589,7 @@ def test_a_failed_job_shows_its_error(
 
 
 def test_review_labels_show_question_text_and_category_name(session: Session, tiny: dict[str, Unit]) -> None:
-    from app.assessment_runner import survey_item_labels
-    from app.case_rates import review_items
+    from assessment.inputs import review_items, survey_item_labels
     from surveys.models import Question, QuestionKind, Survey, SurveySection
 
     survey = Survey(quarter=Q, title="测试问卷", version=1, salt="s" * 16)
@@ -590,20 +610,20 @@ def test_review_labels_show_question_text_and_category_name(session: Session, ti
     # An open item picks up the better label the next time the streak is detected.
     frame = pd.DataFrame([{"unit_id": tiny["c1"].id, "kind": "survey_item", "item_code": "Q7",
                            "item_label": "Q7", "value": 40.0, "n": 30}])  # fmt: skip
-    (item,) = assessment.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
+    (item,) = services.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
     assert item.item_label == "Q7"
     frame["item_label"] = labels["Q7"]
-    assessment.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
+    services.detect_persistent_dissatisfaction(session, Q, {Q: frame, "2019Q4": frame})
     assert item.item_label == "环境卫生 · 楼道是否整洁？"
 
 
 # --- significance of the total's change ----------------------------------------------------------------
 
 
-def _inputs(a: float, n: float, b: float = 5.0) -> assessment.LeafInputs:
+def _inputs(a: float, n: float, b: float = 5.0) -> inputs.LeafInputs:
     index = pd.Index([1], name="unit_id")
     nan = float("nan")
-    return assessment.LeafInputs(
+    return inputs.LeafInputs(
         pd.DataFrame({"A": [a], "B": [b]}, index=index),
         pd.DataFrame({"A": [n], "B": [nan]}, index=index),
         pd.DataFrame({"A": [nan], "B": [nan]}, index=index),
@@ -611,28 +631,30 @@ def _inputs(a: float, n: float, b: float = 5.0) -> assessment.LeafInputs:
 
 
 def test_total_change_se_by_hand() -> None:
-    from surveys import scoring
-
-    root = scoring.indicator_from_config(TREE)
+    root = rules.indicator_from_config(TREE)
     # A: 3 of 4 satisfied last quarter (75 %), 4 of 5 now (80 %); B (an entry, no sampling error) = 5.
     # Agresti–Caffo: prev p̃ = 4/6, Var = (2/3)(1/3)/6 × 10⁴ = 370.37; now p̃ = 5/7, Var = (5/7)(2/7)/7 × 10⁴
     # = 291.55 (percentage points²). Slope of the total in A: 60 points over 40 pp = 1.5.
     # SE = 1.5 × √(370.37 + 291.55) = 38.59; change 7.5 → z = 0.194, two-sided p = 0.846.
-    se = assessment.total_change_se(root, SOURCES, _inputs(80.0, 5), _inputs(75.0, 4))
+    se = significance.total_change_se(root, SOURCES, _inputs(80.0, 5), _inputs(75.0, 4))
     assert se.loc[1] == pytest.approx(38.59, abs=0.01)
     # 360/400 vs 280/400: Var = 361·41/402³ × 10⁴ = 2.2783 and 281·121/402³ × 10⁴ = 5.2338 → SE = 4.111.
-    se = assessment.total_change_se(root, SOURCES, _inputs(90.0, 400), _inputs(70.0, 400))
+    se = significance.total_change_se(root, SOURCES, _inputs(90.0, 400), _inputs(70.0, 400))
     assert se.loc[1] == pytest.approx(4.111, abs=0.001)
     # A sampled leaf carries error even when only the entry moved; entries alone carry none → 数据不足 (NaN),
     # and so does a sampled leaf that applies in one quarter only.
-    only_entry = assessment.total_change_se(root, SOURCES, _inputs(80.0, 5, b=9.0), _inputs(80.0, 5, b=9.0))
+    only_entry = significance.total_change_se(root, SOURCES, _inputs(80.0, 5, b=9.0), _inputs(80.0, 5, b=9.0))
     assert only_entry.notna().all()
     assert (
-        assessment.total_change_se(root, {"A": "entry:a", "B": "entry:check"}, _inputs(80, 5), _inputs(75, 4))
+        significance.total_change_se(
+            root, {"A": "entry:a", "B": "entry:check"}, _inputs(80, 5), _inputs(75, 4)
+        )
         .isna()
         .all()
     )
-    assert assessment.total_change_se(root, SOURCES, _inputs(80.0, 5), _inputs(float("nan"), 0)).isna().all()
+    assert (
+        significance.total_change_se(root, SOURCES, _inputs(80.0, 5), _inputs(float("nan"), 0)).isna().all()
+    )
 
 
 def test_total_change_significance_on_the_dashboard(
@@ -646,11 +668,11 @@ def test_total_change_significance_on_the_dashboard(
         case.created_at = q2
         for action in ("dispatch", "accept", "resolve"):
             session.add(CaseEvent(case_id=case.id, action=action, created_at=q2))
-    assessment.add_entry(session, "2020Q2", c1, "check", 5.0)
+    inputs.add_entry(session, "2020Q2", c1, "check", 5.0)
     session.commit()
     score_quarter(session, "2020Q2")
     session.commit()
-    run = assessment.run_for(session, "2020Q2")
+    run = systems.run_for(session, "2020Q2")
     assert run is not None
     row = session.scalar(
         select(Score).where(Score.run_id == run.id, Score.unit_id == c1.id, Score.node_code == "T")

@@ -9,10 +9,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.demo_quarter import QUESTIONS, SURVEY_TITLE, demo_quarters, load_demo_quarter
+from assessment.models import EvaluatorEntry, ReviewItem, ScoringRun
 from core.models import Level, Unit, User
 from core.quarter import Quarter
 from routing.models import Case, CaseEvent
-from surveys.indicators import EvaluatorEntry, ReviewItem, ScoringRun
 from surveys.models import Survey, SurveyResponse
 from tests.conftest import login
 

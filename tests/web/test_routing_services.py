@@ -377,7 +377,8 @@ def test_triage_queue_is_the_dispatchers_subtree(session: Session, foreign: dict
 
 
 def test_summoned_department_sees_and_answers(session: Session) -> None:
-    case = accepted(session)
+    case = routed(session, "WY-01")  # 物业服务质量: the catalogue names 市房管局
+    services.accept(session, case.id, user(session, "handler-community"))
     fgj = user(session, "handler-fgj")
     assert Action.respond_escalation not in services.allowed_actions(session, case, fgj)
     services.escalate(

@@ -1,4 +1,4 @@
-"""Unit tests for surveys.scoring: rules, tree scoring, vectorised scoring, ranking and roll-up.
+"""Unit tests for assessment.rules: rules, tree scoring, vectorised scoring, ranking and roll-up.
 
 All expected numbers are hand-worked; the arithmetic is in the comments.
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surveys.scoring import (
-    TIE_RULES,
+from assessment.rankings import TIE_RULES, rank, rollup
+from assessment.rules import (
     Bonus,
     Deduction,
     Indicator,
@@ -24,8 +24,6 @@ from surveys.scoring import (
     Steps,
     Veto,
     indicator_from_config,
-    rank,
-    rollup,
     rule_from_config,
     score_tree,
     score_units,

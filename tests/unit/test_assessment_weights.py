@@ -1,4 +1,4 @@
-"""Unit tests for surveys.weights: AHP, entropy weight method, direct weights."""
+"""Unit tests for assessment.weights: AHP, entropy weight method, direct weights."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surveys.weights import (
+from assessment.weights import (
     SAATY_1980_RANDOM_INDEX,
     AhpResult,
     InconsistentMatrixError,

@@ -1,6 +1,6 @@
 """Assessment (考评) models: indicator system versions, 三率 weights, evaluator entries, runs, scores, review list.
 
-The tree of an ``IndicatorSystem`` is stored as the JSON of ``surveys.scoring.Indicator.to_config``; what
+The tree of an ``IndicatorSystem`` is stored as the JSON of ``assessment.rules.Indicator.to_config``; what
 feeds each leaf (``case:<rate>``, ``survey:<code>``, ``entry:<code>``) and how each group's weights were
 set (direct, AHP with its pairwise matrix, entropy) sit beside it, so one row is one reproducible version.
 """
@@ -24,13 +24,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from assessment.vocabulary import REVIEW_KINDS, ROLLUP_MODES, RUN_DRAFT, RUN_PUBLISHED
 from core.db import Base, utcnow
 from core.models import Unit, User
 
-RUN_DRAFT = "draft"
-RUN_PUBLISHED = "published"
-ROLLUP_MODES = ("population", "equal")
-REVIEW_KINDS = ("survey_item", "case_category")
+__all__ = [
+    "REVIEW_KINDS",
+    "ROLLUP_MODES",
+    "RUN_DRAFT",
+    "RUN_PUBLISHED",
+    "CompositeWeights",
+    "EvaluatorEntry",
+    "IndicatorSystem",
+    "ReviewItem",
+    "Score",
+    "ScoringRun",
+]
 
 
 class IndicatorSystem(Base):
@@ -43,7 +52,7 @@ class IndicatorSystem(Base):
     quarter: Mapped[str] = mapped_column(String(8), index=True)
     version: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(120), default="")
-    # surveys.scoring.Indicator.to_config() of the root.
+    # assessment.rules.Indicator.to_config() of the root.
     tree: Mapped[dict[str, Any]] = mapped_column(JSON)
     # leaf code → "case:<rate>" | "survey:<code>" | "entry:<code>"
     sources: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from app.case_rates import COUNT_COLUMNS, RATE_DEFINITIONS, rates_from_counts
+from assessment.inputs import COUNT_COLUMNS, rates_from_counts
+from assessment.vocabulary import RATE_DEFINITIONS
 
 
 def _counts(**values: int) -> pd.DataFrame:

@@ -1,0 +1,79 @@
+"""Test-data builders shared by the web tests: demo users, staff at any unit, cases at each step.
+
+Cases are stored through the intake service and routed by the routing service (no web request), so a
+builder leaves the case where the demo's dispatch rules put it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import Role, User, unit_by_code
+from routing import services
+from routing.intake import Submission, submit
+from routing.models import Case
+
+COMMUNITY = "420102-S1-C1"  # handler-community's unit, in dispatcher-street's street (420102-S1)
+OTHER_DISTRICT_COMMUNITY = "420103-S1-C1"  # outside every demo unit's subtree but the city's
+TOKEN_KEY = b"builders"
+
+
+def user(session: Session, username: str) -> User:
+    """A demo user by name."""
+    found = session.scalar(select(User).where(User.username == username))
+    assert found is not None, username
+    return found
+
+
+def make_user(session: Session, username: str, role: Role, unit_code: str | None) -> User:
+    """A staff user (or resident, ``unit_code=None``) who cannot sign in (no password)."""
+    unit = unit_by_code(session, unit_code) if unit_code else None
+    created = User(username=username, password_hash="x", role=role, unit=unit)
+    session.add(created)
+    session.flush()
+    return created
+
+
+def new_case(
+    session: Session,
+    category: str = "HW-01",
+    community: str = COMMUNITY,
+    resident: User | None = None,
+    phone: str = "13800001234",
+) -> Case:
+    """A submitted (not yet routed) case."""
+    data = Submission(
+        category=category,
+        community=community,
+        address="测试路 1 号",
+        description="垃圾桶三天没有清运，气味很大",
+        contact_name="测试",
+        contact_phone=phone,
+    )
+    return submit(session, data, channel="web", token_key=TOKEN_KEY, resident=resident).case
+
+
+def routed(session: Session, category: str = "HW-01", **kwargs: Any) -> Case:
+    """A case routed by the rules to its handling unit (dispatched, awaiting sign-for)."""
+    case = new_case(session, category, **kwargs)
+    while services.route_step(session, case.id).next_hop is not None:
+        pass
+    return case
+
+
+def accepted(session: Session, category: str = "HW-01", community: str = COMMUNITY, **kwargs: Any) -> Case:
+    """A case signed for by the first demo handler of the unit the rules sent it to."""
+    case = routed(session, category, community=community, **kwargs)
+    assert case.current_unit is not None
+    handler = session.scalar(
+        select(User).where(User.role == Role.handler, User.unit_id == case.current_unit_id).order_by(User.id)
+    )
+    if handler is None:
+        handler = make_user(
+            session, f"handler-{case.current_unit.code}", Role.handler, case.current_unit.code
+        )
+    services.accept(session, case.id, handler)
+    return case
