@@ -139,6 +139,16 @@ def test_dockerfile_installs_from_the_lock_as_non_root_with_healthcheck() -> Non
     assert re.search(r"pip install --require-hashes .*-r requirements\.lock", dockerfile)
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
     assert re.search(r"^HEALTHCHECK .*", dockerfile, re.M) and "/healthz" in dockerfile
+    # Every package the project ships reaches the image (COPY . with .dockerignore).
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert re.search(r"^COPY\b.* \. \./?$", dockerfile, re.M)
+    for pattern in packages["include"]:
+        name = pattern.rstrip("*")
+        assert (ROOT / name).is_dir() and name not in ignored, name
+    assert {"migrations", "gunicorn.conf.py", "requirements.lock"}.isdisjoint(ignored)
 
 
 def test_docker_compose_config_validates() -> None:
