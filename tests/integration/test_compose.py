@@ -44,7 +44,18 @@ DATABASE_URL = (
     _DB if _DB.startswith(("postgresql", "postgres")) else "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-WEB_PORT = int(os.environ.get("COMPOSE_TEST_PORT", "5141"))
+
+
+def _free_port() -> int:
+    """A loopback port nobody listens on now (several worktrees may run this test at once)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+WEB_PORT = int(os.environ.get("COMPOSE_TEST_PORT") or _free_port())
 APP_SERVICES = ("migrate", "web", "worker", "scoring-worker", "beat")
 # Residents of this run: none of these may appear in any log line.
 RESIDENTS = [("欧阳晓岚", "13911110001"), ("司马青云", "13922220002"), ("诸葛文静", "13933330003")]
