@@ -16,12 +16,9 @@ RUN pip install --require-hashes --no-deps -r requirements.lock
 RUN groupadd --system --gid 10001 minhu \
     && useradd --system --uid 10001 --gid minhu --home-dir /srv/minhu --shell /usr/sbin/nologin minhu
 
-COPY --chown=root:root app ./app
-COPY --chown=root:root core ./core
-COPY --chown=root:root routing ./routing
-COPY --chown=root:root surveys ./surveys
-COPY --chown=root:root migrations ./migrations
-COPY --chown=root:root gunicorn.conf.py pyproject.toml ./
+# The code (every package, migrations, gunicorn.conf.py), read-only for the service user; .dockerignore
+# leaves out tests, benchmarks, the local virtualenv, instance data and .env.
+COPY --chown=root:root . ./
 # Only instance/ (uploads, evidence) is writable, and only by the service user; a named volume mounted
 # there starts with this ownership.
 RUN mkdir -p /srv/minhu/instance && chown minhu:minhu /srv/minhu/instance

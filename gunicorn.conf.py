@@ -33,19 +33,19 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="minhu-prometheus-")
 
 wsgi_app = "app:create_app()"
-bind = [os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")]
+bind = [os.environ.get("GUNICORN_BIND") or "0.0.0.0:8000"]
 workers = _int("GUNICORN_WORKERS", min(8, multiprocessing.cpu_count() * 2 + 1))
 threads = _int("GUNICORN_THREADS", 4)
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = _int("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = 5
-forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS") or "127.0.0.1"
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0)  # recycle workers after N requests (0: never)
 max_requests_jitter = max_requests // 10
 accesslog = None  # the app writes the access line (app/ops.py)
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
 # gunicorn's own lines (booting, worker exits) in the app's JSON format, scrubbed the same way.
 logconfig_dict: dict[str, Any] = {
     "version": 1,

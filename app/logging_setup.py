@@ -50,7 +50,7 @@ def scrub_exception(text: str) -> str:
 
 
 class ContextFilter(logging.Filter):
-    """Adds ``request_id`` (web) and ``job_id`` (RQ worker) to every record."""
+    """Adds ``request_id`` (web) and ``job_id`` (RQ worker) to every record; scrubs tracebacks in messages."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Attach the ids of the request or job this thread is serving (None outside either)."""
@@ -59,6 +59,11 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "job_id"):
             job = get_current_job()
             record.job_id = job.id if job is not None else None
+        if record.levelno >= logging.WARNING:
+            # RQ logs a failed job's traceback as message text, not as exc_info: scrub row values there too.
+            message = record.getMessage()
+            if "Traceback" in message or "DETAIL:" in message or "[parameters:" in message:
+                record.msg, record.args = scrub_exception(message), None
         return True
 
 

@@ -44,7 +44,18 @@ DATABASE_URL = (
     _DB if _DB.startswith(("postgresql", "postgres")) else "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-WEB_PORT = int(os.environ.get("COMPOSE_TEST_PORT", "5141"))
+
+
+def _free_port() -> int:
+    """A loopback port nobody listens on now (several worktrees may run this test at once)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+WEB_PORT = int(os.environ.get("COMPOSE_TEST_PORT") or _free_port())
 APP_SERVICES = ("migrate", "web", "worker", "scoring-worker", "beat")
 # Residents of this run: none of these may appear in any log line.
 RESIDENTS = [("欧阳晓岚", "13911110001"), ("司马青云", "13922220002"), ("诸葛文静", "13933330003")]
@@ -139,6 +150,16 @@ def test_dockerfile_installs_from_the_lock_as_non_root_with_healthcheck() -> Non
     assert re.search(r"pip install --require-hashes .*-r requirements\.lock", dockerfile)
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
     assert re.search(r"^HEALTHCHECK .*", dockerfile, re.M) and "/healthz" in dockerfile
+    # Every package the project ships reaches the image (COPY . with .dockerignore).
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert re.search(r"^COPY\b.* \. \./?$", dockerfile, re.M)
+    for pattern in packages["include"]:
+        name = pattern.rstrip("*")
+        assert (ROOT / name).is_dir() and name not in ignored, name
+    assert {"migrations", "gunicorn.conf.py", "requirements.lock"}.isdisjoint(ignored)
 
 
 def test_docker_compose_config_validates() -> None:

@@ -223,3 +223,17 @@ def test_the_cheap_precheck_never_skips_what_scrub_would_change(text_: str) -> N
 
     assert scrub(text_) != text_
     assert logging_setup.scrub_line(text_) == scrub(text_)
+
+
+def test_a_traceback_logged_as_message_text_is_scrubbed(log_lines: io.StringIO) -> None:
+    # RQ's worker logs a failed job as logger.error("%s", traceback text), with no exc_info.
+    traceback_text = (
+        'Traceback (most recent call last):\n  File "routing/jobs.py", line 1\n'
+        'psycopg.errors.NotNullViolation: null value in column "unit_id"\n'
+        f"DETAIL:  Failing row contains (9, {NAME}, {PHONE}, {DESCRIPTION}).\n"
+    )
+    logging.getLogger("rq.worker").error("%s", traceback_text)
+    output = log_lines.getvalue()
+    assert "NotNullViolation" in output
+    for secret in (NAME, PHONE, DESCRIPTION):
+        assert secret not in output
