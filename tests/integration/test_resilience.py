@@ -108,6 +108,27 @@ def pg_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         db.session.commit()
         db.session.remove()
     app.extensions["resil_db_name"] = name
+    calls: dict[str, int] = {"once": 0, "after_commit": 0}
+
+    @app.get("/_test/killed-once")
+    def killed_once() -> Any:
+        # The server ends this request's connection in the middle of its work, the first time only.
+        calls["once"] += 1
+        db.session.execute(text("SELECT 1"))
+        if calls["once"] == 1:
+            db.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return {"calls": calls["once"]}
+
+    @app.get("/_test/killed-after-commit")
+    def killed_after_commit() -> Any:
+        calls["after_commit"] += 1
+        db.session.execute(text("CREATE TABLE IF NOT EXISTS resil_writes (id serial PRIMARY KEY)"))
+        db.session.execute(text("INSERT INTO resil_writes DEFAULT VALUES"))
+        db.session.commit()
+        db.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return {"calls": calls["after_commit"]}
+
+    app.extensions["resil_calls"] = calls
     try:
         yield app
     finally:
@@ -289,3 +310,20 @@ def test_sigkill_of_flask_serve_leaves_no_embedded_redis_or_worker_behind(tmp_pa
         for pid in [redis_pid, *(worker_pids or [])]:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_connection_ended_mid_request_is_retried_once_on_a_new_one(pg_app: Any) -> None:
+    response = pg_app.test_client().get("/_test/killed-once")
+    assert response.status_code == 200, response.data[:300]
+    assert response.get_json() == {"calls": 2}
+
+
+def test_a_request_that_committed_is_never_run_twice(pg_app: Any) -> None:
+    from app.extensions import db
+
+    response = pg_app.test_client().get("/_test/killed-after-commit")
+    assert response.status_code == 500
+    assert pg_app.extensions["resil_calls"]["after_commit"] == 1
+    with pg_app.app_context():
+        assert db.session.execute(text("SELECT count(*) FROM resil_writes")).scalar() == 1
+        db.session.remove()
