@@ -9,7 +9,8 @@ Two layers, neither costing a round trip per request (``pool_pre_ping`` costs on
 2. A connection that dies *during* a request (the server ended it mid-query) fails that request's
    statement with a disconnect error; SQLAlchemy then invalidates the pool. If the request has committed
    nothing yet, the whole request is run once more on a new connection: its transaction was rolled back
-   by the server, so nothing is done twice. A disconnect after a commit is not retried.
+   by the server, so nothing is done twice. A disconnect after a commit is not retried. SQLite's
+   "database is locked" on a read transaction's first write is retried the same way.
 """
 
 from __future__ import annotations
@@ -59,13 +60,21 @@ def _remember_commit(_session: Session) -> None:
         setattr(g, _COMMITTED, True)
 
 
+def retriable(error: DBAPIError) -> bool:
+    """A lost connection, or SQLite refusing a read transaction's upgrade to a write (another writer
+    committed since it read: SQLITE_BUSY_SNAPSHOT, reported at once as "database is locked")."""
+    if error.connection_invalidated:
+        return True
+    return type(error.orig).__module__.startswith("sqlite3") and "database is locked" in str(error.orig)
+
+
 def init_app(app: Flask) -> None:
     """Install the checkout check and the once-only retry of a request whose connection died."""
     with app.app_context():
         configure_engine(db.engine)
 
     def on_disconnect(error: DBAPIError) -> Any:
-        if error.connection_invalidated and not g.get(_COMMITTED) and not g.get(_RETRIED):
+        if retriable(error) and not g.get(_COMMITTED) and not g.get(_RETRIED):
             setattr(g, _RETRY, True)
             return Response(status=503)  # replaced by the retried request's response
         raise error
