@@ -87,7 +87,9 @@ def init_app(app: Flask) -> None:
         if g.pop(_RETRY, False):
             setattr(g, _RETRIED, True)
             db.session.rollback()
-            app.logger.warning("database connection lost mid-request; request retried on a new connection")
+            app.logger.warning(
+                "transient database error before any commit (lost connection or SQLite lock); request retried once"
+            )
             response = inner()
         return response
 

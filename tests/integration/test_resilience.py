@@ -327,3 +327,40 @@ def test_a_request_that_committed_is_never_run_twice(pg_app: Any) -> None:
     with pg_app.app_context():
         assert db.session.execute(text("SELECT count(*) FROM resil_writes")).scalar() == 1
         db.session.remove()
+
+
+@pytest.mark.skipif(REDIS_SERVER is None and not CI, reason="needs the redis-server program")
+def test_an_enqueue_refused_while_redis_is_down_lands_once_it_is_back(tmp_path: Path) -> None:
+    """The web process holds the job and delivers it itself: routing does not wait for the sweeper."""
+    from redis import Redis
+    from rq import Queue
+
+    from app import create_app
+    from app.queue import enqueue
+    from core import jobs as core_jobs
+
+    saved = (core_jobs._session_factory, core_jobs._enqueuer)
+    port = free_port()
+    prefix = f"res-{uuid.uuid4().hex[:6]}-"
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'q.sqlite3'}",
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "RQ_QUEUE_PREFIX": prefix,
+            "SECRET_KEY": "res-secret",
+        }
+    )
+    core_jobs.configure(*saved)  # type: ignore[arg-type]
+    assert enqueue(app, "routing.jobs.route_case", (4242,)) is False  # nothing listens on the port yet
+    server = _start_redis(port, tmp_path)
+    redis = Redis(port=port)
+    try:
+        queue = Queue(f"{prefix}routing", connection=redis)
+        assert until(lambda: queue.count == 1, 30), "the held job never reached its queue"
+        assert queue.jobs[0].args == ("routing.jobs.route_case", 4242)
+    finally:
+        redis.close()
+        app.extensions["redis"].close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)
