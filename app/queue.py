@@ -161,4 +161,4 @@ def redelivery_for(app: Flask) -> Redelivery:
     held = app.extensions.get("rq_redelivery")
     if held is None:
         held = app.extensions["rq_redelivery"] = Redelivery(app)
-    return held  # type: ignore[no-any-return]
+    return held
