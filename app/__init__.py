@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import config as app_config
-from app import logging_setup, ops
+from app import db_resilience, logging_setup, ops
 from app.extensions import babel, csrf, db, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,14 +32,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
-    # A connection the server dropped (restart, failover, pg_terminate_backend) is replaced on checkout
-    # instead of failing the request that draws it from the pool.
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_pre_ping", True)
     # SQL parameters (a resident's name, phone, description) never go into error messages or logs.
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("hide_parameters", True)
     db.init_app(app)
     with app.app_context():
         _configure_engine(db.engine)
+    db_resilience.init_app(app)  # connections the server ended never surface as a 500
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     babel.init_app(app)

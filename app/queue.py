@@ -8,6 +8,9 @@ state is in the database and the sweeper re-enqueues what is stuck.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,12 +67,21 @@ def job_id(app: Flask, task: str, args: tuple[Any, ...]) -> str:
 
 
 def enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> bool:
-    """Queue ``task(*args)`` per its policy; run inline when RQ_ASYNC is off. False if Redis is down."""
+    """Queue ``task(*args)`` per its policy; run inline when RQ_ASYNC is off. False if Redis is down
+    (then this process keeps trying in the background)."""
     if not app.config.get("RQ_ASYNC", True):
         from app.tasks import call_task
 
         call_task(task, *args)
         return True
+    if _enqueue_now(app, task, args):
+        return True
+    redelivery_for(app).hold(task, args)
+    return False
+
+
+def _enqueue_now(app: Flask, task: str, args: tuple[Any, ...]) -> bool:
+    """One attempt to put ``task(*args)`` on its queue; False (logged) when Redis cannot be reached."""
     policy = policy_for(task)
     try:
         queue = Queue(queue_name(app, policy.queue), connection=redis_for(app))
@@ -87,7 +99,65 @@ def enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> bool:
             **policy.extra,
         )
     except (RedisError, OSError) as exc:
-        # The case is committed; the sweeper will enqueue it again once Redis is back.
-        log.warning("could not enqueue %s%r: %s", task, args, exc)
+        # The case is committed. enqueue() holds the job and retries it in the background as soon as
+        # Redis answers (routing need not wait for the sweeper); the sweeper covers a process that dies.
+        log.warning("could not enqueue %s%r: %s", task, args, exc.__class__.__name__)
         return False
     return True
+
+
+class Redelivery:
+    """Enqueues that failed while Redis was down, retried by one daemon thread per process until they land.
+
+    Bounded (``limit`` entries, oldest dropped first: the sweeper finds those cases in the database).
+    """
+
+    def __init__(self, app: Flask, limit: int = 10_000, interval: float = 1.0) -> None:
+        self.app = app
+        self.limit = limit
+        self.interval = interval
+        self.pending: deque[tuple[str, tuple[Any, ...]]] = deque(maxlen=limit)
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def hold(self, task: str, args: tuple[Any, ...]) -> None:
+        """Keep ``task(*args)`` for a later attempt and make sure the retry thread runs."""
+        with self.lock:
+            self.pending.append((task, args))
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="rq-redelivery", daemon=True)
+                self.thread.start()
+
+    def flush(self) -> int:
+        """Try every held enqueue once, in order; stop at the first failure. How many landed."""
+        landed = 0
+        while True:
+            with self.lock:
+                if not self.pending:
+                    return landed
+                task, args = self.pending[0]
+            if not _enqueue_now(self.app, task, args):
+                return landed
+            with self.lock:
+                if self.pending and self.pending[0] == (task, args):
+                    self.pending.popleft()
+            landed += 1
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            landed = self.flush()
+            if landed:
+                log.info("enqueued %d held job(s) after Redis came back", landed)
+            with self.lock:
+                if not self.pending:
+                    self.thread = None
+                    return
+
+
+def redelivery_for(app: Flask) -> Redelivery:
+    """This process's held enqueues for ``app`` (created on first use)."""
+    held = app.extensions.get("rq_redelivery")
+    if held is None:
+        held = app.extensions["rq_redelivery"] = Redelivery(app)
+    return held

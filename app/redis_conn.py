@@ -20,7 +20,13 @@ def redis_for(app: Flask) -> Redis:
     conn = app.extensions.get("redis")
     if conn is None:
         url = app.config.get("REDIS_URL")
-        conn = Redis.from_url(url) if url else embedded_redis(Path(app.instance_path))
+        # Bounded waits: a Redis that is stopping or loading must fail an enqueue fast (the case is
+        # already committed and the job is held for redelivery), not hang the resident's request.
+        conn = (
+            Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+            if url
+            else embedded_redis(Path(app.instance_path))
+        )
         app.extensions["redis"] = conn
     return conn
 

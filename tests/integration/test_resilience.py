@@ -108,6 +108,27 @@ def pg_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         db.session.commit()
         db.session.remove()
     app.extensions["resil_db_name"] = name
+    calls: dict[str, int] = {"once": 0, "after_commit": 0}
+
+    @app.get("/_test/killed-once")
+    def killed_once() -> Any:
+        # The server ends this request's connection in the middle of its work, the first time only.
+        calls["once"] += 1
+        db.session.execute(text("SELECT 1"))
+        if calls["once"] == 1:
+            db.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return {"calls": calls["once"]}
+
+    @app.get("/_test/killed-after-commit")
+    def killed_after_commit() -> Any:
+        calls["after_commit"] += 1
+        db.session.execute(text("CREATE TABLE IF NOT EXISTS resil_writes (id serial PRIMARY KEY)"))
+        db.session.execute(text("INSERT INTO resil_writes DEFAULT VALUES"))
+        db.session.commit()
+        db.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return {"calls": calls["after_commit"]}
+
+    app.extensions["resil_calls"] = calls
     try:
         yield app
     finally:
@@ -289,3 +310,57 @@ def test_sigkill_of_flask_serve_leaves_no_embedded_redis_or_worker_behind(tmp_pa
         for pid in [redis_pid, *(worker_pids or [])]:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_connection_ended_mid_request_is_retried_once_on_a_new_one(pg_app: Any) -> None:
+    response = pg_app.test_client().get("/_test/killed-once")
+    assert response.status_code == 200, response.data[:300]
+    assert response.get_json() == {"calls": 2}
+
+
+def test_a_request_that_committed_is_never_run_twice(pg_app: Any) -> None:
+    from app.extensions import db
+
+    response = pg_app.test_client().get("/_test/killed-after-commit")
+    assert response.status_code == 500
+    assert pg_app.extensions["resil_calls"]["after_commit"] == 1
+    with pg_app.app_context():
+        assert db.session.execute(text("SELECT count(*) FROM resil_writes")).scalar() == 1
+        db.session.remove()
+
+
+@pytest.mark.skipif(REDIS_SERVER is None and not CI, reason="needs the redis-server program")
+def test_an_enqueue_refused_while_redis_is_down_lands_once_it_is_back(tmp_path: Path) -> None:
+    """The web process holds the job and delivers it itself: routing does not wait for the sweeper."""
+    from redis import Redis
+    from rq import Queue
+
+    from app import create_app
+    from app.queue import enqueue
+    from core import jobs as core_jobs
+
+    saved = (core_jobs._session_factory, core_jobs._enqueuer)
+    port = free_port()
+    prefix = f"res-{uuid.uuid4().hex[:6]}-"
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'q.sqlite3'}",
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "RQ_QUEUE_PREFIX": prefix,
+            "SECRET_KEY": "res-secret",
+        }
+    )
+    core_jobs.configure(*saved)  # type: ignore[arg-type]
+    assert enqueue(app, "routing.jobs.route_case", (4242,)) is False  # nothing listens on the port yet
+    server = _start_redis(port, tmp_path)
+    redis = Redis(port=port)
+    try:
+        queue = Queue(f"{prefix}routing", connection=redis)
+        assert until(lambda: queue.count == 1, 30), "the held job never reached its queue"
+        assert queue.jobs[0].args == ("routing.jobs.route_case", 4242)
+    finally:
+        redis.close()
+        app.extensions["redis"].close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)
