@@ -99,6 +99,10 @@ EXPECT: dict[str, Expect] = {
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
+    # operations: health and readiness are public; metrics only from loopback or with METRICS_TOKEN
+    "ops.healthz": Expect(EVERYONE),
+    "ops.readyz": Expect(EVERYONE, ok=503),  # the test schema comes from create_all: "no migrations"
+    "ops.metrics": Expect(frozenset(), denied=404, anonymous=404),  # the clients are not on loopback
     # a case: its owner, its private link, or staff who may see it
     "web.status": Expect(SIGNED_IN - {"resident"} | RESIDENT, denied=404, anonymous=404, scope="case"),
     "api_v1.get_request": Expect(SIGNED_IN, denied=401, anonymous=401, scope="case", outside=401),
@@ -124,6 +128,8 @@ EXPECT: dict[str, Expect] = {
     "surveys.community_link": Expect(EVALUATORS, scope="unit"),
     "surveys.paper": Expect(EVALUATORS),
     "surveys.rejected_csv": Expect(EVALUATORS, ok=404),  # no upload in the fixture
+    "surveys.upload": Expect(EVALUATORS, ok=404),
+    "surveys.review": Expect(EVALUATORS),
     "surveys.progress": Expect(EVALUATORS),
     "surveys.results": Expect(EVALUATORS),
     "surveys.export": Expect(EVALUATORS),
@@ -154,6 +160,9 @@ EXPECT: dict[str, Expect] = {
     "admin.upload_rules": Expect(ADMIN),
     "admin.jobs": Expect(ADMIN),
     "admin.requeue": Expect(ADMIN),
+    "calendar_admin.index": Expect(ADMIN),
+    "calendar_admin.year": Expect(ADMIN),
+    "calendar_admin.upload": Expect(ADMIN),
 }
 
 # URL arguments by name (``tracking_number`` is the case under test; ``code`` a unit of the subtree).
@@ -171,6 +180,7 @@ ARGS: dict[str, Any] = {
     "job_id": "no-such-job",
     "action": "close",  # surveys.change_status; workbench.act uses ACT_ACTION
     "fmt": "csv",
+    "year": 2026,
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree
