@@ -11,14 +11,16 @@ Adding a route: add one line to :data:`EXPECT`, e.g.::
 
     "admin.users": Expect(ADMIN),                      # admins only; others 403, anonymous 302 → login
     "ops.healthz": Expect(EVERYONE),                   # public
-    "api_v1.thing": Expect(STAFF, denied=404, anonymous=401),
+    "api_v1.thing": Expect(EVALUATORS, denied=404, anonymous=401),
     "workbench.x": Expect(QUEUE, scope="case"),        # and a case outside one's subtree answers 404
+    "workbench.y": Expect(DISPATCHERS, scope="case", gate=QUEUE),  # QUEUE opens it, dispatchers act
 
 ``may`` is who gets through (``ok``, 200 unless declared); others signed in get ``denied`` (403 unless
 declared), anonymous visitors ``anonymous`` (302 to the login page unless declared). With
 ``scope="case"`` the ``<tracking_number>`` is a case inside each role's subtree, then one outside it
 (for roles that have an outside: not admin, operator, evaluator or the city's dispatcher), where
-permitted roles get ``outside`` (404: existence is not leaked). URL arguments come from :data:`ARGS`
+permitted roles get ``outside`` (404: existence is not leaked); ``scope="unit"`` does the same with the
+``<code>`` of a unit. URL arguments come from :data:`ARGS`
 (add the argument's name there when a route introduces a new one). A table a refused request may
 legitimately write (an audit trail, session bookkeeping) goes into :data:`WRITES_ALLOWED` with a reason.
 """
