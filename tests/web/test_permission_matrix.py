@@ -11,14 +11,16 @@ Adding a route: add one line to :data:`EXPECT`, e.g.::
 
     "admin.users": Expect(ADMIN),                      # admins only; others 403, anonymous 302 → login
     "ops.healthz": Expect(EVERYONE),                   # public
-    "api_v1.thing": Expect(STAFF, denied=404, anonymous=401),
+    "api_v1.thing": Expect(EVALUATORS, denied=404, anonymous=401),
     "workbench.x": Expect(QUEUE, scope="case"),        # and a case outside one's subtree answers 404
+    "workbench.y": Expect(DISPATCHERS, scope="case", gate=QUEUE),  # QUEUE opens it, dispatchers act
 
 ``may`` is who gets through (``ok``, 200 unless declared); others signed in get ``denied`` (403 unless
 declared), anonymous visitors ``anonymous`` (302 to the login page unless declared). With
 ``scope="case"`` the ``<tracking_number>`` is a case inside each role's subtree, then one outside it
 (for roles that have an outside: not admin, operator, evaluator or the city's dispatcher), where
-permitted roles get ``outside`` (404: existence is not leaked). URL arguments come from :data:`ARGS`
+permitted roles get ``outside`` (404: existence is not leaked); ``scope="unit"`` does the same with the
+``<code>`` of a unit. URL arguments come from :data:`ARGS`
 (add the argument's name there when a route introduces a new one). A table a refused request may
 legitimately write (an audit trail, session bookkeeping) goes into :data:`WRITES_ALLOWED` with a reason.
 """
@@ -106,6 +108,10 @@ EXPECT: dict[str, Expect] = {
     "ops.metrics": Expect(frozenset(), denied=404, anonymous=404),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
+    # operations: health and readiness are public; metrics only from loopback or with METRICS_TOKEN
+    "ops.healthz": Expect(EVERYONE),
+    "ops.readyz": Expect(EVERYONE, ok=503),  # the test schema comes from create_all: "no migrations"
+    "ops.metrics": Expect(frozenset(), denied=404, anonymous=404),  # the clients are not on loopback
     # a case: its owner, its private link, or staff who may see it
     "web.status": Expect(SIGNED_IN - {"resident"} | RESIDENT, denied=404, anonymous=404, scope="case"),
     "api_v1.get_request": Expect(SIGNED_IN, denied=401, anonymous=401, scope="case", outside=401),
@@ -131,6 +137,8 @@ EXPECT: dict[str, Expect] = {
     "surveys.community_link": Expect(EVALUATORS, scope="unit"),
     "surveys.paper": Expect(EVALUATORS),
     "surveys.rejected_csv": Expect(EVALUATORS, ok=404),  # no upload in the fixture
+    "surveys.upload": Expect(EVALUATORS, ok=404),
+    "surveys.review": Expect(EVALUATORS),
     "surveys.progress": Expect(EVALUATORS),
     "surveys.results": Expect(EVALUATORS),
     "surveys.export": Expect(EVALUATORS),
@@ -184,6 +192,7 @@ ARGS: dict[str, Any] = {
     "job_id": "no-such-job",
     "action": "close",  # surveys.change_status; workbench.act uses ACT_ACTION
     "fmt": "csv",
+    "year": 2026,
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree
