@@ -35,7 +35,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
     )
 )
 # The intake form asks the device for its location (optional map point); nothing else is needed.
-PERMISSIONS_POLICY = "geolocation=(self), camera=(), microphone=(), payment=(), usb=(), interest-cohort=()"
+PERMISSIONS_POLICY = "geolocation=(self), camera=(), microphone=(), payment=(), usb=()"
 HSTS = "max-age=31536000; includeSubDomains"
 DEV_BASE_URL = "http://localhost:5000"
 MAX_JSON_DEPTH = 20  # our bodies are flat objects; deep nesting only exhausts the parser's recursion
