@@ -40,6 +40,7 @@ PACKAGES = {
 }
 TASKS: dict[str, Policy] = {
     "app.assessment_runner.run_quarter": Policy("scoring", timeout=1800, retry_intervals=(30, 120)),
+    "core.unit_jobs.import_unit_file": Policy("default", timeout=1800, retry_intervals=(30,)),
 }
 DEFAULT = Policy("default")
 QUEUES = ("routing", "scoring", "default")
