@@ -83,7 +83,10 @@ def init_app(app: Flask) -> None:
 
 
 # Views whose forms name the offending field themselves (field errors, other input kept).
-FIELD_CHECKED_ENDPOINTS = frozenset({"web.new_request", "web.hotline_request"})
+# Their forms subclass app.web.forms.Form and are validated before any value reaches a query.
+FIELD_CHECKED_ENDPOINTS = frozenset(
+    {"web.new_request", "web.hotline_request", "surveys.index", "surveys.add_section", "surveys.add_question"}
+)
 
 
 class UnsafeInput(BadRequest):
