@@ -2,6 +2,7 @@
 
 import assessment.models
 import core.models
+import core.unit_imports
 import routing.models
 import surveys.models
 

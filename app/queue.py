@@ -42,7 +42,9 @@ PACKAGES = {
     "surveys": Policy("scoring", timeout=1800, retry_intervals=(30, 120)),
     "assessment": Policy("scoring", timeout=1800, retry_intervals=(30, 120)),
 }
-TASKS: dict[str, Policy] = {}
+TASKS: dict[str, Policy] = {
+    "core.unit_jobs.import_unit_file": Policy("default", timeout=1800, retry_intervals=(30,)),
+}
 DEFAULT = Policy("default")
 QUEUES = ("routing", "scoring", "default")
 

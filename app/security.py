@@ -35,7 +35,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
     )
 )
 # The intake form asks the device for its location (optional map point); nothing else is needed.
-PERMISSIONS_POLICY = "geolocation=(self), camera=(), microphone=(), payment=(), usb=(), interest-cohort=()"
+PERMISSIONS_POLICY = "geolocation=(self), camera=(), microphone=(), payment=(), usb=()"
 HSTS = "max-age=31536000; includeSubDomains"
 DEV_BASE_URL = "http://localhost:5000"
 MAX_JSON_DEPTH = 20  # our bodies are flat objects; deep nesting only exhausts the parser's recursion
@@ -83,7 +83,10 @@ def init_app(app: Flask) -> None:
 
 
 # Views whose forms name the offending field themselves (field errors, other input kept).
-FIELD_CHECKED_ENDPOINTS = frozenset({"web.new_request", "web.hotline_request"})
+# Their forms subclass app.web.forms.Form and are validated before any value reaches a query.
+FIELD_CHECKED_ENDPOINTS = frozenset(
+    {"web.new_request", "web.hotline_request", "surveys.index", "surveys.add_section", "surveys.add_question"}
+)
 
 
 class UnsafeInput(BadRequest):

@@ -34,6 +34,7 @@ from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_frame
 from app.extensions import db
 from app.security import public_url
+from app.web.forms import Form
 from app.web.present import register_nav
 from assessment.inputs import callback_results
 from assessment.missing import MIN_SAMPLE
@@ -78,7 +79,7 @@ def _db() -> Session:
 # ------------------------------------------------------------------------------------------------ forms
 
 
-class CreateForm(FlaskForm):
+class CreateForm(Form):
     """A new survey, optionally from an XLSForm workbook."""
 
     quarter = StringField("季度", validators=[DataRequired(message="请填写季度"), Length(max=6)])
@@ -86,13 +87,13 @@ class CreateForm(FlaskForm):
     xlsform = FileField("XLSForm 文件（可选，.xlsx）")
 
 
-class SectionForm(FlaskForm):
+class SectionForm(Form):
     """A new section."""
 
     title = StringField("分组标题", validators=[DataRequired(message="请填写分组标题"), Length(max=200)])
 
 
-class QuestionForm(FlaskForm):
+class QuestionForm(Form):
     """A new question."""
 
     name = StringField("题目代码", validators=[DataRequired(message="请填写题目代码"), Length(max=80)])

@@ -17,7 +17,7 @@ from surveys.models import Survey
 from tests.conftest import login
 from tests.web.test_api_v1 import VALID, assert_422, case_count, create
 from tests.web.test_intake_form import assert_rejected, post_form
-from tests.web.test_surveys import C1
+from tests.web.test_surveys import C1, make_survey
 
 INVISIBLE = "\u200b\u200d\u3000\u2800\ufeff\u3164 \u00a0\u2060"
 
@@ -82,13 +82,30 @@ def test_private_links_with_odd_tokens_answer_404_not_500(client: Any, session: 
     assert client.get(f"/api/v1/requests/{number}", headers={"X-Case-Token": "x"}).status_code == 404
 
 
-def test_other_forms_refuse_nul_before_it_reaches_the_database(client: Any, session: Session) -> None:
+def test_survey_editor_forms_name_the_field_and_keep_the_input(client: Any, session: Session) -> None:
     login(client, "evaluator")
     before = session.scalar(select(func.count(Survey.id)))
     response = client.post("/surveys", data={"quarter": "2026Q4", "title": "问卷\x00标题"})
-    assert response.status_code == 400
-    assert "控制字符" in response.get_data(as_text=True)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422 and "不能包含控制字符" in body and 'value="2026Q4"' in body
     assert session.scalar(select(func.count(Survey.id))) == before
+    survey = make_survey(session)
+    sections = len(survey.sections)
+    assert client.post(f"/surveys/{survey.id}/sections", data={"title": "分组\x1b"}).status_code == 422
+    session.expire_all()
+    assert len(survey.sections) == sections
+
+
+def test_other_views_refuse_nul_before_it_reaches_the_database(client: Any, session: Session) -> None:
+    login(client, "evaluator")
+    before = session.scalar(select(func.count(EvaluatorEntry.id)))
+    data = {"unit": C1, "code": "check", "value": "1", "quarter": "2026Q3", "note": "备注\x00"}
+    response = client.post("/assessment/entries", data=data)
+    assert response.status_code == 400 and "控制字符" in response.get_data(as_text=True)
+    assert session.scalar(select(func.count(EvaluatorEntry.id))) == before
+    # The login form (no field check of its own) cannot send a NUL into a query either.
+    client.post("/logout")
+    assert client.post("/login", data={"username": "admin\x00", "password": "x"}).status_code == 400
 
 
 def test_query_strings_with_nul_answer_400(client: Any, session: Session) -> None:
