@@ -1,7 +1,7 @@
 """scores.sample_flag: the missing-data policy's flag on a leaf's input (样本不足 / 无样本)
 
 Revision ID: assess_0001
-Revises: e013c090c407
+Revises: hygiene_0002
 Create Date: 2026-12-01 07:20:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "assess_0001"
-down_revision = "e013c090c407"
+down_revision = "hygiene_0002"
 branch_labels = None
 depends_on = None
 
