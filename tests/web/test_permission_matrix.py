@@ -162,6 +162,8 @@ EXPECT: dict[str, Expect] = {
     "admin.upload_rules": Expect(ADMIN),
     "admin.jobs": Expect(ADMIN),
     "admin.requeue": Expect(ADMIN),
+    "imports.units": Expect(ADMIN),
+    "imports.unit_import": Expect(ADMIN, ok=404),  # no import in the fixture
     "calendar_admin.index": Expect(ADMIN),
     "calendar_admin.year": Expect(ADMIN),
     "calendar_admin.upload": Expect(ADMIN),
@@ -177,6 +179,7 @@ ARGS: dict[str, Any] = {
     "entry_id": 999_999,
     "item_id": 999_999,
     "upload_id": 999_999,
+    "import_id": 999_999,
     "version": 1,
     "queue": "routing",
     "job_id": "no-such-job",
