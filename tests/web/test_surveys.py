@@ -771,7 +771,7 @@ def test_city_trend_flags_quarters_with_few_answers(client, session):
     survey = make_survey(session, quarter="2026Q3")
     seed_answers(session, survey, C1, [(2, 2), (4, 4)])  # 2 respondents: 25 and 75
     series = frames.quarter_series(session, ["2026Q3"])
-    assert 0.0 <= series["low"].iloc[0] and series["high"].iloc[0] <= 100.0
+    assert series["low"].iloc[0] >= 0.0 and series["high"].iloc[0] <= 100.0
     login(client, "evaluator")
     body = client.get("/surveys/results?quarter=2026Q3").get_data(as_text=True)
     assert "2026Q3*" in body and "样本不足 30 人" in body
