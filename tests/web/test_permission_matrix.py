@@ -146,6 +146,7 @@ EXPECT: dict[str, Expect] = {
     "assessment.export_csv": Expect(EVALUATORS, ok=404),
     "assessment.workers": Expect(EVALUATORS),
     "assessment.report": Expect(EVALUATORS, ok=404),
+    "assessment.casemix_view": Expect(EVALUATORS),
     # administration
     "admin.index": Expect(ADMIN),
     "admin.rules": Expect(ADMIN),
