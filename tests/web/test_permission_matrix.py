@@ -117,6 +117,10 @@ EXPECT: dict[str, Expect] = {
     "surveys.editor": Expect(EVALUATORS),
     "surveys.add_section": Expect(EVALUATORS),
     "surveys.add_question": Expect(EVALUATORS),
+    "surveys.edit_question": Expect(EVALUATORS, ok=404),  # no question in the fixture's survey
+    "surveys.delete_question": Expect(EVALUATORS, ok=404),
+    "surveys.move_question": Expect(EVALUATORS, ok=404),
+    "surveys.preview": Expect(EVALUATORS),
     "surveys.import_xlsform": Expect(EVALUATORS),
     "surveys.margins": Expect(EVALUATORS),
     "surveys.change_status": Expect(EVALUATORS),
@@ -172,6 +176,8 @@ ARGS: dict[str, Any] = {
     "job_id": "no-such-job",
     "action": "close",  # surveys.change_status; workbench.act uses ACT_ACTION
     "fmt": "csv",
+    "question_id": 999_999,
+    "direction": "up",
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree
