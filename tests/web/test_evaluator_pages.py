@@ -1,6 +1,7 @@
 """Evaluator pages usable without memorising codes (issue 11 item 10): pickers, labelled AHP grid, Beijing
 time, Chinese labels, the report on A4 landscape."""
 
+# ruff: noqa: F811 - the fixture `tiny` is imported from test_assessment and requested by name
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,7 @@ from tests.web.test_assessment import Q, tiny  # noqa: F401 - the hand-checked q
 STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
 
 
-def test_dashboard_job_time_is_beijing_time(client: Any, session: Session, tiny: dict[str, Unit]) -> None:  # noqa: F811
+def test_dashboard_job_time_is_beijing_time(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
     services.mark_job(session, Q, "queued")
     run = systems.run_for(session, Q)
     assert run is not None
@@ -61,7 +62,7 @@ def test_system_page_labels_sources_and_the_ahp_grid(
     assert 'label="诉求数据：退单率"' in edit and 'label="问卷调查：总体满意度指数"' in edit
 
 
-def test_ahp_grid_cells_make_the_matrix(client: Any, session: Session, tiny: dict[str, Unit]) -> None:  # noqa: F811
+def test_ahp_grid_cells_make_the_matrix(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
     login(client, "evaluator")
     system = systems.create_system(session, "2020Q3", *systems.default_system())
     session.commit()
@@ -87,7 +88,7 @@ def test_ahp_grid_cells_make_the_matrix(client: Any, session: Session, tiny: dic
     assert weights[0] > weights[1] and weights[1] == pytest.approx(weights[2], rel=0.05)
 
 
-def test_why_page_says_the_source_in_chinese(client: Any, session: Session, tiny: dict[str, Unit]) -> None:  # noqa: F811
+def test_why_page_says_the_source_in_chinese(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
     login(client, "evaluator")
     assert client.post(f"/assessment/{Q}/run").status_code == 302
     page = client.get(f"/assessment/{Q}/unit/420102-S1-C1/node/A").data.decode()
@@ -95,7 +96,7 @@ def test_why_page_says_the_source_in_chinese(client: Any, session: Session, tiny
     assert "<h1>" in page and "· 满意率" in page  # the node's name, not only its code
 
 
-def test_report_prints_on_a4_landscape(client: Any, session: Session, tiny: dict[str, Unit]) -> None:  # noqa: F811
+def test_report_prints_on_a4_landscape(client: Any, session: Session, tiny: dict[str, Unit]) -> None:
     css = (STATIC / "site.css").read_text(encoding="utf-8")
     assert "@page report { size: A4 landscape;" in css and ".report-page { page: report; }" in css
     login(client, "evaluator")
