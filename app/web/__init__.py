@@ -6,6 +6,7 @@ from flask import Flask, current_app, request
 from flask_login import current_user
 
 from app.web import admin, assessment, calendar_admin, imports, present, public, surveys, workbench
+from app.web import assessment_casemix as _assessment_casemix  # noqa: F401 - adds its routes to assessment.bp
 from app.web import assessment_exports as _assessment_exports  # noqa: F401 - adds its routes to assessment.bp
 from core.models import Role
 

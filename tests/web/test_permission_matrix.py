@@ -123,6 +123,10 @@ EXPECT: dict[str, Expect] = {
     "surveys.editor": Expect(EVALUATORS),
     "surveys.add_section": Expect(EVALUATORS),
     "surveys.add_question": Expect(EVALUATORS),
+    "surveys.edit_question": Expect(EVALUATORS, ok=404),  # no question in the fixture's survey
+    "surveys.delete_question": Expect(EVALUATORS, ok=404),
+    "surveys.move_question": Expect(EVALUATORS, ok=404),
+    "surveys.preview": Expect(EVALUATORS),
     "surveys.import_xlsform": Expect(EVALUATORS),
     "surveys.margins": Expect(EVALUATORS),
     "surveys.change_status": Expect(EVALUATORS),
@@ -154,6 +158,7 @@ EXPECT: dict[str, Expect] = {
     "assessment.export_csv": Expect(EVALUATORS, ok=404),
     "assessment.workers": Expect(EVALUATORS),
     "assessment.report": Expect(EVALUATORS, ok=404),
+    "assessment.casemix_view": Expect(EVALUATORS),
     # administration
     "admin.index": Expect(ADMIN),
     "admin.rules": Expect(ADMIN),
@@ -186,6 +191,8 @@ ARGS: dict[str, Any] = {
     "action": "close",  # surveys.change_status; workbench.act uses ACT_ACTION
     "fmt": "csv",
     "year": 2026,
+    "question_id": 999_999,
+    "direction": "up",
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree
