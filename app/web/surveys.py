@@ -742,6 +742,7 @@ def progress(survey_id: int) -> Any:
         margin=margin,
         sd=sd,
         total=sum(r.responses for r in rows),
+        exclusions=integrity.exclusions(_db(), [survey.id]),
     )
 
 
