@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
     "PREFERRED_URL_SCHEME": "http",
+    "TRUSTED_PROXIES": 0,  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
     "PUBLIC_BASE_URL": None,  # origin of private links (status ?k=, survey/QR links); never the Host header
     "FORCE_HTTPS": None,  # None → on when PUBLIC_BASE_URL is https://: HSTS, Secure cookies, https links
     "LOG_LEVEL": "INFO",
@@ -49,6 +50,7 @@ ENVIRONMENT: dict[str, type] = {
     "UPLOAD_MAX_BYTES": int,
     "IMPORT_INLINE_BYTES": int,
     "SESSION_COOKIE_SECURE": bool,
+    "TRUSTED_PROXIES": int,
     "PUBLIC_BASE_URL": str,
     "FORCE_HTTPS": bool,
     "RQ_QUEUE_PREFIX": str,
