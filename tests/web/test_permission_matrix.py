@@ -93,9 +93,6 @@ EXPECT: dict[str, Expect] = {
     # operations (app/ops.py): /metrics answers only loopback clients without forwarding headers or a
     # METRICS_TOKEN bearer (tests/web/test_ops.py), so 404 here whatever the role; /readyz says 503
     # because the test schema is built without Alembic (not at the migrations' head)
-    "ops.healthz": Expect(EVERYONE),
-    "ops.readyz": Expect(EVERYONE, ok=503),
-    "ops.metrics": Expect(frozenset(), denied=404, anonymous=404),
     "web.home": Expect(EVERYONE),
     "web.new_request": Expect(EVERYONE),
     "web.lookup": Expect(EVERYONE, ok=302),  # POST only: back home with a message
