@@ -90,9 +90,6 @@ class Expect:
 EXPECT: dict[str, Expect] = {
     # public pages and the JSON API
     "static": Expect(EVERYONE),
-    # operations (app/ops.py): /metrics answers only loopback clients without forwarding headers or a
-    # METRICS_TOKEN bearer (tests/web/test_ops.py), so 404 here whatever the role; /readyz says 503
-    # because the test schema is built without Alembic (not at the migrations' head)
     "web.home": Expect(EVERYONE),
     "web.new_request": Expect(EVERYONE),
     "web.lookup": Expect(EVERYONE, ok=302),  # POST only: back home with a message
@@ -104,7 +101,9 @@ EXPECT: dict[str, Expect] = {
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
-    # operations: health and readiness are public; metrics only from loopback or with METRICS_TOKEN
+    # operations (app/ops.py): /metrics answers only loopback clients without forwarding headers or a
+    # METRICS_TOKEN bearer (tests/web/test_ops.py), so 404 here whatever the role; /readyz says 503
+    # because the test schema is built without Alembic (not at the migrations' head)
     "ops.healthz": Expect(EVERYONE),
     "ops.readyz": Expect(EVERYONE, ok=503),  # the test schema comes from create_all: "no migrations"
     "ops.metrics": Expect(frozenset(), denied=404, anonymous=404),  # the clients are not on loopback
