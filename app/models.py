@@ -1,5 +1,6 @@
 """Imports every model module so the metadata knows all tables (used by migrations and tests)."""
 
+import core.audit
 import core.models
 import routing.models
 import surveys.indicators

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from app.auth import signed_in_user
 from app.errors import api_error
-from app.extensions import csrf, db
+from app.extensions import csrf, db, limiter
+from app.ratelimit import limit_from_config
 from app.web.present import STATE_LABELS, contact_name, contact_phone
 from app.web.public import token_key
 from core import jobs
@@ -30,6 +31,7 @@ OPTIONAL = ("street", "district", "lat", "lng", "anonymous")
 def init_app(app: Flask) -> None:
     """Register the API; it takes JSON bodies, not forms, so CSRF does not apply (see README)."""
     csrf.exempt(bp)
+    limiter.shared_limit(limit_from_config("API_LIMIT"), scope="api")(bp)  # one budget for the whole API
     app.register_blueprint(bp)
 
 

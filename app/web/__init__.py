@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from flask_login import current_user
 
-from app.web import admin, assessment, present, public, surveys, workbench
+from app.web import account, admin, assessment, contact, present, public, surveys, workbench
 from core.models import Role
 
 # Views that take files from evaluators and admins (XLSForms, paper questionnaires, population margins,
@@ -33,7 +33,7 @@ def upload_limit() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
-    for module in (public, surveys, assessment, workbench, admin):
+    for module in (public, surveys, assessment, workbench, admin, account, contact):
         app.register_blueprint(module.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.
