@@ -32,11 +32,12 @@ from app.exports import csv_text
 from app.extensions import db
 from app.queue import QUEUES, queue_name
 from app.redis_conn import redis_for
-from app.web.present import LOCAL_OFFSET, local, register_nav
+from app.web.present import local, register_nav
 from core.audit import ACTIONS, AuditEvent, AuditQuery, search
 from core.csvio import ImportRejected
 from core.i18n import DomainError
 from core.models import ROLE_LABELS, Role, User
+from core.quarter import beijing_midnight_utc
 from routing import services
 from routing.models import RoutingFailure, RuleSet
 from routing.rules import rules_to_csv
@@ -420,7 +421,7 @@ def _audit_query(form: AuditSearchForm) -> AuditQuery:
     """Beijing calendar days → the UTC bounds the rows are stored in."""
 
     def utc(day: Any) -> datetime | None:
-        return datetime(day.year, day.month, day.day) - LOCAL_OFFSET if day else None
+        return beijing_midnight_utc(day) if day else None
 
     until = utc(form.until.data)
     return AuditQuery(

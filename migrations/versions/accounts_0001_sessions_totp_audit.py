@@ -1,7 +1,7 @@
 """accounts: per-user session token, TOTP second factor, audit trail
 
 Revision ID: accounts_0001
-Revises: e013c090c407
+Revises: assess_0001
 Create Date: 2026-12-01 07:00:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = "accounts_0001"
-down_revision = "e013c090c407"
+down_revision = "assess_0001"
 branch_labels = None
 depends_on = None
 

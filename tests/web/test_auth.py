@@ -84,7 +84,9 @@ def test_login_refuses_an_open_redirect(client: Any, session: Session, target: s
 
 def test_passwords_are_hashed_and_checked(session: Session) -> None:
     user = create_user(session, "t-hash", "correct horse battery", Role.resident)
-    assert "correct horse battery" not in user.password_hash and user.password_hash.startswith(("scrypt:", "pbkdf2:"))
+    assert "correct horse battery" not in user.password_hash and user.password_hash.startswith(
+        ("scrypt:", "pbkdf2:")
+    )
     assert authenticate(session, "t-hash", "correct horse battery") is user
     assert authenticate(session, "t-hash", "wrong horse") is None
 
