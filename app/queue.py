@@ -44,6 +44,8 @@ PACKAGES = {
 }
 TASKS: dict[str, Policy] = {
     "core.unit_jobs.import_unit_file": Policy("default", timeout=1800, retry_intervals=(30,)),
+    # One SMS/e-mail: backoff 30 s, 2 min, 10 min (routing.messages.MAX_ATTEMPTS - 1 retries).
+    "app.messaging.deliver": Policy("default", timeout=60, retry_intervals=(30, 120, 600)),
 }
 DEFAULT = Policy("default")
 QUEUES = ("routing", "scoring", "default")

@@ -26,7 +26,7 @@ from routing.narrative import describe
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
-OPTIONAL = ("street", "district", "lat", "lng", "anonymous")
+OPTIONAL = ("street", "district", "lat", "lng", "anonymous", "sms_opt_in")
 API_FIELDS = {"idempotency_key": "Idempotency-Key"}  # intake field names the API spells differently
 
 
@@ -54,8 +54,9 @@ def _read_submission(body: Any) -> tuple[Submission | None, list[dict[str, Any]]
         value = body.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             errors.append(_field_error(name, "invalid", _("该字段必须是数字")))
-    if "anonymous" in body and not isinstance(body["anonymous"], bool):
-        errors.append(_field_error("anonymous", "invalid", _("该字段必须是 true 或 false")))
+    for name in ("anonymous", "sms_opt_in"):
+        if name in body and not isinstance(body[name], bool):
+            errors.append(_field_error(name, "invalid", _("该字段必须是 true 或 false")))
     unknown = sorted(set(body) - set(FIELDS) - set(OPTIONAL))
     errors += [_field_error(name, "unknown_field", _("不支持的字段")) for name in unknown]
     if errors:

@@ -12,6 +12,7 @@ from app.web import (
     calendar_admin,
     contact,
     imports,
+    messages_admin,
     present,
     public,
     surveys,
@@ -49,6 +50,7 @@ def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
     for module in (public, surveys, assessment, workbench, admin, calendar_admin, imports, account, contact):
         app.register_blueprint(module.bp)
+    app.register_blueprint(messages_admin.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.
     app.before_request_funcs.setdefault(None, []).insert(0, upload_limit)

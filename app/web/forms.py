@@ -83,6 +83,7 @@ class IntakeForm(Form):
         },
     )
     anonymous = BooleanField("不公开我的姓名")
+    sms_opt_in = BooleanField("用短信告诉我办理进展（受理、派单、办结、重办）")
 
 
 class LookupForm(Form):

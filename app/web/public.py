@@ -77,6 +77,7 @@ def _intake(channel: str, template: str) -> Any:
             lat=form.lat.data,
             lng=form.lng.data,
             anonymous=bool(form.anonymous.data),
+            sms_opt_in=bool(form.sms_opt_in.data),
         )
         try:
             result = submit_case(

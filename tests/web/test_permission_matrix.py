@@ -174,6 +174,7 @@ EXPECT: dict[str, Expect] = {
     "calendar_admin.index": Expect(ADMIN),
     "calendar_admin.year": Expect(ADMIN),
     "calendar_admin.upload": Expect(ADMIN),
+    "messages_admin.index": Expect(ADMIN),  # the SMS/e-mail delivery log (masked recipients)
 }
 
 # URL arguments by name (``tracking_number`` is the case under test; ``code`` a unit of the subtree).
