@@ -128,6 +128,9 @@ def run_beat_once(app: Flask, interval: int) -> bool:
     with app.app_context():
         _safely(jobs.sweep, "sweep")
         _safely(lambda: jobs.scan_deadlines(warning_share=configured_warning_share(app)), "scan")
+        from app import messaging
+
+        _safely(messaging.sweep, "message sweep")  # SMS/e-mail whose job was lost (queued/retrying > 15 min)
     return True
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, and_, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, utcnow
@@ -199,10 +199,15 @@ def log_page(
 
 
 def stuck(session: Session, older_than: datetime, limit: int = 1000) -> list[int]:
-    """Ids of deliveries still queued or retrying since before ``older_than`` (for the sweeper)."""
+    """Ids of deliveries queued, or retrying with no attempt, since before ``older_than`` (for the sweeper)."""
     stmt = (
         select(MessageDelivery.id)
-        .where(MessageDelivery.status.in_((QUEUED, RETRYING)), MessageDelivery.created_at < older_than)
+        .where(
+            or_(
+                and_(MessageDelivery.status == QUEUED, MessageDelivery.created_at < older_than),
+                and_(MessageDelivery.status == RETRYING, MessageDelivery.last_attempt_at < older_than),
+            )
+        )
         .order_by(MessageDelivery.id)
         .limit(limit)
     )

@@ -302,3 +302,22 @@ def test_admin_sees_the_delivery_log_masked(client: Any, session: Session, gatew
 def test_delivery_log_is_for_admins_only(client: Any, username: str) -> None:
     login(client, username)
     assert client.get("/admin/messages").status_code == 403
+
+
+def test_sweeper_re_sends_what_a_lost_job_left(
+    app: Flask, session: Session, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from routing import notify
+
+    previous = notify.set_delivery_channel(lambda delivery_id: None)  # the job is lost (Redis down, worker died)
+    try:
+        case = new_case(session, sms_opt_in=True)
+        session.commit()
+    finally:
+        notify.set_delivery_channel(previous)
+    (row,) = deliveries(session, case)
+    assert row.status == messages.QUEUED and gateway.received == []
+    assert messaging.sweep(older_than_seconds=3600) == 0  # not stuck yet
+    assert messaging.sweep(older_than_seconds=0) == 1
+    (row,) = deliveries(session, case)
+    assert row.status == messages.SENT and len(gateway.received) == 1
