@@ -309,7 +309,9 @@ def test_sweeper_re_sends_what_a_lost_job_left(
 ) -> None:
     from routing import notify
 
-    previous = notify.set_delivery_channel(lambda delivery_id: None)  # the job is lost (Redis down, worker died)
+    previous = notify.set_delivery_channel(
+        lambda delivery_id: None
+    )  # the job is lost (Redis down, worker died)
     try:
         case = new_case(session, sms_opt_in=True)
         session.commit()
@@ -321,3 +323,16 @@ def test_sweeper_re_sends_what_a_lost_job_left(
     assert messaging.sweep(older_than_seconds=0) == 1
     (row,) = deliveries(session, case)
     assert row.status == messages.SENT and len(gateway.received) == 1
+
+
+def test_cli_sets_and_clears_a_staff_email(app: Flask, session: Session) -> None:
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["messages", "email", "handler-community", "wang@12345.example.cn"])
+    assert result.exit_code == 0, result.output
+    assert user(session, "handler-community").email == "wang@12345.example.cn"
+    bad = runner.invoke(args=["messages", "email", "handler-community", "not an address"])
+    assert bad.exit_code != 0 and "邮箱地址格式不正确" in bad.output
+    assert runner.invoke(args=["messages", "email", "resident", "r@example.cn"]).exit_code != 0  # staff only
+    assert runner.invoke(args=["messages", "email", "handler-community"]).exit_code == 0
+    session.expire_all()
+    assert user(session, "handler-community").email is None
