@@ -97,6 +97,12 @@ EXPECT: dict[str, Expect] = {
     "auth.login": Expect(EVERYONE),
     "auth.logout": Expect(EVERYONE, ok=302),
     "auth.register": Expect(EVERYONE),
+    "auth.totp": Expect(EVERYONE, ok=302),  # no sign-in waiting for its code: back to the login page
+    # one's own account (password, TOTP second factor)
+    "account.index": Expect(SIGNED_IN),
+    "account.password": Expect(SIGNED_IN),
+    "account.totp_enable": Expect(SIGNED_IN),
+    "account.totp_disable": Expect(SIGNED_IN),
     "surveys.respond": Expect(frozenset(), denied=404, anonymous=404),  # an unknown link code
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
@@ -170,6 +176,14 @@ EXPECT: dict[str, Expect] = {
     "admin.jobs": Expect(ADMIN),
     "admin.requeue": Expect(ADMIN),
     "imports.units": Expect(ADMIN),
+    "admin.users": Expect(ADMIN),
+    "admin.user": Expect(ADMIN, ok=404),  # no such user id
+    "admin.reset_password": Expect(ADMIN),
+    "admin.reset_totp": Expect(ADMIN),
+    "admin.audit_trail": Expect(ADMIN),
+    "admin.audit_csv": Expect(ADMIN),
+    # the hotline's audited reveal of a number for the 回访 call (POST only)
+    "contact.callback_number": Expect(HOTLINE, scope="case"),
     "imports.unit_import": Expect(ADMIN, ok=404),  # no import in the fixture
     "calendar_admin.index": Expect(ADMIN),
     "calendar_admin.year": Expect(ADMIN),
@@ -187,6 +201,7 @@ ARGS: dict[str, Any] = {
     "item_id": 999_999,
     "upload_id": 999_999,
     "import_id": 999_999,
+    "user_id": 999_999,
     "version": 1,
     "queue": "routing",
     "job_id": "no-such-job",
