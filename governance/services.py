@@ -242,7 +242,7 @@ def link_case(
     audit(session, "topic", topic.id, "link_case", user, case_id=case.id)
     if notify_resident:
         notify.send(
-            session,
+            cast(Session, session),
             "resident",
             case.resident_id,
             case,
