@@ -4,7 +4,8 @@ import assessment.models
 import core.audit
 import core.models
 import core.unit_imports
+import governance.models
 import routing.models
 import surveys.models
 
-__all__ = ["assessment", "core", "routing", "surveys"]
+__all__ = ["assessment", "core", "governance", "routing", "surveys"]
