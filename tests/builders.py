@@ -111,3 +111,12 @@ def rated_case(
         session.add(CaseEvent(case_id=case.id, action=action, created_at=created_at + delta))
     session.flush()
     return case
+
+
+def api_key(
+    session: Session, scopes: tuple[str, ...] = ("read", "submit"), rate_limit: str = "1000/minute"
+) -> str:
+    """Issue a partner API key and return its full text."""
+    from app.api import keys
+
+    return keys.issue(session, "测试伙伴", list(scopes), rate_limit, None)

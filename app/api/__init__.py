@@ -33,6 +33,9 @@ def init_app(app: Flask) -> None:
     """Register the API; it takes JSON bodies, not forms, so CSRF does not apply (see README)."""
     csrf.exempt(bp)
     app.register_blueprint(bp)
+    from app.api import open311
+
+    open311.init_app(app)
 
 
 def _field_error(field: str, code: str, message: str) -> dict[str, Any]:

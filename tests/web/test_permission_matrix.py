@@ -101,6 +101,14 @@ EXPECT: dict[str, Expect] = {
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
+    # Open311: discovery and services are public; requests and tokens need a partner api_key (403)
+    "open311.discovery": Expect(EVERYONE),
+    "open311.services": Expect(EVERYONE),
+    "open311.service_definition": Expect(EVERYONE),
+    "open311.create_request": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.list_requests": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.get_request": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.token": Expect(frozenset(), denied=403, anonymous=403),
     # operations: health and readiness are public; metrics only from loopback or with METRICS_TOKEN
     "ops.healthz": Expect(EVERYONE),
     "ops.readyz": Expect(EVERYONE, ok=503),  # the test schema comes from create_all: "no migrations"
@@ -193,6 +201,10 @@ ARGS: dict[str, Any] = {
     "year": 2026,
     "question_id": 999_999,
     "direction": "up",
+    "ext": "json",  # Open311 format
+    "service_code": "HW-01",
+    "service_request_id": "MH20990101-ZZZZZ",
+    "token": "no-such-token",
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree
