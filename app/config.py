@@ -66,6 +66,12 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_FROM": "noreply@localhost",
     "SMTP_STARTTLS": True,
     "SMTP_TIMEOUT": 10.0,
+    # Open APIs (app/api/open311.py, app/api/keys.py, app/api/webhooks.py)
+    "OPEN311_JURISDICTION": "minhu.city",  # the one jurisdiction_id Open311 accepts
+    "OPEN311_CONTACT": "12345 市民服务热线",  # discovery's contact
+    "OPEN311_KEY_SERVICE": "向市 12345 平台管理员申请 api_key",  # discovery's key_service
+    "API_KEY_LIMIT_STORAGE_URI": "",  # limits storage of per-key rate limits ("" → in-process memory)
+    "WEBHOOK_TIMEOUT_SECONDS": 5.0,  # one delivery attempt's connect + read timeout
 }
 
 # Environment variables read at start-up (README lists them); the type converts the string.
@@ -113,6 +119,11 @@ ENVIRONMENT: dict[str, type] = {
     "SMTP_FROM": str,
     "SMTP_STARTTLS": bool,
     "SMTP_TIMEOUT": float,
+    "OPEN311_JURISDICTION": str,
+    "OPEN311_CONTACT": str,
+    "OPEN311_KEY_SERVICE": str,
+    "API_KEY_LIMIT_STORAGE_URI": str,
+    "WEBHOOK_TIMEOUT_SECONDS": float,
 }
 
 

@@ -19,10 +19,17 @@ class Level(enum.StrEnum):
     district = "district"
     street = "street"
     community = "community"
+    compound = "compound"  # 小区/网格: an optional level below the community (co-governance places)
 
 
-LEVEL_ORDER = {Level.city: 0, Level.district: 1, Level.street: 2, Level.community: 3}
-LEVEL_LABELS = {Level.city: "市", Level.district: "区", Level.street: "街道", Level.community: "社区"}
+LEVEL_ORDER = {Level.city: 0, Level.district: 1, Level.street: 2, Level.community: 3, Level.compound: 4}
+LEVEL_LABELS = {
+    Level.city: "市",
+    Level.district: "区",
+    Level.street: "街道",
+    Level.community: "社区",
+    Level.compound: "小区/网格",
+}
 
 
 class UnitKind(enum.StrEnum):
@@ -35,6 +42,7 @@ class UnitKind(enum.StrEnum):
     utility = "utility"
     street = "street"
     community = "community"
+    compound = "compound"
 
 
 class Role(enum.StrEnum):
