@@ -646,6 +646,7 @@ def callback(
         _tell_unit(
             session, case.current_unit_id, case, f"工单 {case.tracking_number} 居民评价未解决或不满意，已重办"
         )
+        notify.announce(session, case, "reopened")
     return event
 
 

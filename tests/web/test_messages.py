@@ -336,3 +336,17 @@ def test_cli_sets_and_clears_a_staff_email(app: Flask, session: Session) -> None
     assert runner.invoke(args=["messages", "email", "handler-community"]).exit_code == 0
     session.expire_all()
     assert user(session, "handler-community").email is None
+
+
+def test_unsatisfied_rating_reopens_and_texts_the_resident(session: Session, gateway: Gateway) -> None:
+    case = accepted(session, sms_opt_in=True)
+    handler = session.scalar(
+        select(User).where(User.role == Role.handler, User.unit_id == case.current_unit_id).order_by(User.id)
+    )
+    assert handler is not None
+    services.resolve(session, case.id, handler, result="已处理", reply="已处理")
+    session.commit()
+    services.callback(session, case.id, None, solved=False, satisfaction="dissatisfied")
+    session.commit()
+    assert [d.event for d in deliveries(session, case)][-1] == "reopened"
+    assert "已重新办理" in gateway.received[-1]["text"]
