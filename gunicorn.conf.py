@@ -51,8 +51,16 @@ logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "app.logging_setup.JsonFormatter"}},
+    "filters": {
+        "context": {"()": "app.logging_setup.ContextFilter"},
+        "privacy": {"()": "core.privacy.PiiLogFilter"},
+    },
     "handlers": {
-        "stderr": {"class": "app.logging_setup.StderrHandler", "formatter": "json"},
+        "stderr": {
+            "class": "app.logging_setup.StderrHandler",
+            "formatter": "json",
+            "filters": ["context", "privacy"],
+        },
     },
     "root": {"level": loglevel.upper(), "handlers": ["stderr"]},
     "loggers": {

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
+from redis.exceptions import RedisError
 
 from app.extensions import db
 from core.catalogue import import_categories
@@ -151,11 +156,14 @@ def worker(queues: str, burst: bool, fork: bool, beat_interval: int) -> None:
         # Sweeper + deadline scan; a Redis lock makes one beat per period work across all workers.
         start_beat(app, beat_interval)
     connection = redis_for(app)
-    # Maintenance (abandoned jobs of a killed worker are retried, registries cleaned) every 30 s
-    # instead of RQ's 10 minutes.
-    rq_worker = worker_class(names, connection=connection, maintenance_interval=30)
+
+    def new_worker() -> Any:
+        # Maintenance (abandoned jobs of a killed worker are retried, registries cleaned) every 30 s
+        # instead of RQ's 10 minutes.
+        return worker_class(names, connection=connection, maintenance_interval=30)
+
     if burst:
-        rq_worker.work(burst=True, with_scheduler=True)  # one pass of the scheduler, in this process
+        new_worker().work(burst=True, with_scheduler=True)  # one pass of the scheduler, in this process
         return
     # RQ's forked scheduler dies on a Redis outage; this thread retries instead (see app/rq_scheduler).
     from app.rq_scheduler import SchedulerThread
@@ -163,9 +171,33 @@ def worker(queues: str, burst: bool, fork: bool, beat_interval: int) -> None:
     scheduler = SchedulerThread(names, connection)
     scheduler.start()
     try:
-        rq_worker.work(with_scheduler=False)
+        run_until_stopped(new_worker, connection)
     finally:
         scheduler.stop()
+
+
+def run_until_stopped(new_worker: Callable[[], Any], connection: Any, wait: float = 1.0) -> None:
+    """Run RQ workers one after another until one is asked to stop (SIGTERM, SIGINT).
+
+    RQ's work loop quits on a Redis error outside its dequeue (e.g. Redis stopped while a job ran and its
+    result could not be saved); the process then waits for Redis and starts a fresh worker instead of
+    exiting, so a Redis outage never leaves a machine without workers.
+    """
+    while True:
+        rq_worker = new_worker()
+        with contextlib.suppress(RedisError):  # its teardown could not reach Redis either
+            rq_worker.work(with_scheduler=False)
+        # A warm shutdown (SIGTERM/SIGINT) sets one or the other, busy or idle; rq has no public accessor.
+        if rq_worker._stop_requested or rq_worker._shutdown_requested_date is not None:
+            return
+        click.echo("RQ worker stopped on a Redis error; starting a new one once Redis answers", err=True)
+        while True:
+            time.sleep(wait)
+            try:
+                connection.ping()
+                break
+            except RedisError:
+                wait = min(wait * 2, 10.0)
 
 
 @click.command("serve")

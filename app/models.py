@@ -1,6 +1,7 @@
 """Imports every model module so the metadata knows all tables (used by migrations and tests)."""
 
 import assessment.models
+import core.audit
 import core.models
 import core.unit_imports
 import governance.models

@@ -142,6 +142,69 @@ def add_question(
     return question
 
 
+def _question_of(survey: Survey, question_id: int) -> Question:
+    question = next((q for q in survey.questions if q.id == question_id), None)
+    if question is None:
+        raise SurveyError("not_found", N_("题目不存在"))
+    return question
+
+
+def _renumber(survey: Survey) -> None:
+    for position, question in enumerate(survey.questions):
+        question.position = position
+
+
+def update_question(
+    session: Session,
+    survey: Survey,
+    question_id: int,
+    spec: QuestionSpec,
+    section: SurveySection | None = None,
+) -> Question:
+    """Change a draft survey's question (code, text, kind, choices, section …); keeps XLSForm-only fields."""
+    _editable(survey)
+    question = _question_of(survey, question_id)
+    check_question(spec, {q.name for q in survey.questions if q.id != question.id})
+    if section is not None and section.survey_id != survey.id:
+        raise SurveyError("bad_section", N_("分组不属于此问卷"), "section")
+    question.section = section
+    question.name = spec.name
+    question.label = spec.label.strip()
+    question.kind = spec.kind
+    question.required = spec.required
+    question.hint = spec.hint
+    question.choices = spec.choices
+    question.dont_know = spec.dont_know
+    question.indicator_code = spec.indicator_code.strip()
+    question.service_area = spec.service_area.strip()
+    session.flush()
+    return question
+
+
+def delete_question(session: Session, survey: Survey, question_id: int) -> None:
+    """Remove a question from a draft survey; the others close up in the same order."""
+    _editable(survey)
+    question = _question_of(survey, question_id)
+    survey.questions.remove(question)
+    session.delete(question)
+    _renumber(survey)
+    session.flush()
+
+
+def move_question(session: Session, survey: Survey, question_id: int, offset: int) -> None:
+    """Move a draft survey's question ``offset`` places (−1 up, +1 down), clamped to the list."""
+    _editable(survey)
+    question = _question_of(survey, question_id)
+    order = list(survey.questions)
+    start = order.index(question)
+    end = max(0, min(len(order) - 1, start + offset))
+    order.insert(end, order.pop(start))
+    for position, item in enumerate(order):
+        item.position = position
+    session.flush()
+    session.expire(survey, ["questions"])
+
+
 def apply_spec(session: Session, survey: Survey, spec: SurveySpec) -> int:
     """Add an imported definition's sections and questions to a draft survey; returns questions added."""
     _editable(survey)

@@ -6,15 +6,16 @@ builder leaves the case where the demo's dispatch rules put it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Role, User, unit_by_code
+from core.models import Category, Role, User, unit_by_code
 from routing import services
 from routing.intake import Submission, submit
-from routing.models import Case
+from routing.models import Case, CaseEvent
 
 COMMUNITY = "420102-S1-C1"  # handler-community's unit, in dispatcher-street's street (420102-S1)
 OTHER_DISTRICT_COMMUNITY = "420103-S1-C1"  # outside every demo unit's subtree but the city's
@@ -76,6 +77,39 @@ def accepted(session: Session, category: str = "HW-01", community: str = COMMUNI
             session, f"handler-{case.current_unit.code}", Role.handler, case.current_unit.code
         )
     services.accept(session, case.id, handler)
+    return case
+
+
+def rated_case(
+    session: Session,
+    community_code: str,
+    category_code: str,
+    number: str,
+    created_at: Any,
+    satisfaction: str | None,
+    solved: bool | None = None,
+) -> Case:
+    """A closed case stored directly (no routing), dispatched and signed for in time, with a rating."""
+    community = unit_by_code(session, community_code)
+    category = session.scalar(select(Category).where(Category.code == category_code))
+    assert community is not None and community.parent is not None and community.parent.parent is not None
+    assert category is not None, category_code
+    case = Case(
+        tracking_number=number, category_id=category.id, district_id=community.parent.parent.id,
+        street_id=community.parent.id, community_id=community.id, address="测试路 1 号", description="测试",
+        contact_name="测试", contact_phone="13800001234", state="closed", created_at=created_at,
+        satisfaction=satisfaction, solved=solved if solved is not None else satisfaction == "satisfied",
+        sign_for_deadline=created_at + timedelta(hours=4), deadline=created_at + timedelta(days=7),
+    )  # fmt: skip
+    session.add(case)
+    session.flush()
+    for action, delta in (
+        ("dispatch", timedelta(0)),
+        ("accept", timedelta(hours=1)),
+        ("resolve", timedelta(days=1)),
+    ):
+        session.add(CaseEvent(case_id=case.id, action=action, created_at=created_at + delta))
+    session.flush()
     return case
 
 

@@ -6,9 +6,11 @@ from flask import Flask, current_app, request
 from flask_login import current_user
 
 from app.web import (
+    account,
     admin,
     assessment,
     calendar_admin,
+    contact,
     governance,
     imports,
     ledgers,
@@ -17,6 +19,7 @@ from app.web import (
     surveys,
     workbench,
 )
+from app.web import assessment_casemix as _assessment_casemix  # noqa: F401 - adds its routes to assessment.bp
 from app.web import assessment_exports as _assessment_exports  # noqa: F401 - adds its routes to assessment.bp
 from core.models import Role
 
@@ -46,7 +49,14 @@ def upload_limit() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
-    for module in (public, surveys, assessment, workbench, admin, calendar_admin, imports, governance, ledgers):
+    account,
+    admin,
+    assessment,
+    calendar_admin,
+    contact,
+    governance,
+    imports,
+    ledgers,
         app.register_blueprint(module.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -41,8 +42,8 @@ from app.web.assessment_forms import (
     WeightsForm,
     messages,
 )
-from app.web.present import register_nav
-from assessment import inputs, missing, rankings, services, vocabulary
+from app.web.present import local, register_nav
+from assessment import inputs, labels, missing, rankings, services, vocabulary
 from assessment import significance as tests_of_change
 from assessment import systems as indicator_systems
 from assessment.jobs import RUN_QUARTER
@@ -62,10 +63,15 @@ register_nav("assessment.dashboard", "考评", *STAFF)
 @bp.context_processor
 def _vocabulary() -> dict[str, Any]:
     """The assessment's label tables for its templates (one vocabulary, assessment.vocabulary)."""
-    return {"RUN_STATUS_LABELS": vocabulary.RUN_STATUS_LABELS, "ROLLUP_LABELS": vocabulary.ROLLUP_LABELS}
+    return {
+        "RUN_STATUS_LABELS": vocabulary.RUN_STATUS_LABELS,
+        "ROLLUP_LABELS": vocabulary.ROLLUP_LABELS,
+        "label": labels.label,
+    }
 
 
 KIND_LABELS = vocabulary.REVIEW_KIND_LABELS
+SURVEY_LEVEL_ORDER = {"overall": 0, "indicator": 1, "question": 2}
 
 
 def _db() -> Session:
@@ -129,6 +135,19 @@ def significance(row: Any) -> str:
     return f"{'显著' if p <= tests_of_change.ALPHA else '不显著'}（BH 校正 p = {p:.3f}）"
 
 
+def _job_in_beijing_time(job: dict[str, str] | None) -> dict[str, str] | None:
+    """The job status with its UTC ISO time also as Beijing time (``at_local``) for the page."""
+    if job is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(job.get("at", ""))
+    except ValueError:
+        return {**job, "at_local": ""}
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return {**job, "at_local": local(moment)}
+
+
 def _run_or_none(quarter: Quarter) -> ScoringRun | None:
     return indicator_systems.run_for(_db(), quarter)
 
@@ -154,7 +173,7 @@ def dashboard() -> Any:
         quarter=quarter,
         run=run,
         computed=done,
-        job=services.job_status(run),
+        job=_job_in_beijing_time(services.job_status(run)),
         districts=districts,
         standing=standing,
         district_rates=inputs.three_rates(_db(), quarter, Level.district.value).to_dict("index")
@@ -298,6 +317,7 @@ def why(quarter: str, code: str, node: str) -> Any:
     cases: list[Any] = []
     survey_rows: list[dict[str, Any]] = []
     entries: list[EvaluatorEntry] = []
+    questions = inputs.survey_item_labels(_db(), q) if kind == "survey" else {}
     if place.level == Level.community:
         if kind == "case":
             cases = inputs.cases_behind(_db(), q, place.id)
@@ -307,7 +327,14 @@ def why(quarter: str, code: str, node: str) -> Any:
                 mine = results[results["community_code"] == place.code]
                 if key != vocabulary.SURVEY_ALL:
                     mine = mine[mine["code"].astype(str) == key]
-                survey_rows = mine.to_dict("records")
+                order = {code: i for i, code in enumerate(questions)}  # the editor's order
+                survey_rows = sorted(
+                    mine.to_dict("records"),
+                    key=lambda r: (
+                        SURVEY_LEVEL_ORDER.get(str(r["level"]), 9),
+                        order.get(str(r["code"]), len(order)),
+                    ),
+                )
         elif kind == "entry":
             entries = list(
                 _db().scalars(
@@ -333,6 +360,8 @@ def why(quarter: str, code: str, node: str) -> Any:
         survey_rows=survey_rows,
         entries=entries,
         definitions={d[0]: d for d in vocabulary.RATE_DEFINITIONS},
+        questions=questions,
+        node_name=(_find_node(run.system.tree, node) or {}).get("name", node),
     )
 
 
@@ -370,7 +399,8 @@ def system(system_id: int) -> Any:
     if request.method == "POST":
         action = ActionForm().action.data or ""
         form = SYSTEM_FORMS.get(action, ActionForm)()
-        posted = {**form.data, "action": action}
+        cells = {k: v for k, v in request.form.items() if k.startswith("m_")}  # the AHP grid, kept on errors
+        posted = {**form.data, **cells, "action": action}
         try:
             new = _save_system(current, action, form)
         except DomainError as error:
@@ -391,8 +421,11 @@ def system(system_id: int) -> Any:
         mode, target = "edit", values["edit"]
     elif values.get("add"):
         mode, target = "add", values["add"]
+    ahp_code = (posted or {}).get("node") or values.get("weights") or current.tree["code"]
     return render_template(
         "assessment/system.html",
+        ahp_node=_find_node(current.tree, str(ahp_code)) or current.tree,
+        source_keys=_source_keys(current),
         system=current,
         rows=_tree_rows(current.tree),
         tree_json=json.dumps(current.tree, ensure_ascii=False, indent=2),
@@ -420,6 +453,20 @@ def system(system_id: int) -> Any:
         )
         .all(),
     )
+
+
+def _source_keys(system: IndicatorSystem) -> list[tuple[str, str]]:
+    """Picker entries for a leaf's source key: case rates, survey questions and entry codes, with labels."""
+    keys = [
+        (key, f"{labels.label('case')}：{labels.label(key)}")
+        for key in [*vocabulary.CASE_RATES, vocabulary.COMPOSITE]
+    ]
+    keys.append((vocabulary.SURVEY_ALL, f"{labels.label('survey')}：{labels.label(vocabulary.SURVEY_ALL)}"))
+    for code, text in inputs.survey_item_labels(_db(), system.quarter).items():
+        keys.append((code, f"{labels.label('survey')}：{text}"))
+    entry_codes = sorted({s.split(":", 1)[1] for s in system.sources.values() if s.startswith("entry:")})
+    keys.extend((code, f"{labels.label('entry')}：{code}") for code in entry_codes)
+    return keys
 
 
 def _describe_rule(config: dict[str, Any]) -> str:
@@ -613,11 +660,29 @@ def entries() -> Any:
         .all()
     )
     system = indicator_systems.system_for(_db(), quarter)
+    names = {}
+    if system is not None:
+        names = {code: (_find_node(system.tree, code) or {}).get("name", code) for code in system.sources}
     codes = sorted(
-        {s.split(":", 1)[1] for s in (system.sources.values() if system else []) if s.startswith("entry:")}
+        (source.split(":", 1)[1], names.get(node, node))
+        for node, source in (system.sources.items() if system else [])
+        if source.startswith("entry:")
+    )
+    units = (
+        _db()
+        .execute(select(Unit.code, Unit.name, Unit.level).where(Unit.level != Level.city).order_by(Unit.code))
+        .all()
     )
     return render_template(
-        "assessment/entries.html", quarter=quarter, rows=rows, errors=errors, form=form.data, codes=codes
+        "assessment/entries.html",
+        quarter=quarter,
+        rows=rows,
+        errors=errors,
+        form=form.data,
+        codes=codes,
+        units=units,
+        entry_names=dict(codes),
+        LEVEL_LABELS=LEVEL_LABELS,
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.auth import roles_required
 from app.exports import csv_text, safe_row
 from app.web.assessment import KIND_LABELS, STAFF, _db, _quarter, _review_rows, _run_for_view, _tree_rows, bp
+from app.web.assessment_casemix import add_ledger_sheet
 from assessment import inputs, missing, rankings, services, vocabulary
 from assessment.models import ScoringRun
 from assessment.vocabulary import COMPOSITE_PARTS
@@ -189,6 +190,7 @@ def export_xlsx(quarter: str) -> Any:
     sheet.append(["列名", "名称", "分子", "分母"])
     for definition in vocabulary.RATE_DEFINITIONS:
         sheet.append(safe_row(definition[:4]))
+    add_ledger_sheet(book, q)
     buffer = io.BytesIO()
     book.save(buffer)
     buffer.seek(0)

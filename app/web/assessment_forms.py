@@ -214,6 +214,30 @@ def _fraction(text: str) -> float:
     return float(text)
 
 
+def matrix_from_cells(form: Any) -> list[list[float]]:
+    """The AHP matrix from the labelled grid's upper-triangle cells ``m_<i>_<j>`` (i < j); lower = reciprocal."""
+    cells: dict[tuple[int, int], float] = {}
+    for key, text in form.items():
+        parts = key.split("_")
+        if len(parts) == 3 and parts[0] == "m" and parts[1].isdigit() and parts[2].isdigit():
+            i, j = int(parts[1]), int(parts[2])
+            if i < j < 50:
+                if not str(text).strip():
+                    raise ValueError("empty cell")
+                cells[(i, j)] = _fraction(str(text))
+    if not cells:
+        return []
+    n = max(j for _, j in cells) + 1
+    matrix = [[1.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            if (i, j) not in cells:
+                raise ValueError("missing cell")
+            matrix[i][j] = cells[(i, j)]
+            matrix[j][i] = 1.0 / cells[(i, j)]
+    return matrix
+
+
 class WeightsForm(FlaskForm):
     """One group's child weights: direct (``w_<code>`` fields), an AHP matrix, or entropy at run time."""
 
@@ -239,6 +263,8 @@ class WeightsForm(FlaskForm):
         if self.method.data != "ahp":
             return None
         text = (self.matrix.data or "").strip()
+        if not text:
+            return matrix_from_cells(request.form)
         return [
             [_fraction(x) for x in line.replace(",", " ").split()]
             for line in text.splitlines()

@@ -32,7 +32,8 @@ from wtforms.validators import DataRequired, Length, NumberRange
 
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_frame
-from app.extensions import db
+from app.extensions import db, limiter
+from app.ratelimit import limit_from_config
 from app.security import public_url
 from app.web.forms import Form
 from app.web.present import register_nav
@@ -354,6 +355,52 @@ def add_section(survey_id: int) -> Any:
     return redirect(url_for("surveys.editor", survey_id=survey.id))
 
 
+def _spec_from(form: QuestionForm) -> QuestionSpec:
+    """The question the form describes (likert labels default to the standard five)."""
+    kind = QuestionKind(form.kind.data)
+    text = form.choices.data or ""
+    if kind == QuestionKind.likert5:
+        labels = [c[1] for c in parse_choices(text)] if text.strip() else list(LIKERT_LABELS)
+        choices = likert_choices(labels)
+    else:
+        choices = parse_choices(text)
+    return QuestionSpec(
+        name=(form.name.data or "").strip(),
+        label=form.label.data or "",
+        kind=kind,
+        required=bool(form.required.data),
+        hint=form.hint.data or "",
+        choices=choices,
+        dont_know=bool(form.dont_know.data) and kind in (QuestionKind.likert5, QuestionKind.single),
+        indicator_code=form.indicator_code.data or "",
+        service_area=form.service_area.data or "",
+    )
+
+
+def _save_question(survey: Survey, form: QuestionForm, question_id: int | None) -> Any:
+    """Add (``question_id`` None) or change a question through one service call; the editor on errors."""
+    try:
+        spec = _spec_from(form)
+        section = next((s for s in survey.sections if str(s.id) == form.section.data), None)
+        if question_id is None:
+            services.add_question(_db(), survey, spec, section)
+        else:
+            services.update_question(_db(), survey, question_id, spec, section)
+    except SurveyError as error:
+        if error.code == "not_found":
+            abort(404)
+        if error.code == "frozen":
+            return _error_page(survey, error)
+        _db().rollback()
+        target = getattr(form, error.field or "label", form.label)
+        target.errors = [*target.errors, _(error.message)]
+        if question_id is None:
+            return _editor(survey, question_form=form), 422
+        return _question_page(survey, question_id, form), 422
+    _db().commit()
+    return redirect(url_for("surveys.editor", survey_id=survey.id, _anchor="questions"))
+
+
 @bp.route("/surveys/<int:survey_id>/questions", methods=["POST"])
 @roles_required(*EVALUATORS)
 def add_question(survey_id: int) -> Any:
@@ -363,36 +410,103 @@ def add_question(survey_id: int) -> Any:
     form.section.choices = _section_choices(survey)
     if not form.validate():
         return _editor(survey, question_form=form), 422
+    return _save_question(survey, form, None)
+
+
+def _question_page(survey: Survey, question_id: int, form: QuestionForm) -> str:
+    question = next((q for q in survey.questions if q.id == question_id), None)
+    if question is None:
+        abort(404)
+    form.section.choices = _section_choices(survey)
+    return render_template("surveys/question.html", survey=survey, question=question, form=form)
+
+
+def _question_form(question: Any) -> QuestionForm:
+    """The edit form filled from a stored question (choices back as 代码=文字 lines)."""
+    form = QuestionForm(formdata=None)
+    form.name.data, form.label.data, form.kind.data = question.name, question.label, question.kind.value
+    form.section.data = str(question.section_id or "")
+    form.required.data, form.dont_know.data, form.hint.data = (
+        question.required,
+        question.dont_know,
+        question.hint,
+    )
+    form.choices.data = "\n".join(f"{code}={label}" for code, label in question.choices or [])
+    form.indicator_code.data, form.service_area.data = question.indicator_code, question.service_area
+    return form
+
+
+@bp.route("/surveys/<int:survey_id>/questions/<int:question_id>", methods=["GET", "POST"])
+@roles_required(*EVALUATORS)
+def edit_question(survey_id: int, question_id: int) -> Any:
+    """Edit one question of a draft survey."""
+    survey = _survey(survey_id)
+    if survey.frozen:
+        return _error_page(survey, SurveyError("frozen", "问卷已开始收集，不能再修改；如需修改请另建新版本"))
+    if request.method == "GET":
+        question = next((q for q in survey.questions if q.id == question_id), None)
+        if question is None:
+            abort(404)
+        return _question_page(survey, question_id, _question_form(question))
+    form = QuestionForm()
+    form.section.choices = _section_choices(survey)
+    if not form.validate():
+        return _question_page(survey, question_id, form), 422
+    return _save_question(survey, form, question_id)
+
+
+@bp.route("/surveys/<int:survey_id>/questions/<int:question_id>/delete", methods=["POST"])
+@roles_required(*EVALUATORS)
+def delete_question(survey_id: int, question_id: int) -> Any:
+    """Delete one question of a draft survey."""
+    survey = _survey(survey_id)
+    if not FlaskForm().validate():
+        abort(400)
     try:
-        kind = QuestionKind(form.kind.data)
-        text = form.choices.data or ""
-        if kind == QuestionKind.likert5:
-            labels = [c[1] for c in parse_choices(text)] if text.strip() else list(LIKERT_LABELS)
-            choices = likert_choices(labels)
-        else:
-            choices = parse_choices(text)
-        spec = QuestionSpec(
-            name=(form.name.data or "").strip(),
-            label=form.label.data or "",
-            kind=kind,
-            required=bool(form.required.data),
-            hint=form.hint.data or "",
-            choices=choices,
-            dont_know=bool(form.dont_know.data) and kind in (QuestionKind.likert5, QuestionKind.single),
-            indicator_code=form.indicator_code.data or "",
-            service_area=form.service_area.data or "",
-        )
-        section = next((s for s in survey.sections if str(s.id) == form.section.data), None)
-        services.add_question(_db(), survey, spec, section)
+        services.delete_question(_db(), survey, question_id)
     except SurveyError as error:
-        if error.code == "frozen":
-            return _error_page(survey, error)
         _db().rollback()
-        target = getattr(form, error.field or "label", form.label)
-        target.errors = [*target.errors, _(error.message)]
-        return _editor(survey, question_form=form), 422
+        return abort(404) if error.code == "not_found" else _error_page(survey, error)
     _db().commit()
-    return redirect(url_for("surveys.editor", survey_id=survey.id))
+    flash(_("题目已删除"))
+    return redirect(url_for("surveys.editor", survey_id=survey.id, _anchor="questions"))
+
+
+@bp.route("/surveys/<int:survey_id>/questions/<int:question_id>/<any(up, down):direction>", methods=["POST"])
+@roles_required(*EVALUATORS)
+def move_question(survey_id: int, question_id: int, direction: str) -> Any:
+    """Move one question of a draft survey up or down by one place."""
+    survey = _survey(survey_id)
+    if not FlaskForm().validate():
+        abort(400)
+    try:
+        services.move_question(_db(), survey, question_id, -1 if direction == "up" else 1)
+    except SurveyError as error:
+        _db().rollback()
+        return abort(404) if error.code == "not_found" else _error_page(survey, error)
+    _db().commit()
+    return redirect(url_for("surveys.editor", survey_id=survey.id, _anchor=f"question-{question_id}"))
+
+
+@bp.route("/surveys/<int:survey_id>/preview")
+@roles_required(*EVALUATORS)
+def preview(survey_id: int) -> Any:
+    """The questionnaire as residents will see it, in the editor's order; nothing can be submitted."""
+    survey = _survey(survey_id)
+    return render_template(
+        "surveys/respond.html",
+        survey=survey,
+        community={"name": _("预览")},
+        raw={},
+        errors={},
+        message="",
+        token=None,
+        AGE_BANDS=AGE_BANDS,
+        GENDERS=GENDERS,
+        relevance=_relevance(survey),
+        runs=_runs(survey),
+        preview=True,
+    )
 
 
 @bp.route("/surveys/<int:survey_id>/import", methods=["POST"])
@@ -629,6 +743,7 @@ def progress(survey_id: int) -> Any:
         margin=margin,
         sd=sd,
         total=sum(r.responses for r in rows),
+        exclusions=integrity.exclusions(_db(), [survey.id]),
     )
 
 
@@ -780,6 +895,7 @@ def export(fmt: str) -> Any:
 
 
 @bp.route("/s/<int:survey_id>/<code>", methods=["GET", "POST"])
+@limiter.limit(limit_from_config("SURVEY_ANSWER_LIMIT"), scope="survey-answer", methods=["POST"])
 def respond(survey_id: int, code: str) -> Any:
     """The public questionnaire of one community (mobile-first); ``t`` carries a one-time panel token."""
     survey = _survey(survey_id)

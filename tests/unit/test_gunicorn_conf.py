@@ -57,3 +57,26 @@ def test_start_empties_the_folder_and_child_exit_marks_the_worker_dead(
     (tmp_path / "counter_4242.db").write_bytes(b"kept")  # counters of dead workers still count
     conf["child_exit"](None, SimpleNamespace(pid=4242))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_4242.db"]
+
+
+def test_gunicorn_logs_json_through_the_privacy_filters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import io
+    import logging
+    import logging.config
+
+    conf = load(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logging.config.dictConfig(conf["logconfig_dict"])
+        assert len(root.handlers) == 1
+        stream = io.StringIO()
+        monkeypatch.setattr("sys.stderr", stream)
+        logging.getLogger("gunicorn.error").warning("worker for 13812345678 at /s/1/C1?t=secret")
+        line = stream.getvalue()
+    finally:
+        root.handlers[:], root.level = saved
+    assert '"logger": "gunicorn.error"' in line
+    assert "13812345678" not in line and "secret" not in line and "138****5678" in line

@@ -16,7 +16,7 @@ from surveys.definitions import AnswerValue, QuestionSpec, likert_choices, parse
 from surveys.frames import callback_summary, index_from_answers, intervals_from_sums
 from surveys.imports import parse_xlsform, read_paper
 from surveys.models import QuestionKind
-from surveys.stats import mean_t_interval, satisfaction_index, wilson_interval
+from surveys.stats import bounded_interval, mean_t_interval, satisfaction_index, wilson_interval
 from tests.xlsforms import SATISFACTION, kobo_form, xlsform_workbook
 
 SAT = [
@@ -355,8 +355,11 @@ def test_read_paper_rows():
 def test_intervals_from_sums_equal_the_t_interval_of_the_stats_module():
     values = np.array([100.0, 75.0, 50.0, 50.0, 25.0, 100.0])
     mean, sd, low, high = intervals_from_sums([values.size], [values.sum()], [np.square(values).sum()])
-    expected = mean_t_interval(values)
-    assert (mean[0], low[0], high[0]) == pytest.approx(expected)
+    centre, t_low, t_high = mean_t_interval(values)
+    # The same t half-width, redrawn on the logit scale so the index stays inside 0–100.
+    b_low, b_high = bounded_interval(centre, (t_high - t_low) / 2)
+    assert (mean[0], low[0], high[0]) == pytest.approx((centre, float(b_low), float(b_high)))
+    assert 0 < low[0] < t_high and high[0] <= 100
     assert sd[0] == pytest.approx(values.std(ddof=1))
     _, _, low1, _ = intervals_from_sums([1], [50.0], [2500.0])
     assert math.isnan(low1[0])

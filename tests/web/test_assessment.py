@@ -698,7 +698,7 @@ def test_total_change_significance_on_the_dashboard(
     assert c2 is not None and c2.p_value is None and c2.significant is None  # no cases now: 数据不足
     login(client, "evaluator")
     page = client.get("/assessment/?quarter=2020Q2").data.decode()
-    assert "不显著（p = 0.846）" in page and "数据不足" in page and "数据允许时" in page
+    assert "不显著（BH 校正 p = 0.846）" in page and "数据不足" in page and "数据允许时" in page
 
 
 # --- missing-data policy (assessment.missing) ----------------------------------------------------------

@@ -99,11 +99,19 @@ EXPECT: dict[str, Expect] = {
     "auth.login": Expect(EVERYONE),
     "auth.logout": Expect(EVERYONE, ok=302),
     "auth.register": Expect(EVERYONE),
+    "auth.totp": Expect(EVERYONE, ok=302),  # no sign-in waiting for its code: back to the login page
+    # one's own account (password, TOTP second factor)
+    "account.index": Expect(SIGNED_IN),
+    "account.password": Expect(SIGNED_IN),
+    "account.totp_enable": Expect(SIGNED_IN),
+    "account.totp_disable": Expect(SIGNED_IN),
     "surveys.respond": Expect(frozenset(), denied=404, anonymous=404),  # an unknown link code
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
-    # operations: health and readiness are public; metrics only from loopback or with METRICS_TOKEN
+    # operations (app/ops.py): /metrics answers only loopback clients without forwarding headers or a
+    # METRICS_TOKEN bearer (tests/web/test_ops.py), so 404 here whatever the role; /readyz says 503
+    # because the test schema is built without Alembic (not at the migrations' head)
     "ops.healthz": Expect(EVERYONE),
     "ops.readyz": Expect(EVERYONE, ok=503),  # the test schema comes from create_all: "no migrations"
     "ops.metrics": Expect(frozenset(), denied=404, anonymous=404),  # the clients are not on loopback
@@ -125,6 +133,10 @@ EXPECT: dict[str, Expect] = {
     "surveys.editor": Expect(EVALUATORS),
     "surveys.add_section": Expect(EVALUATORS),
     "surveys.add_question": Expect(EVALUATORS),
+    "surveys.edit_question": Expect(EVALUATORS, ok=404),  # no question in the fixture's survey
+    "surveys.delete_question": Expect(EVALUATORS, ok=404),
+    "surveys.move_question": Expect(EVALUATORS, ok=404),
+    "surveys.preview": Expect(EVALUATORS),
     "surveys.import_xlsform": Expect(EVALUATORS),
     "surveys.margins": Expect(EVALUATORS),
     "surveys.change_status": Expect(EVALUATORS),
@@ -156,6 +168,7 @@ EXPECT: dict[str, Expect] = {
     "assessment.export_csv": Expect(EVALUATORS, ok=404),
     "assessment.workers": Expect(EVALUATORS),
     "assessment.report": Expect(EVALUATORS, ok=404),
+    "assessment.casemix_view": Expect(EVALUATORS),
     # administration
     "admin.index": Expect(ADMIN),
     "admin.rules": Expect(ADMIN),
@@ -164,6 +177,16 @@ EXPECT: dict[str, Expect] = {
     "admin.upload_rules": Expect(ADMIN),
     "admin.jobs": Expect(ADMIN),
     "admin.requeue": Expect(ADMIN),
+    "imports.units": Expect(ADMIN),
+    "admin.users": Expect(ADMIN),
+    "admin.user": Expect(ADMIN, ok=404),  # no such user id
+    "admin.reset_password": Expect(ADMIN),
+    "admin.reset_totp": Expect(ADMIN),
+    "admin.audit_trail": Expect(ADMIN),
+    "admin.audit_csv": Expect(ADMIN),
+    # the hotline's audited reveal of a number for the 回访 call (POST only)
+    "contact.callback_number": Expect(HOTLINE, scope="case"),
+    "imports.unit_import": Expect(ADMIN, ok=404),  # no import in the fixture
     "calendar_admin.index": Expect(ADMIN),
     "calendar_admin.year": Expect(ADMIN),
     "calendar_admin.upload": Expect(ADMIN),
@@ -197,6 +220,8 @@ ARGS: dict[str, Any] = {
     "entry_id": 999_999,
     "item_id": 999_999,
     "upload_id": 999_999,
+    "import_id": 999_999,
+    "user_id": 999_999,
     "version": 1,
     "queue": "routing",
     "job_id": "no-such-job",
@@ -208,6 +233,8 @@ ARGS: dict[str, Any] = {
     "residency_id": 999_999,
     "file_id": 999_999,
     "kind": "meetings",
+    "question_id": 999_999,
+    "direction": "up",
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree
