@@ -53,6 +53,12 @@ DEFAULTS: dict[str, Any] = {
     "STAFF_SESSION_IDLE_MINUTES": 30,
     "STAFF_SESSION_MAX_HOURS": 12,
     "TOTP_ISSUER": "民呼我应",  # name authenticator apps show next to the account
+    # Open APIs (app/api/open311.py, app/api/keys.py, app/api/webhooks.py)
+    "OPEN311_JURISDICTION": "minhu.city",  # the one jurisdiction_id Open311 accepts
+    "OPEN311_CONTACT": "12345 市民服务热线",  # discovery's contact
+    "OPEN311_KEY_SERVICE": "向市 12345 平台管理员申请 api_key",  # discovery's key_service
+    "API_KEY_LIMIT_STORAGE_URI": "",  # limits storage of per-key rate limits ("" → in-process memory)
+    "WEBHOOK_TIMEOUT_SECONDS": 5.0,  # one delivery attempt's connect + read timeout
 }
 
 # Environment variables read at start-up (README lists them); the type converts the string.
@@ -88,6 +94,11 @@ ENVIRONMENT: dict[str, type] = {
     "API_LIMIT": str,
     "STAFF_SESSION_IDLE_MINUTES": int,
     "STAFF_SESSION_MAX_HOURS": int,
+    "OPEN311_JURISDICTION": str,
+    "OPEN311_CONTACT": str,
+    "OPEN311_KEY_SERVICE": str,
+    "API_KEY_LIMIT_STORAGE_URI": str,
+    "WEBHOOK_TIMEOUT_SECONDS": float,
 }
 
 

@@ -1,5 +1,6 @@
 """Imports every model module so the metadata knows all tables (used by migrations and tests)."""
 
+import app.api.models
 import assessment.models
 import core.audit
 import core.models
@@ -8,4 +9,4 @@ import governance.models
 import routing.models
 import surveys.models
 
-__all__ = ["assessment", "core", "governance", "routing", "surveys"]
+__all__ = ["app", "assessment", "core", "governance", "routing", "surveys"]

@@ -141,3 +141,12 @@ def verified_resident(session: Session, username: str, place: Any, phone: str = 
     residency = gov.declare_home(session, resident, place)
     gov.verify_home(session, residency.id, user(session, "admin"))
     return resident
+
+
+def api_key(
+    session: Session, scopes: tuple[str, ...] = ("read", "submit"), rate_limit: str = "1000/minute"
+) -> str:
+    """Issue a partner API key and return its full text."""
+    from app.api import keys
+
+    return keys.issue(session, "测试伙伴", list(scopes), rate_limit, None)

@@ -35,6 +35,9 @@ def init_app(app: Flask) -> None:
     csrf.exempt(bp)
     limiter.shared_limit(limit_from_config("API_LIMIT"), scope="api")(bp)  # one budget for the whole API
     app.register_blueprint(bp)
+    from app.api import open311
+
+    open311.init_app(app)
 
 
 def _field_error(field: str, code: str, message: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Co-governance: residencies, deliberation topics (五步议事) with steps, votes, projects, ratings; the ledgers
 
 Revision ID: governance_0001
-Revises: assess_0001
+Revises: accounts_0001
 Create Date: 2026-12-01 08:01:38.668710
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'governance_0001'
-down_revision = 'assess_0001'
+down_revision = 'accounts_0001'
 branch_labels = None
 depends_on = None
 

@@ -109,6 +109,14 @@ EXPECT: dict[str, Expect] = {
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
+    # Open311: discovery and services are public; requests and tokens need a partner api_key (403)
+    "open311.discovery": Expect(EVERYONE),
+    "open311.services": Expect(EVERYONE),
+    "open311.service_definition": Expect(EVERYONE),
+    "open311.create_request": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.list_requests": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.get_request": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.token": Expect(frozenset(), denied=403, anonymous=403),
     # operations (app/ops.py): /metrics answers only loopback clients without forwarding headers or a
     # METRICS_TOKEN bearer (tests/web/test_ops.py), so 404 here whatever the role; /readyz says 503
     # because the test schema is built without Alembic (not at the migrations' head)
@@ -235,6 +243,10 @@ ARGS: dict[str, Any] = {
     "kind": "meetings",
     "question_id": 999_999,
     "direction": "up",
+    "ext": "json",  # Open311 format
+    "service_code": "HW-01",
+    "service_request_id": "MH20990101-ZZZZZ",
+    "token": "no-such-token",
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree
