@@ -49,14 +49,19 @@ def upload_limit() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
-    account,
-    admin,
-    assessment,
-    calendar_admin,
-    contact,
-    governance,
-    imports,
-    ledgers,
+    for module in (
+        public,
+        surveys,
+        assessment,
+        workbench,
+        admin,
+        calendar_admin,
+        imports,
+        account,
+        contact,
+        governance,
+        ledgers,
+    ):
         app.register_blueprint(module.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.

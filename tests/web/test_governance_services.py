@@ -13,7 +13,8 @@ from core.db import utcnow
 from core.models import Role, unit_by_code
 from governance import rules
 from governance import services as gov
-from governance.models import AuditEntry, Ballot, Topic, TopicStep
+from core.audit import AuditEvent
+from governance.models import Ballot, Topic, TopicStep
 from governance.rules import GovernanceError
 from routing.models import Notice
 from tests.builders import (
@@ -113,10 +114,17 @@ def test_topic_through_five_steps_records_each_step_and_notifies_linked_resident
     assert sum("进入" in m for m in messages) == 4  # discuss, decide, carry_out, evaluate
     assert any("已结束" in m for m in messages)
     assert gov.topics_of_case(session, case) == [topic]
-    audited = session.scalars(
-        select(AuditEntry.action).where(AuditEntry.entity == "topic", AuditEntry.entity_id == topic.id)
-    ).all()
+    audited = [
+        e.details["action"]
+        for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.object_type == "topic", AuditEvent.object_id == str(topic.id))
+        )
+    ]
     assert "raise" in audited and "rate" in audited and "close_evaluation" in audited
+    assert all(
+        e.action == "governance.edit"
+        for e in session.scalars(select(AuditEvent).where(AuditEvent.object_type == "vote"))
+    )
 
 
 def test_only_residents_of_the_place_vote(session: Session) -> None:
