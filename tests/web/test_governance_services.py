@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.audit import AuditEvent
 from core.db import utcnow
 from core.models import Role, unit_by_code
 from governance import rules
 from governance import services as gov
-from core.audit import AuditEvent
 from governance.models import Ballot, Topic, TopicStep
 from governance.rules import GovernanceError
 from routing.models import Notice
