@@ -216,6 +216,8 @@ EXPECT: dict[str, Expect] = {
     "ledgers.index": Expect(LEDGER_READERS),
     "ledgers.ledger": Expect(LEDGER_READERS),
     "ledgers.export": Expect(LEDGER_READERS),
+    "api_v1.list_topics": Expect(EVERYONE),
+    "api_v1.get_topic": Expect(frozenset(), denied=404, anonymous=404),  # an unknown topic
 }
 
 # URL arguments by name (``tracking_number`` is the case under test; ``code`` a unit of the subtree).
