@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import io
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
+import pandas as pd
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from openpyxl import Workbook
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_row
 from app.extensions import db
 from app.web.governance import _save, attachments
 from app.web.present import register_nav
+from assessment.inputs import co_governance_frame
 from core.models import Level, Role, Unit, User
+from core.quarter import Quarter
 from governance import ledgers
 from governance.models import PartyMember, SocialOrganisation
 from governance.rules import GovernanceError
@@ -169,6 +173,29 @@ def export(kind: str, fmt: str) -> Any:
         download_name=f"{kind}.xlsx",
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     )
+
+
+def add_co_governance_sheets(book: Workbook, quarter: Quarter) -> None:
+    """One sheet per co-governance ledger (the quarter's rows) and the per-community measures the
+    assessment's ``ledger:`` / ``topic:`` sources read, so each number can be traced to its records."""
+    for kind, spec in ledgers.LEDGERS.items():
+        sheet = book.create_sheet(f"台帐-{spec.label}"[:31])
+        sheet.append(ledgers.headers(kind))
+        for row in ledgers.rows(db.session, kind, None, quarter.start, quarter.end):
+            sheet.append(safe_row(ledgers.cells(kind, row)))
+    figures = co_governance_frame(cast(Session, db.session), quarter)
+    names = dict(
+        db.session.execute(
+            select(Unit.id, Unit.name).where(Unit.id.in_([int(i) for i in figures.index]))
+        ).all()
+    )
+    labels = {f"ledger:{k}": v for k, v in ledgers.LEDGER_MEASURES.items()}
+    labels.update({f"topic:{k}": v for k, v in ledgers.TOPIC_MEASURES.items()})
+    sheet = book.create_sheet("共治指标")
+    sheet.append(["社区", *(f"{labels.get(c, c)}（{c}）" for c in figures.columns)])
+    for unit_id, values in figures.iterrows():
+        cells = [None if pd.isna(v) else round(float(v), 2) for v in values]
+        sheet.append(safe_row([names.get(int(unit_id), unit_id), *cells]))
 
 
 register_nav("ledgers.index", "电子台帐", Role.evaluator)

@@ -91,3 +91,18 @@ def test_unknown_measures_are_refused_and_sources_are_described() -> None:
     with pytest.raises(AssessmentError):
         parse_source("ledger:nope")
     assert describe_source("ledger:party_hours") == "共治台帐：在职党员服务时长（小时）"
+
+
+def test_xlsx_ledger_has_a_sheet_per_ledger_with_the_quarters_rows(app: object, session: Session) -> None:
+    from openpyxl import Workbook
+
+    from app.web.ledgers import add_co_governance_sheets
+
+    _meeting(session, COMMUNITY, "2026-08-01")
+    _meeting(session, COMMUNITY, "2026-11-01")
+    book = Workbook()
+    add_co_governance_sheets(book, Quarter.parse("2026Q3"))
+    names = set(book.sheetnames)
+    assert {f"台帐-{spec.label}" for spec in ledgers.LEDGERS.values()} <= names and "共治指标" in names
+    meetings = list(book["台帐-联席会议"].iter_rows(values_only=True))
+    assert meetings[0][2] == "会议日期" and [r[2] for r in meetings[1:]] == ["2026-08-01"]
