@@ -170,6 +170,7 @@ def topic(topic_id: int) -> Any:
         OUTCOME_LABELS=OUTCOME_LABELS,
         CHOICE_LABELS=CHOICE_LABELS,
         Action=rules.Action,
+        STEP_LABELS={"raise": _("提出议题"), **{a.value: label for a, label in rules.ACTION_LABELS.items()}},
         comment_form=forms.CommentForm(),
         ballot_form=forms.BallotForm(),
         rating_form=forms.RatingForm(),
