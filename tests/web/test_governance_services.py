@@ -182,3 +182,16 @@ def test_resident_raises_a_topic_and_links_only_own_cases(session: Session) -> N
     with pytest.raises(GovernanceError) as blank:
         gov.raise_topic(session, resident, place, "  ", "x")
     assert blank.value.field == "title"
+
+
+def test_compounds_are_imported_below_communities_only(session: Session) -> None:
+    from core.csvio import ImportRejected
+    from core.units import import_units
+
+    header = "code,name,level,parent_code,kind,note\n"
+    import_units(session, header + "420102-S1-C1-G1,第一网格,compound,420102-S1-C1,compound,\n")
+    grid = unit_by_code(session, "420102-S1-C1-G1")
+    community = unit_by_code(session, "420102-S1-C1")
+    assert grid is not None and community is not None and community.contains(grid)
+    with pytest.raises(ImportRejected):
+        import_units(session, header + "420102-S1-G2,街道网格,compound,420102-S1,compound,\n")
