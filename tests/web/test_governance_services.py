@@ -195,3 +195,19 @@ def test_compounds_are_imported_below_communities_only(session: Session) -> None
     assert grid is not None and community is not None and community.contains(grid)
     with pytest.raises(ImportRejected):
         import_units(session, header + "420102-S1-G2,街道网格,compound,420102-S1,compound,\n")
+
+
+def test_the_beat_job_closes_votes_past_their_deadline(session: Session) -> None:
+    from governance import jobs as governance_jobs
+
+    topic = _topic(session)
+    staff = user(session, "handler-community")
+    now = utcnow()
+    gov.act(session, topic.id, staff, rules.StartDiscussion(), now)
+    verified_resident(session, "beat-voter", compound(session))
+    gov.act(session, topic.id, staff, rules.OpenVote(now + timedelta(hours=1), quorum=1, eligible=1), now)
+    session.commit()
+    assert governance_jobs.close_due_votes(now) == 0
+    assert governance_jobs.close_due_votes(now + timedelta(hours=1)) == 1
+    session.expire_all()
+    assert topic.vote is not None and topic.vote.result == "no_quorum" and topic.closed_at is not None
