@@ -34,6 +34,8 @@ def init_app(app: Flask) -> None:
     """Register the API; it takes JSON bodies, not forms, so CSRF does not apply (see README)."""
     csrf.exempt(bp)
     limiter.shared_limit(limit_from_config("API_LIMIT"), scope="api")(bp)  # one budget for the whole API
+    from app.api import topics  # noqa: F401 - adds the co-governance routes to this blueprint
+
     app.register_blueprint(bp)
     from app.api import open311
 

@@ -11,7 +11,9 @@ from app.web import (
     assessment,
     calendar_admin,
     contact,
+    governance,
     imports,
+    ledgers,
     present,
     public,
     surveys,
@@ -47,7 +49,19 @@ def upload_limit() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
-    for module in (public, surveys, assessment, workbench, admin, calendar_admin, imports, account, contact):
+    for module in (
+        public,
+        surveys,
+        assessment,
+        workbench,
+        admin,
+        calendar_admin,
+        imports,
+        account,
+        contact,
+        governance,
+        ledgers,
+    ):
         app.register_blueprint(module.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.

@@ -18,6 +18,8 @@ from core import jobs
 from core.catalogue import active_categories
 from core.models import Role, Unit
 from core.units import children_of
+from governance.rules import STAGE_LABELS, Stage
+from governance.services import topics_of_case
 from routing.access import can_view
 from routing.intake import (
     IdempotencyConflict,
@@ -146,7 +148,8 @@ def status(tracking_number: str) -> Any:
     if not (check_token(token_key(), case.tracking_number, request.args.get("k")) or can_view(user, case)):
         abort(404)  # not 403: do not confirm that a tracking number exists
     steps = [(event, describe(event, for_resident=True)) for event in case.events]
-    return render_template("status.html", case=case, steps=steps)
+    topics = [(t, STAGE_LABELS[Stage(t.stage)]) for t in topics_of_case(db.session, case)]  # co-governance
+    return render_template("status.html", case=case, steps=steps, topics=topics)
 
 
 @bp.route("/lookup", methods=["POST"])

@@ -66,6 +66,8 @@ RESIDENT = frozenset({"resident"})
 DISPATCHERS = frozenset({"dispatcher-city", "dispatcher-district", "dispatcher-street", "admin"})
 HANDLERS = frozenset({"handler-community", "handler-street", "handler-fgj"})
 QUEUE = DISPATCHERS | HANDLERS | {"operator"}  # the workbench
+GOV_STAFF = DISPATCHERS | HANDLERS  # community staff (and the levels above) keep co-governance records
+LEDGER_READERS = GOV_STAFF | EVALUATORS
 # Roles that see every case of the city (they have no "outside").
 CITY_WIDE = frozenset({"admin", "operator", "evaluator", "dispatcher-city"})
 
@@ -196,6 +198,26 @@ EXPECT: dict[str, Expect] = {
     "calendar_admin.index": Expect(ADMIN),
     "calendar_admin.year": Expect(ADMIN),
     "calendar_admin.upload": Expect(ADMIN),
+    # co-governance: public topic pages, residents' part, community staff, the ledgers
+    "governance.topics": Expect(EVERYONE),
+    "governance.topic": Expect(frozenset(), denied=404, anonymous=404),  # an unknown topic
+    "governance.download": Expect(frozenset(), denied=404, anonymous=404),  # an unknown file
+    "governance.new_topic": Expect(RESIDENT | GOV_STAFF),
+    "governance.comment": Expect(RESIDENT | GOV_STAFF),
+    "governance.vote": Expect(RESIDENT),
+    "governance.rate": Expect(RESIDENT),
+    "governance.my_home": Expect(RESIDENT),
+    "governance.manage": Expect(GOV_STAFF),
+    "governance.verify": Expect(GOV_STAFF),
+    "governance.promote": Expect(GOV_STAFF),
+    "governance.act": Expect(GOV_STAFF),
+    "governance.link": Expect(GOV_STAFF),
+    "governance.hide": Expect(GOV_STAFF),
+    "ledgers.index": Expect(LEDGER_READERS),
+    "ledgers.ledger": Expect(LEDGER_READERS),
+    "ledgers.export": Expect(LEDGER_READERS),
+    "api_v1.list_topics": Expect(EVERYONE),
+    "api_v1.get_topic": Expect(frozenset(), denied=404, anonymous=404),  # an unknown topic
 }
 
 # URL arguments by name (``tracking_number`` is the case under test; ``code`` a unit of the subtree).
@@ -216,6 +238,11 @@ ARGS: dict[str, Any] = {
     "action": "close",  # surveys.change_status; workbench.act uses ACT_ACTION
     "fmt": "csv",
     "year": 2026,
+    "topic_id": 999_999,
+    "comment_id": 999_999,
+    "residency_id": 999_999,
+    "file_id": 999_999,
+    "kind": "meetings",
     "question_id": 999_999,
     "direction": "up",
     "ext": "json",  # Open311 format
