@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, jsonify, request
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from app.api.schemas import read_request
 from app.auth import signed_in_user
 from app.errors import api_error
 from app.extensions import csrf, db, limiter
@@ -37,7 +38,7 @@ def init_app(app: Flask) -> None:
     from app.api import topics  # noqa: F401 - adds the co-governance routes to this blueprint
 
     app.register_blueprint(bp)
-    from app.api import open311
+    from app.api import open311, webhooks  # noqa: F401 - webhooks listens for committed case events
 
     open311.init_app(app)
 
@@ -46,27 +47,43 @@ def _field_error(field: str, code: str, message: str) -> dict[str, Any]:
     return {"field": field, "code": code, "message": message}
 
 
+KEY_MESSAGES = {
+    "invalid": "api_key 无效",
+    "revoked": "api_key 已被吊销",
+    "scope": "该 api_key 无权进行此操作",
+    "rate_limited": "该 api_key 请求过于频繁，请稍后再试",
+}
+
+
+def _partner_key(scope: str) -> tuple[Any, Any]:
+    """The partner key of ``X-Api-Key`` checked for ``scope``: (key or None, error response or None).
+
+    No header: (None, None), the request goes on as a resident's or staff member's.
+    """
+    from app.api import keys
+
+    presented = request.headers.get("X-Api-Key")
+    if not presented:
+        return None, None
+    check = keys.authorise(db.session, presented, scope)
+    db.session.commit()  # the use (or the refusal) stays recorded
+    if check.key is None:
+        status = 429 if check.error == "rate_limited" else 403
+        code = check.error or "invalid"
+        return None, api_error(
+            status, [_field_error("X-Api-Key", code, _(KEY_MESSAGES.get(code, KEY_MESSAGES["invalid"])))]
+        )
+    return check.key, None
+
+
 def _read_submission(body: Any) -> tuple[Submission | None, list[dict[str, Any]]]:
-    """Shape checks on the JSON body (types); the intake service checks the content."""
-    if not isinstance(body, dict):
-        return None, [_field_error("", "invalid", _("请求体必须是 JSON 对象"))]
-    errors = []
-    for name in (*FIELDS, "street", "district"):
-        value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            errors.append(_field_error(name, "invalid", _("该字段必须是字符串")))
-    for name in ("lat", "lng"):
-        value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            errors.append(_field_error(name, "invalid", _("该字段必须是数字")))
-    if "anonymous" in body and not isinstance(body["anonymous"], bool):
-        errors.append(_field_error("anonymous", "invalid", _("该字段必须是 true 或 false")))
-    unknown = sorted(set(body) - set(FIELDS) - set(OPTIONAL))
-    errors += [_field_error(name, "unknown_field", _("不支持的字段")) for name in unknown]
-    if errors:
-        return None, errors
-    values: dict[str, Any] = {k: body.get(k) or "" for k in FIELDS}
-    values.update({k: body[k] for k in OPTIONAL if k in body})
+    """Shape checks on the JSON body by the schema the OpenAPI document shows; intake checks the content."""
+    model, errors = read_request(body)
+    if model is None:
+        return None, [{**e, "message": _(e["message"])} for e in errors]
+    given = model.model_dump(exclude_unset=True)
+    values: dict[str, Any] = {k: given.get(k) or "" for k in FIELDS}
+    values.update({k: given[k] for k in OPTIONAL if k in given and given[k] is not None})
     return Submission(**values), []
 
 
@@ -119,6 +136,9 @@ def create_request() -> Any:
     data, errors = _read_submission(body)
     if data is None:
         return api_error(422, errors)
+    partner, refused = _partner_key("submit")
+    if refused is not None:
+        return refused
     try:
         result = submit(
             db.session,
@@ -139,6 +159,8 @@ def create_request() -> Any:
     if result.created:
         # Built before the commit from what was just stored, so the commit expires nothing we reload.
         case = result.case
+        if partner is not None:
+            case.events[0].details = {**(case.events[0].details or {}), "api_key_id": partner.id}
         body = {
             **case_json(case, full=False, codes=(data.category.strip(), data.community.strip())),
             "token": result.token,
@@ -158,7 +180,12 @@ def get_request(tracking_number: str) -> Any:
     The answer never tells whether a tracking number exists: without a token (and no staff session that
     may see the case) it is 401 either way; with a token, a wrong one and an unknown number are both 404.
     """
+    partner, refused = _partner_key("read")
+    if refused is not None:
+        return refused
     case = find_case(db.session, tracking_number)
+    if partner is not None:  # a partner sees every case, contacts masked (no signed-in viewer)
+        return jsonify(case_json(case, full=True)) if case is not None else api_error(404)
     token = request.args.get("token") or request.headers.get("X-Case-Token")
     user = signed_in_user()
     if case is not None and user is not None and can_view(user, case):
@@ -209,3 +236,21 @@ def units() -> Any:
             for u in children_of(db.session, parent)
         ]
     )
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Any:
+    """The OpenAPI 3.1 document of this API."""
+    from app.api.openapi import document
+
+    return jsonify(document())
+
+
+@bp.get("/docs")
+def docs() -> Any:
+    """The document as a readable page."""
+    from flask import render_template
+
+    from app.api.openapi import document
+
+    return render_template("api/docs.html", doc=document())

@@ -14,6 +14,7 @@ from app.web import (
     governance,
     imports,
     ledgers,
+    partners,
     present,
     public,
     surveys,
@@ -61,6 +62,7 @@ def init_app(app: Flask) -> None:
         contact,
         governance,
         ledgers,
+        partners,
     ):
         app.register_blueprint(module.bp)
     present.init_app(app)

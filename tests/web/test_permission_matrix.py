@@ -196,6 +196,11 @@ EXPECT: dict[str, Expect] = {
     "contact.callback_number": Expect(HOTLINE, scope="case"),
     "imports.unit_import": Expect(ADMIN, ok=404),  # no import in the fixture
     "calendar_admin.index": Expect(ADMIN),
+    "partners.api_keys": Expect(ADMIN),
+    "partners.revoke_key": Expect(ADMIN, ok=404),  # no such key in the fixture
+    "partners.webhooks": Expect(ADMIN),
+    "partners.webhook": Expect(ADMIN, ok=404),
+    "partners.toggle_webhook": Expect(ADMIN, ok=404),
     "calendar_admin.year": Expect(ADMIN),
     "calendar_admin.upload": Expect(ADMIN),
     # co-governance: public topic pages, residents' part, community staff, the ledgers
@@ -246,6 +251,8 @@ ARGS: dict[str, Any] = {
     "question_id": 999_999,
     "direction": "up",
     "ext": "json",  # Open311 format
+    "key_id": 999_999,
+    "webhook_id": 999_999,
     "service_code": "HW-01",
     "service_request_id": "MH20990101-ZZZZZ",
     "token": "no-such-token",
