@@ -101,6 +101,11 @@ EXPECT: dict[str, Expect] = {
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
+    "api_v1.duplicates": Expect(EVERYONE),  # tracking numbers and state of similar open cases only
+    "api_v1.suggest_place": Expect(EVERYONE, ok=422),  # without lat/lng
+    "api_v1.addresses": Expect(EVERYONE),  # without a community: []
+    "web.me_too": Expect(EVERYONE),  # POST only: counts once per browser on an open case
+    "photos.photo": Expect(frozenset(), denied=404, anonymous=404, scope="case"),  # no such photo key
     # operations: health and readiness are public; metrics only from loopback or with METRICS_TOKEN
     "ops.healthz": Expect(EVERYONE),
     "ops.readyz": Expect(EVERYONE, ok=503),  # the test schema comes from create_all: "no migrations"
@@ -193,6 +198,8 @@ ARGS: dict[str, Any] = {
     "year": 2026,
     "question_id": 999_999,
     "direction": "up",
+    "key": "no-such-photo",
+    "size": "thumb",
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree
