@@ -10,9 +10,9 @@ from typing import Any
 
 from flask import current_app, url_for
 from flask_babel import gettext as _
-from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
+from core.db import DbSession
 from core.images import ImageRejected, ProcessedImage, reencode
 from routing.models import Case, CasePhoto
 
@@ -34,10 +34,10 @@ def upload_dir() -> Path:
     return path
 
 
-def request_limit(config: dict[str, object] | None = None) -> int:
+def request_limit() -> int:
     """Body limit of a request that may carry photos: all of them at their cap, plus the form."""
-    cfg = config if config is not None else current_app.config
-    return int(cfg["PHOTO_MAX_COUNT"]) * int(cfg["PHOTO_MAX_BYTES"]) + 256 * 1024  # type: ignore[call-overload]
+    cfg = current_app.config
+    return int(cfg["PHOTO_MAX_COUNT"]) * int(cfg["PHOTO_MAX_BYTES"]) + 256 * 1024
 
 
 def read_photos(files: list[FileStorage]) -> tuple[list[ProcessedImage], list[PhotoProblem]]:
@@ -54,12 +54,12 @@ def read_photos(files: list[FileStorage]) -> tuple[list[ProcessedImage], list[Ph
             done.append(reencode(data, max_bytes))
         except ImageRejected as rejected:
             name = (upload.filename or "")[:60]
-            message = _(rejected.message, **rejected.params)  # type: ignore[arg-type]
+            message = _(rejected.message, **rejected.params)
             problems.append(PhotoProblem(rejected.code, f"{name}：{message}"))
     return ([], problems) if problems else (done, [])
 
 
-def attach(session: Session, case: Case, images: list[ProcessedImage], kind: str) -> list[CasePhoto]:
+def attach(session: DbSession, case: Case, images: list[ProcessedImage], kind: str) -> list[CasePhoto]:
     """Write the files and add their rows to the case (flush only; the view commits)."""
     if kind not in KINDS:
         raise ValueError(kind)
@@ -83,7 +83,7 @@ def photo_path(photo: CasePhoto, thumbnail: bool) -> Path:
 
 def photo_list(case: Case, token: str | None) -> list[dict[str, Any]]:
     """The case's photos as the status page and API list them (URLs carry the viewer's token, if any)."""
-    extra = {"k": token} if token else {}
+    extra: dict[str, Any] = {"k": token} if token else {}
     return [
         {
             "kind": p.kind,

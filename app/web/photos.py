@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from flask import Blueprint, abort, request, send_file
@@ -33,7 +34,7 @@ def photo(tracking_number: str, key: str, size: str) -> Any:
     path = photo_path(found, thumbnail=size == "thumb")
     if not path.is_file():
         abort(404)
-    response = send_file(path, mimetype="image/jpeg", max_age=3600, conditional=True)
-    response.cache_control.private = True  # behind a private link: no shared cache keeps it
-    response.cache_control.public = False
-    return response
+    # Cache headers come from the app's policy for private-link pages (no shared cache keeps them).
+    # Read whole (photos are small): no open file outlives a response that is never closed.
+    data = io.BytesIO(path.read_bytes())
+    return send_file(data, mimetype="image/jpeg", etag=f"{found.key}-{size}", conditional=True)

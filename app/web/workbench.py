@@ -38,6 +38,7 @@ from app.photos import attach, photo_list, read_photos
 from app.web.present import STATE_LABELS, register_nav
 from app.web.public import duplicates_for, token_key
 from core.db import utcnow
+from core.images import ProcessedImage
 from core.models import ROLE_LABELS, Category, Level, Role, Unit, UnitKind, User
 from core.units import children_of, departments
 from routing import lifecycle, notify, services
@@ -503,7 +504,7 @@ def act(tracking_number: str, action: str) -> Any:
             for error in errors if isinstance(errors, list) else [errors]:
                 flash(_(str(error)))
         return _render_case(case, user, 422, (chosen, form))
-    evidence = []
+    evidence: list[ProcessedImage] = []
     if isinstance(form, ResolveForm):
         evidence, problems = read_photos(request.files.getlist(form.evidence.name))
         if problems:
