@@ -11,8 +11,9 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from app.auth import roles_required, signed_in_user
-from app.extensions import db
+from app.extensions import db, limiter
 from app.photos import attach, photo_list, read_photos
+from app.ratelimit import form_key, limit_from_config
 from app.security import public_url
 from app.web.forms import IntakeForm, LookupForm
 from core import jobs
@@ -153,6 +154,7 @@ def home() -> Any:
 
 
 @bp.route("/requests/new", methods=["GET", "POST"])
+@limiter.limit(limit_from_config("INTAKE_LIMIT"), scope="intake", methods=["POST"])
 def new_request() -> Any:
     """Resident intake form (no account needed)."""
     return _intake("web", "intake.html")
@@ -191,6 +193,7 @@ def status(tracking_number: str) -> Any:
 
 
 @bp.route("/requests/<tracking_number>/me-too", methods=["POST"])
+@limiter.limit(limit_from_config("INTAKE_LIMIT"), scope="me-too", methods=["POST"])
 def me_too(tracking_number: str) -> Any:
     """我也遇到了: count one more resident on an open case (once per browser) and show its progress."""
     case = find_case(db.session, tracking_number)
@@ -204,6 +207,10 @@ def me_too(tracking_number: str) -> Any:
 
 
 @bp.route("/lookup", methods=["POST"])
+@limiter.limit(
+    limit_from_config("LOOKUP_LIMIT_NUMBER"), key_func=form_key("tracking_number"), scope="lookup-number"
+)
+@limiter.limit(limit_from_config("LOOKUP_LIMIT_ADDRESS"), scope="lookup-address")
 def lookup() -> Any:
     """Recover the private link with the tracking number and the phone number given at intake."""
     form = LookupForm()

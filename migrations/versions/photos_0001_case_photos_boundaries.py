@@ -1,7 +1,7 @@
 """case photos, me-too counts and community boundaries
 
 Revision ID: photos_0001
-Revises: assess_0001
+Revises: openapi_0001
 Create Date: 2026-12-01 08:15:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = "photos_0001"
-down_revision = "assess_0001"
+down_revision = "openapi_0001"
 branch_labels = None
 depends_on = None
 
