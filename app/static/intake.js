@@ -115,7 +115,11 @@
       Array.prototype.slice.call(photos.files, 0, maxPhotos).forEach(function (file) {
         var li = document.createElement("li");
         if (/^image\/(jpeg|png)$/.test(file.type)) {
-          var img = document.createElement("img"); img.alt = file.name; img.src = URL.createObjectURL(file); li.appendChild(img);
+          // A data: URL, not blob:, which the CSP's img-src does not allow.
+          var img = document.createElement("img"); img.alt = file.name; li.appendChild(img);
+          var reader = new FileReader();
+          reader.onload = function () { img.src = reader.result; };
+          reader.readAsDataURL(file);
         } else { li.textContent = file.name; }
         previews.appendChild(li);
       });
@@ -142,26 +146,31 @@
       list.appendChild(li);
     });
     box.hidden = false;
-    box.scrollIntoView({behavior: "smooth", block: "start"});
   }
-  var submitting = false;
+  // With JS the hint follows what is typed and never blocks submitting; the server shows it only to
+  // browsers without JS (duplicates_seen stays empty there).
+  if (seen) seen.value = "1";
+  var timer = null, asked = "";
+  function checkDuplicates() {
+    var desc = form.querySelector("#description").value, cat = form.querySelector("#category").value;
+    if (!cat || !community.value || desc.trim().length < 5 || !form.dataset.duplicatesUrl) { box.hidden = true; return; }
+    var q = "?category=" + encodeURIComponent(cat) + "&community=" + encodeURIComponent(community.value) +
+            "&description=" + encodeURIComponent(desc);
+    if (q === asked) return;
+    asked = q;
+    getJSON(form.dataset.duplicatesUrl + q).then(function (answer) {
+      var items = (answer && answer.possible_duplicates) || [];
+      if (items.length) showDuplicates(items); else box.hidden = true;
+    });
+  }
+  function later() { clearTimeout(timer); timer = setTimeout(checkDuplicates, 600); }
+  form.querySelector("#description").addEventListener("input", later);
+  form.querySelector("#category").addEventListener("change", later);
+  community.addEventListener("change", later);
+  if (box && !box.hidden) { /* the server already showed the hint */ } else { later(); }
+
   form.addEventListener("submit", function (event) {
-    if (submitting) return;
     if (photos && photos.files.length > maxPhotos) { event.preventDefault(); photos.reportValidity(); return; }
-    var b = form.querySelector("button[type=submit]");
-    if (seen && !seen.value && form.dataset.duplicatesUrl) {
-      event.preventDefault();
-      var desc = form.querySelector("#description").value, cat = form.querySelector("#category").value;
-      var q = "?category=" + encodeURIComponent(cat) + "&community=" + encodeURIComponent(community.value) +
-              "&description=" + encodeURIComponent(desc);
-      getJSON(form.dataset.duplicatesUrl + q).then(function (answer) {
-        seen.value = "1";
-        var items = (answer && answer.possible_duplicates) || [];
-        if (items.length) { showDuplicates(items); return; }
-        submitting = true; b.disabled = true; b.textContent = "正在提交…"; form.submit();
-      }, function () { seen.value = "1"; submitting = true; form.submit(); });
-      return;
-    }
-    submitting = true; b.disabled = true; b.textContent = "正在提交…";
+    var b = form.querySelector("button[type=submit]"); b.disabled = true; b.textContent = "正在提交…";
   });
 })();
