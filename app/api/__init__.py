@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
@@ -12,10 +13,11 @@ from app.api.schemas import read_request
 from app.auth import signed_in_user
 from app.errors import api_error
 from app.extensions import csrf, db, limiter
+from app.photos import attach, photo_list, read_photos
 from app.ratelimit import limit_from_config
 from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
-from app.web.public import token_key
+from app.web.public import duplicates_for, token_key
 from core import jobs
 from core.catalogue import HANDLING_LEVEL_LABELS, active_categories
 from core.models import Unit
@@ -24,6 +26,7 @@ from routing.access import can_view
 from routing.intake import IdempotencyConflict, IntakeRejected, Submission, check_token, find_case, submit
 from routing.models import Case
 from routing.narrative import describe
+from routing.places import boundary_index, known_addresses
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
@@ -87,6 +90,21 @@ def _read_submission(body: Any) -> tuple[Submission | None, list[dict[str, Any]]
     return Submission(**values), []
 
 
+def _form_body() -> dict[str, Any]:
+    """A multipart body's fields as the JSON body would carry them (lat/lng numbers, anonymous bool)."""
+    body: dict[str, Any] = {k: v for k, v in request.form.items()}
+    for name in ("lat", "lng"):
+        if body.get(name, "").strip() == "":
+            body.pop(name, None)
+        else:
+            with contextlib.suppress(ValueError):  # left a string: the shape check names the field
+                body[name] = float(body[name])
+    if "anonymous" in body:
+        flag = body["anonymous"].strip().lower()
+        body["anonymous"] = {"true": True, "1": True, "false": False, "0": False, "": False}.get(flag, flag)
+    return body
+
+
 def case_json(case: Case, full: bool, codes: tuple[str, str] | None = None) -> dict[str, Any]:
     """A case as the API shows it; contacts masked unless the viewer may see them.
 
@@ -124,10 +142,18 @@ def case_json(case: Case, full: bool, codes: tuple[str, str] | None = None) -> d
 
 @bp.post("/requests")
 def create_request() -> Any:
-    """Submit a request; 201 with tracking number and private token (200 on an idempotent replay)."""
-    if not request.is_json:
+    """Submit a request (JSON, or multipart with ``photos`` files); 201 with tracking number, private
+    token and ``possible_duplicates`` (200 on an idempotent replay)."""
+    images: list[Any] = []
+    if request.mimetype == "multipart/form-data":
+        body: Any = _form_body()
+        images, problems = read_photos(request.files.getlist("photos"))
+        if problems:
+            return api_error(422, [_field_error("photos", p.code, p.message) for p in problems])
+    elif not request.is_json:
         return api_error(415)
-    body = request.get_json(silent=True)
+    else:
+        body = request.get_json(silent=True)
     if body is None and json_too_deep(request.get_data()):
         message = _("JSON 嵌套层数过多（最多 %(n)s 层）", n=MAX_JSON_DEPTH)
         return api_error(400, [_field_error("", "too_deep", message)])
@@ -161,9 +187,13 @@ def create_request() -> Any:
         case = result.case
         if partner is not None:
             case.events[0].details = {**(case.events[0].details or {}), "api_key_id": partner.id}
+        if images:
+            attach(db.session, case, images, "intake")
+        duplicates = duplicates_for(data.category, data.community, data.description, exclude_id=case.id)
         body = {
             **case_json(case, full=False, codes=(data.category.strip(), data.community.strip())),
             "token": result.token,
+            "possible_duplicates": [d.tracking_number for d in duplicates],
         }
         case_id = case.id
         db.session.commit()
@@ -189,14 +219,14 @@ def get_request(tracking_number: str) -> Any:
     token = request.args.get("token") or request.headers.get("X-Case-Token")
     user = signed_in_user()
     if case is not None and user is not None and can_view(user, case):
-        return jsonify(case_json(case, full=True))
+        return jsonify({**case_json(case, full=True), "photos": photo_list(case, None)})
     if not token:
         return api_error(401)
     # The token is checked for an unknown number too, so the work (and time) does not depend on it.
     number = case.tracking_number if case is not None else (tracking_number or "").strip().upper()
     if not check_token(token_key(), number, token) or case is None:
         return api_error(404)
-    return jsonify(case_json(case, full=True))
+    return jsonify({**case_json(case, full=True), "photos": photo_list(case, token)})
 
 
 @bp.get("/categories")
@@ -254,3 +284,61 @@ def docs() -> Any:
     from app.api.openapi import document
 
     return render_template("api/docs.html", doc=document())
+
+
+def _text_arg(name: str, limit: int) -> str:
+    return (request.args.get(name) or "").strip()[:limit]
+
+
+@bp.get("/duplicates")
+def duplicates() -> Any:
+    """Open cases like the request being typed (same category and community), before it is submitted."""
+    found = duplicates_for(
+        _text_arg("category", 40), _text_arg("community", 40), _text_arg("description", 2000)
+    )
+    return jsonify(
+        {
+            "possible_duplicates": [
+                {
+                    "tracking_number": d.tracking_number,
+                    "state": d.state,
+                    "state_label": STATE_LABELS.get(d.state, d.state),
+                    "created_at": d.created_at.isoformat() + "Z",
+                    "me_too_count": d.me_too_count,
+                    "snippet": d.snippet,
+                }
+                for d in found
+            ]
+        }
+    )
+
+
+@bp.get("/places/suggest")
+def suggest_place() -> Any:
+    """The community whose imported boundary contains ``lat``/``lng`` (``community`` null when none)."""
+    try:
+        lat, lng = float(request.args["lat"]), float(request.args["lng"])
+    except (KeyError, ValueError):
+        return api_error(422, [_field_error("lat", "invalid", _("地图坐标必须是数字"))])
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        return api_error(422, [_field_error("lat", "out_of_range", _("地图坐标超出范围"))])
+    found = boundary_index.suggest(db.session, lat, lng)
+    if found is None:
+        return jsonify({"community": None})
+    return jsonify(
+        {
+            "community": found.community,
+            "community_name": found.community_name,
+            "street": found.street,
+            "district": found.district,
+        }
+    )
+
+
+@bp.get("/places/addresses")
+def addresses() -> Any:
+    """Addresses of earlier requests in ``community`` starting with ``q``, for autocompletion."""
+    community = _text_arg("community", 40)
+    if not community:
+        return jsonify([])
+    return jsonify(known_addresses(db.session, community, _text_arg("q", 100)))
