@@ -109,6 +109,8 @@ EXPECT: dict[str, Expect] = {
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
+    "api_v1.openapi_document": Expect(EVERYONE),  # the API's OpenAPI 3.1 description, public
+    "api_v1.docs": Expect(EVERYONE),
     "api_v1.duplicates": Expect(EVERYONE),  # tracking numbers and state of similar open cases only
     "api_v1.suggest_place": Expect(EVERYONE, ok=422),  # without lat/lng
     "api_v1.addresses": Expect(EVERYONE),  # without a community: []
