@@ -46,20 +46,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import (
         api,
+        audit,
         auth,
         cli,
         errors,
         models,  # noqa: F401 - registers every table on the metadata (migrations, create_all)
+        ratelimit,
         security,
         web,
     )
 
+    ratelimit.init_app(app)
+    audit.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
     web.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     _configure_jobs(app)
+    _trust_proxies(app)
     security.init_app(app)
     return app
 
@@ -68,6 +73,17 @@ def _configure_logging(app: Flask) -> None:
     """JSON lines (or text on a terminal) with request/job ids; phones, tokens and row values scrubbed."""
     app.logger.setLevel(app.config["LOG_LEVEL"])
     logging_setup.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` reverse proxies, the client's address and scheme come from their
+    X-Forwarded-For/-Proto (Werkzeug's ProxyFix), so per-address limits see residents, not the proxy.
+    Without it those headers are ignored: a client could otherwise pick any address it likes."""
+    hops = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def _configure_engine(engine: Engine) -> None:

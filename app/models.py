@@ -2,9 +2,11 @@
 
 import app.api.models
 import assessment.models
+import core.audit
 import core.models
 import core.unit_imports
+import governance.models
 import routing.models
 import surveys.models
 
-__all__ = ["app", "assessment", "core", "routing", "surveys"]
+__all__ = ["app", "assessment", "core", "governance", "routing", "surveys"]

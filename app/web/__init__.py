@@ -5,7 +5,19 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from flask_login import current_user
 
-from app.web import admin, assessment, calendar_admin, imports, partners, present, public, surveys, workbench
+from app.web import (
+    account,
+    admin,
+    assessment,
+    calendar_admin,
+    contact,
+    imports,
+    partners,
+    present,
+    public,
+    surveys,
+    workbench,
+)
 from app.web import assessment_casemix as _assessment_casemix  # noqa: F401 - adds its routes to assessment.bp
 from app.web import assessment_exports as _assessment_exports  # noqa: F401 - adds its routes to assessment.bp
 from core.models import Role
@@ -36,7 +48,18 @@ def upload_limit() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
-    for module in (public, surveys, assessment, workbench, admin, calendar_admin, imports, partners):
+    for module in (
+        public,
+        surveys,
+        assessment,
+        workbench,
+        admin,
+        calendar_admin,
+        imports,
+        account,
+        contact,
+        partners,
+    ):
         app.register_blueprint(module.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.

@@ -1,7 +1,7 @@
 """Partner API keys (hashed, scoped, rate limited) and webhooks with their delivery log
 
 Revision ID: openapi_0001
-Revises: assess_0001
+Revises: governance_0001
 Create Date: 2026-12-01 07:59:40.798369
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "openapi_0001"
-down_revision = "assess_0001"
+down_revision = "governance_0001"
 branch_labels = None
 depends_on = None
 

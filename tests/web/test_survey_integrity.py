@@ -94,6 +94,8 @@ def test_a_burst_is_held_out_of_results_until_an_evaluator_decides(app, client, 
     )
     page = client.get(f"/surveys/{survey.id}/review")
     assert page.status_code == 200 and page.get_data(as_text=True).count('data-status="held"') == 3
+    progress = client.get(f"/surveys/{survey.id}/progress").get_data(as_text=True)
+    assert "另有 3 份待审核、0 份已排除的公开链接答卷不计入上面的数字" in progress
     ids = [r.id for r in held]
     response = client.post(f"/surveys/{survey.id}/review", data={"responses": ids[:2], "accept": "计入结果"})
     assert response.status_code == 302
