@@ -143,7 +143,10 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "openapiDocument",
                     "summary": "本文档",
-                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 文档"), **_errors("400", "429")},
+                    "responses": {
+                        "200": _json({"type": "object"}, "OpenAPI 3.1 文档"),
+                        **_errors("400", "429"),
+                    },
                 }
             },
             "/api/v1/docs": {
