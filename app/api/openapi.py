@@ -34,7 +34,7 @@ ERRORS = {
     "413": _error("请求体过大"),
     "415": _error("Content-Type 不是 application/json"),
     "422": _error("字段类型或内容不符合受理规则；errors 列出每个问题"),
-    "429": _error("该 X-Api-Key 请求过于频繁"),
+    "429": _error("请求过于频繁：该 X-Api-Key 的频率限制，或每个地址的 API_LIMIT"),
 }
 API_KEY = {"in": "header", "name": "X-Api-Key", "required": False, "schema": {"type": "string"}}
 
@@ -111,7 +111,7 @@ def document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _json(_ref(CaseDetail), "诉求的状态、承办单位、时限与办理过程"),
-                        **_errors("400", "401", "403", "404", "429"),
+                        **_errors("400", "401", "403", "404", "429"),  # 429: the key's or the API's limit
                     },
                 }
             },
@@ -135,7 +135,7 @@ def document() -> dict[str, Any]:
                         "200": _json(
                             {"type": "array", "items": _ref(UnitOut)}, "parent 的下级单位（缺省为各区）"
                         ),
-                        **_errors("400", "404"),
+                        **_errors("400", "404", "429"),
                     },
                 }
             },
@@ -143,7 +143,10 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "openapiDocument",
                     "summary": "本文档",
-                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 文档"), **_errors("400")},
+                    "responses": {
+                        "200": _json({"type": "object"}, "OpenAPI 3.1 文档"),
+                        **_errors("400", "429"),
+                    },
                 }
             },
             "/api/v1/docs": {

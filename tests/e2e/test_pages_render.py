@@ -32,7 +32,13 @@ PAGES: dict[str, list[str]] = {
     "dispatcher-city": ["/workbench", "{case}"],
     "dispatcher-district": ["/workbench", "{case}"],
     "dispatcher-street": ["/workbench", "{case}"],
-    "handler-community": ["/workbench", "{case}", "/governance", "/ledgers/meetings", "/ledgers/party_services"],
+    "handler-community": [
+        "/workbench",
+        "{case}",
+        "/governance",
+        "/ledgers/meetings",
+        "/ledgers/party_services",
+    ],
     "handler-street": ["/workbench"],
     "handler-fgj": ["/workbench"],
     "evaluator": [

@@ -84,3 +84,15 @@ def test_api_v1_accepts_partner_keys(client: Any, session: Session, monkeypatch:
     assert client.post("/api/v1/requests", json=VALID, headers={"X-Api-Key": reader}).status_code == 403
     created = client.post("/api/v1/requests", json=VALID, headers={"X-Api-Key": submitter})
     assert created.status_code == 201
+
+
+def test_every_key_use_is_in_the_audit_trail(client: Any, session: Session) -> None:
+    from core.audit import AuditEvent
+
+    key = api_key(session, ("read",))
+    session.commit()
+    client.get(f"/open311/v2/requests.json?api_key={key}")
+    client.post("/open311/v2/requests.json", data={"api_key": key})  # out of scope
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.action == "api_key.use")).all()
+    outcomes = [(r.details["scope"], r.details["outcome"]) for r in rows]
+    assert ("read", "ok") in outcomes and ("submit", "scope") in outcomes

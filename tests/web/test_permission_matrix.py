@@ -109,14 +109,14 @@ EXPECT: dict[str, Expect] = {
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
-    "api_v1.openapi_document": Expect(EVERYONE),  # the API's OpenAPI 3.1 description, public
-    "api_v1.docs": Expect(EVERYONE),
     "api_v1.duplicates": Expect(EVERYONE),  # tracking numbers and state of similar open cases only
     "api_v1.suggest_place": Expect(EVERYONE, ok=422),  # without lat/lng
     "api_v1.addresses": Expect(EVERYONE),  # without a community: []
     "web.me_too": Expect(EVERYONE),  # POST only: counts once per browser on an open case
     "photos.photo": Expect(frozenset(), denied=404, anonymous=404, scope="case"),  # no such photo key
     # Open311: discovery and services are public; requests and tokens need a partner api_key (403)
+    "api_v1.openapi_document": Expect(EVERYONE),
+    "api_v1.docs": Expect(EVERYONE),
     "open311.discovery": Expect(EVERYONE),
     "open311.services": Expect(EVERYONE),
     "open311.service_definition": Expect(EVERYONE),
