@@ -37,6 +37,10 @@ ACTIONS: dict[str, str] = {
     "user.update": N_("修改用户"),
     "user.password_reset": N_("重置用户密码"),
     "user.totp_reset": N_("重置两步验证"),
+    "governance.edit": N_("编辑共治记录（议题、表决、台帐）"),
+    "api_key.use": N_("合作方 api_key 调用接口"),
+    "api_key.create": N_("创建合作方 api_key"),
+    "api_key.revoke": N_("吊销合作方 api_key"),
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +15,9 @@ from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import select
 
 from app.api.models import SCOPES, ApiKey
+from core import audit
 from core.db import DbSession, utcnow
 
-log = logging.getLogger(__name__)
 KEY_PREFIX = "mh"
 
 
@@ -114,14 +113,11 @@ def authorise(session: DbSession, presented: str | None, scope: str) -> KeyCheck
 
 
 def record_use(session: DbSession, key: ApiKey, scope: str, outcome: str) -> None:
-    """Attribute one use of a key (its id and name, the route and outcome; never the request's content)."""
-    log.info(
-        "api key use",
-        extra={
-            "api_key_id": key.id,
-            "api_key": key.name,
-            "scope": scope,
-            "outcome": outcome,
-            "path": request.path,
-        },
+    """Attribute one use of a key in the audit trail (route, scope, outcome; never the request's content)."""
+    audit.record(
+        session,
+        "api_key.use",
+        object_type="api_key",
+        object_id=key.id,
+        details={"scope": scope, "outcome": outcome, "path": request.path, "method": request.method},
     )
