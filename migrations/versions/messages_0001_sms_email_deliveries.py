@@ -3,7 +3,7 @@
 Adds cases.sms_opt_in (false for existing cases), users.email (optional) and message_deliveries.
 
 Revision ID: messages_0001
-Revises: openapi_0001
+Revises: photos_0001
 Create Date: 2026-12-01 08:20:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "messages_0001"
-down_revision = "openapi_0001"
+down_revision = "photos_0001"
 branch_labels = None
 depends_on = None
 

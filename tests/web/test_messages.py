@@ -80,6 +80,7 @@ def intake_form(**changes: str) -> dict[str, str]:
         "description": "垃圾桶三天没有清运，气味很大。",
         "contact_name": NAME,
         "contact_phone": PHONE,
+        "duplicates_seen": "1",  # past the "也许已经有人反映了" hint (issue 13 item 3)
     }
     data.update(changes)
     return data
