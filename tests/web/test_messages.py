@@ -123,7 +123,7 @@ def test_hotline_form_offers_the_opt_in(client: Any, session: Session, gateway: 
 
 
 def test_api_stores_the_choice_and_checks_its_type(client: Any, session: Session, gateway: Gateway) -> None:
-    body = {k: v for k, v in intake_form().items() if k not in ("district", "street")}
+    body = {k: v for k, v in intake_form().items() if k not in ("district", "street", "duplicates_seen")}
     bad = client.post("/api/v1/requests", json={**body, "sms_opt_in": "yes"})
     assert bad.status_code == 422
     error = bad.get_json()["errors"][0]
