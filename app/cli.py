@@ -295,3 +295,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(__import__("app.scoring_cli", fromlist=["scoring_cli"]).scoring_cli)
     app.cli.add_command(__import__("app.routing_cli", fromlist=["routing_cli"]).routing_cli)
     app.cli.add_command(__import__("app.calendar_cli", fromlist=["calendar_cli"]).calendar_cli)
+    app.cli.add_command(__import__("app.messages_cli", fromlist=["messages_cli"]).messages_cli)

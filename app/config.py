@@ -59,6 +59,19 @@ DEFAULTS: dict[str, Any] = {
     "STAFF_SESSION_IDLE_MINUTES": 30,
     "STAFF_SESSION_MAX_HOURS": 12,
     "TOTP_ISSUER": "民呼我应",  # name authenticator apps show next to the account
+    # Messages outside the app (app/messaging.py). No gateway URL / SMTP host: those rows are "skipped".
+    "SMS_GATEWAY_URL": None,  # the gateway's endpoint; each SMS is a JSON POST {to, text, reference}
+    "SMS_GATEWAY_AUTH_HEADER": "Authorization",  # header carrying the gateway credential
+    "SMS_GATEWAY_AUTH_VALUE": "",  # e.g. "Bearer …"; empty sends no auth header
+    "SMS_GATEWAY_TIMEOUT": 10.0,  # seconds per attempt
+    "SMS_TEMPLATES": None,  # JSON {event: text} overriding routing.messages.SMS_TEMPLATES
+    "SMTP_HOST": None,
+    "SMTP_PORT": 587,
+    "SMTP_USER": "",
+    "SMTP_PASSWORD": "",
+    "SMTP_FROM": "noreply@localhost",
+    "SMTP_STARTTLS": True,
+    "SMTP_TIMEOUT": 10.0,
     # Open APIs (app/api/open311.py, app/api/keys.py, app/api/webhooks.py)
     "OPEN311_JURISDICTION": "minhu.city",  # the one jurisdiction_id Open311 accepts
     "OPEN311_CONTACT": "12345 市民服务热线",  # discovery's contact
@@ -106,6 +119,18 @@ ENVIRONMENT: dict[str, type] = {
     "API_LIMIT": str,
     "STAFF_SESSION_IDLE_MINUTES": int,
     "STAFF_SESSION_MAX_HOURS": int,
+    "SMS_GATEWAY_URL": str,
+    "SMS_GATEWAY_AUTH_HEADER": str,
+    "SMS_GATEWAY_AUTH_VALUE": str,
+    "SMS_GATEWAY_TIMEOUT": float,
+    "SMS_TEMPLATES": str,
+    "SMTP_HOST": str,
+    "SMTP_PORT": int,
+    "SMTP_USER": str,
+    "SMTP_PASSWORD": str,
+    "SMTP_FROM": str,
+    "SMTP_STARTTLS": bool,
+    "SMTP_TIMEOUT": float,
     "OPEN311_JURISDICTION": str,
     "OPEN311_CONTACT": str,
     "OPEN311_KEY_SERVICE": str,

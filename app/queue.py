@@ -44,6 +44,8 @@ PACKAGES = {
 }
 TASKS: dict[str, Policy] = {
     "core.unit_jobs.import_unit_file": Policy("default", timeout=1800, retry_intervals=(30,)),
+    # One SMS/e-mail: backoff 30 s, 2 min, 10 min (routing.messages.MAX_ATTEMPTS - 1 retries).
+    "app.messaging.deliver": Policy("default", timeout=60, retry_intervals=(30, 120, 600)),
     # Webhooks: the fan-out writes the delivery rows; each delivery retries with backoff over ~3 hours.
     "app.api.webhooks.fan_out": Policy("default", timeout=60),
     "app.api.webhooks.deliver": Policy("default", timeout=60, retry_intervals=(10, 60, 300, 1800, 7200)),

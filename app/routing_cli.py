@@ -130,6 +130,9 @@ def run_beat_once(app: Flask, interval: int) -> bool:
     with app.app_context():
         _safely(jobs.sweep, "sweep")
         _safely(lambda: jobs.scan_deadlines(warning_share=configured_warning_share(app)), "scan")
+        from app import messaging
+
+        _safely(messaging.sweep, "message sweep")  # SMS/e-mail whose job was lost (queued/retrying > 15 min)
         _safely(governance_jobs.close_due_votes, "votes")  # co-governance: votes close at their deadline
     return True
 

@@ -35,6 +35,7 @@ from core.inputs import (
     visible_length,
 )
 from core.models import Category, Level, Unit, User
+from routing import notify
 from routing.models import Case, CaseEvent
 
 CHANNELS = ("web", "phone", "api")
@@ -95,6 +96,7 @@ class Submission:
     lat: float | str | None = None
     lng: float | str | None = None
     anonymous: bool = False
+    sms_opt_in: bool = False
 
     def fingerprint(self) -> str:
         """Stable hash of the content, to tell an idempotent replay from a reused key."""
@@ -391,6 +393,7 @@ def submit(
             contact_name=data.contact_name.strip(),
             contact_phone=normalise_phone(data.contact_phone),
             anonymous=bool(data.anonymous),
+            sms_opt_in=bool(data.sms_opt_in),
             resident_id=resident.id if resident else None,
             operator_id=operator.id if operator else None,
             idempotency_key=key,
@@ -428,6 +431,7 @@ def submit(
                 if replay:
                     return replay
             continue
+        notify.announce(plain, case, "accepted")  # the 受理 SMS, when the resident opted in
         return Intake(case, True, case_token(token_key, case.tracking_number))
     raise RuntimeError("could not allocate a tracking number")
 

@@ -43,6 +43,8 @@ class Case(Base):
     contact_name: Mapped[str] = mapped_column(String(40))
     contact_phone: Mapped[str] = mapped_column(String(20))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The resident asked for SMS updates at intake (受理/派单/办结/重办) to contact_phone.
+    sms_opt_in: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     resident_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     # A double submit with the same key stores one case; the fingerprint tells a replay from a misuse.

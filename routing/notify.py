@@ -4,23 +4,33 @@
 to the installed :class:`Notifier` only *after that transaction commits* (a rolled-back action must not
 text anyone). The default :class:`LogNotifier` writes to the log; an SMS or e-mail channel implements
 ``notify`` and is installed with :func:`set_notifier`. Messages never carry names or phone numbers.
+
+A notice that names an ``event`` (受理, 派单, 办结, 重办 for the resident; new case, overdue for a unit)
+also plans SMS and e-mail messages (:mod:`routing.messages`) in the same transaction; after the commit
+each planned delivery is handed to the delivery channel, by default the job ``app.messaging.deliver``.
+A resident without an account has no in-app notice but still gets the SMS they opted in to.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from core import jobs
 from core.db import utcnow
+from routing import messages
 from routing.models import Case, Notice
 
 log = logging.getLogger(__name__)
 
 RECIPIENT_KINDS = ("unit", "resident")
 _PENDING = "routing.notify.pending"
+_PLANNED = "routing.notify.planned"
+DELIVER_TASK = "app.messaging.deliver"
 
 
 class Notifier(Protocol):
@@ -65,12 +75,22 @@ def get_notifier() -> Notifier:
     return _notifier
 
 
-def send(session: Session, recipient_kind: str, recipient_id: int | None, case: Case, message: str) -> None:
-    """Record an in-app notice now and deliver it outside once the session commits."""
-    if recipient_id is None:
-        return
+def send(
+    session: Session,
+    recipient_kind: str,
+    recipient_id: int | None,
+    case: Case,
+    message: str,
+    *,
+    event: str | None = None,
+) -> None:
+    """Record an in-app notice now and deliver it outside once the session commits (SMS/e-mail per event)."""
     if recipient_kind not in RECIPIENT_KINDS:
         raise ValueError(f"unknown recipient kind {recipient_kind}")
+    if event is not None:
+        announce(session, case, event, unit_id=recipient_id if recipient_kind == "unit" else None)
+    if recipient_id is None:
+        return
     session.add(
         Notice(
             recipient_kind=recipient_kind,
@@ -83,10 +103,38 @@ def send(session: Session, recipient_kind: str, recipient_id: int | None, case: 
     session.info.setdefault(_PENDING, []).append((recipient_kind, recipient_id, case, message))
 
 
+def announce(session: Session, case: Case, event: str, unit_id: int | None = None) -> None:
+    """Plan the SMS/e-mail messages of ``event`` about ``case`` (no in-app notice); sent after commit."""
+    planned = messages.plan(session, case, event, unit_id=unit_id)
+    if planned:
+        session.info.setdefault(_PLANNED, []).extend(row.id for row in planned)
+
+
+def _enqueue_delivery(delivery_id: int) -> None:
+    jobs.enqueue(DELIVER_TASK, delivery_id)
+
+
+_dispatch: Callable[[int], None] = _enqueue_delivery
+
+
+def set_delivery_channel(dispatch: Callable[[int], None]) -> Callable[[int], None]:
+    """Install what runs a planned delivery by id (default: enqueue ``app.messaging.deliver``)."""
+    global _dispatch
+    previous, _dispatch = _dispatch, dispatch
+    return previous
+
+
 @event.listens_for(Session, "after_commit")
 def _deliver(session: Session) -> None:
     # after_commit also fires when a SAVEPOINT is released: only the outermost commit delivers.
-    if session.get_nested_transaction() is not None or _PENDING not in session.info:
+    if session.get_nested_transaction() is not None:
+        return
+    for delivery_id in session.info.pop(_PLANNED, []):
+        try:
+            _dispatch(delivery_id)
+        except Exception:  # the row stays queued: the message sweeper picks it up
+            log.exception("could not hand over message delivery %s", delivery_id)
+    if _PENDING not in session.info:
         return
     for recipient_kind, recipient_id, case, message in session.info.pop(_PENDING):
         try:
@@ -100,6 +148,7 @@ def _forget(session: Session, transaction: Any) -> None:
     # The outermost transaction ended without a commit delivering the notices: it was rolled back.
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
+        session.info.pop(_PLANNED, None)
 
 
 def notices_for(session: Session, recipient_kind: str, recipient_id: int, limit: int = 50) -> list[Notice]:

@@ -370,16 +370,18 @@ def _unit(session: Session, code: str) -> Unit:
     return unit
 
 
-def _tell_resident(session: Session, case: Case, message: str) -> None:
-    if case.resident_id is not None:
-        notify.send(session, "resident", case.resident_id, case, message)
+def _tell_resident(session: Session, case: Case, message: str, *, event: str | None = None) -> None:
+    # An ``event`` also texts a resident without an account who opted in (routing.messages).
+    notify.send(session, "resident", case.resident_id, case, message, event=event)
 
 
-def _tell_unit(session: Session, unit_id: int | None, case: Case, message: str) -> None:
+def _tell_unit(
+    session: Session, unit_id: int | None, case: Case, message: str, *, event: str | None = None
+) -> None:
     if unit_id is None:
         hotline = unit_by_code(session, HOTLINE_CENTRE_CODE)
         unit_id = hotline.id if hotline is not None else None
-    notify.send(session, "unit", unit_id, case, message)
+    notify.send(session, "unit", unit_id, case, message, event=event)
 
 
 def _start_handling_clock(session: Session, case: Case, now: datetime) -> None:
@@ -417,7 +419,10 @@ def dispatch_manually(
     case.auto_routing = False
     note_deadline(session, case, basis)
     _start_handling_clock(session, case, now)
-    _tell_unit(session, target.id, case, f"新工单 {case.tracking_number} 已派至本单位，请及时签收")
+    _tell_unit(
+        session, target.id, case, f"新工单 {case.tracking_number} 已派至本单位，请及时签收", event="new_case"
+    )
+    notify.announce(session, case, "dispatched")
     return event
 
 
@@ -434,7 +439,9 @@ def pass_down(
     target = _unit(session, unit_code)
     case, _t, event, now = _act(session, case_id, actor, PassDown(unit_ref(target), note=note), now)  # type: ignore[arg-type]
     _start_handling_clock(session, case, now)
-    _tell_unit(session, target.id, case, f"工单 {case.tracking_number} 已下派至本单位，请及时签收")
+    _tell_unit(
+        session, target.id, case, f"工单 {case.tracking_number} 已下派至本单位，请及时签收", event="new_case"
+    )
     return event
 
 
@@ -604,7 +611,9 @@ def resolve(
     case, _t, event, now = _act(session, case_id, actor, Resolve(result, reply, callback_due=due), now)
     case.resolved_at = now
     case.sign_for_deadline = None
-    _tell_resident(session, case, f"您的诉求 {case.tracking_number} 已办结，请查看答复并评价")
+    _tell_resident(
+        session, case, f"您的诉求 {case.tracking_number} 已办结，请查看答复并评价", event="resolved"
+    )
     return event
 
 
@@ -637,6 +646,7 @@ def callback(
         _tell_unit(
             session, case.current_unit_id, case, f"工单 {case.tracking_number} 居民评价未解决或不满意，已重办"
         )
+        notify.announce(session, case, "reopened")
     return event
 
 
@@ -652,6 +662,7 @@ def reopen(
     note_deadline(session, case, deadline_basis(now, limit))
     _start_handling_clock(session, case, now)
     _tell_unit(session, case.current_unit_id, case, f"工单 {case.tracking_number} 已重办，请重新办理")
+    notify.announce(session, case, "reopened")
     return event
 
 
@@ -1132,8 +1143,13 @@ def route_step(
         note_deadline(session, case, basis)
         _start_handling_clock(session, case, now)
         _tell_unit(
-            session, case.current_unit_id, case, f"新工单 {case.tracking_number} 已派至本单位，请及时签收"
+            session,
+            case.current_unit_id,
+            case,
+            f"新工单 {case.tracking_number} 已派至本单位，请及时签收",
+            event="new_case",
         )
+        notify.announce(session, case, "dispatched")
     elif state is State.triage:
         _tell_unit(session, case.current_unit_id, case, f"工单 {case.tracking_number} 待人工分拨")
     session.flush()
@@ -1221,6 +1237,7 @@ def scan_deadlines(
             if _flag(session, case, "overdue", case.deadline, above, now):
                 counts["overdue"] += 1
                 _supervise(session, case, None, f"超过办理时限（{format_local(case.deadline)}）", now)
+                notify.announce(session, case, "overdue")
             continue
         limit = resolution_limit(case.category)
         share = calendar(session).elapsed_share(

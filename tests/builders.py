@@ -44,8 +44,9 @@ def new_case(
     community: str = COMMUNITY,
     resident: User | None = None,
     phone: str = "13800001234",
+    sms_opt_in: bool = False,
 ) -> Case:
-    """A submitted (not yet routed) case."""
+    """A submitted (not yet routed) case; ``sms_opt_in`` asks for SMS updates."""
     data = Submission(
         category=category,
         community=community,
@@ -53,6 +54,7 @@ def new_case(
         description="垃圾桶三天没有清运，气味很大",
         contact_name="测试",
         contact_phone=phone,
+        sms_opt_in=sms_opt_in,
     )
     return submit(session, data, channel="web", token_key=TOKEN_KEY, resident=resident).case
 

@@ -30,7 +30,7 @@ from routing.places import boundary_index, known_addresses
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
-OPTIONAL = ("street", "district", "lat", "lng", "anonymous")
+OPTIONAL = ("street", "district", "lat", "lng", "anonymous", "sms_opt_in")
 API_FIELDS = {"idempotency_key": "Idempotency-Key"}  # intake field names the API spells differently
 
 

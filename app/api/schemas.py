@@ -51,6 +51,7 @@ class RequestIn(BaseModel):
     lat: float | None = Field(None, description="纬度（与 lng 同时提供）")
     lng: float | None = Field(None, description="经度（与 lat 同时提供）")
     anonymous: bool | None = Field(None, description="是否匿名")
+    sms_opt_in: bool | None = Field(None, description="是否接收办理进展短信（受理、派单、办结、重办）")
 
 
 class FieldError(BaseModel):

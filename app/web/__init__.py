@@ -14,6 +14,7 @@ from app.web import (
     contact,
     governance,
     imports,
+    messages_admin,
     ledgers,
     partners,
     photos,
@@ -76,6 +77,7 @@ def init_app(app: Flask) -> None:
         partners,
     ):
         app.register_blueprint(module.bp)
+    app.register_blueprint(messages_admin.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.
     app.before_request_funcs.setdefault(None, []).insert(0, upload_limit)

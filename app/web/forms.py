@@ -91,6 +91,7 @@ class IntakeForm(Form):
         },
     )
     anonymous = BooleanField("不公开我的姓名")
+    sms_opt_in = BooleanField("用短信告诉我办理进展（受理、派单、办结、重办）")
     photos = MultipleFileField(
         "现场照片（可选，最多 6 张）", render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
     )

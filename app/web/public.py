@@ -101,6 +101,7 @@ def _intake(channel: str, template: str) -> Any:
             lat=form.lat.data,
             lng=form.lng.data,
             anonymous=bool(form.anonymous.data),
+            sms_opt_in=bool(form.sms_opt_in.data),
         )
         if problems:  # nothing stored; every other problem is shown with them
             form.photos.errors = [p.message for p in problems]

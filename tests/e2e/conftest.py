@@ -46,7 +46,16 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def sms_gateway_fake() -> Iterator[Any]:
+    """A local HTTP SMS gateway the live app texts residents through (tests/message_fakes.py)."""
+    from tests.message_fakes import sms_gateway
+
+    with sms_gateway() as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory, sms_gateway_fake: Any) -> Iterator[str]:
     """Base URL of the real app served by waitress in a background thread."""
     from waitress.server import create_server
 
@@ -65,6 +74,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "DATABASE_URL": f"sqlite:///{instance / 'e2e.sqlite3'}",
                 "RQ_ASYNC": False,
                 "WTF_CSRF_ENABLED": True,
+                "SMS_GATEWAY_URL": sms_gateway_fake.url,
             }
         )
         if importlib.util.find_spec("routing.jobs") is None:

@@ -210,6 +210,7 @@ EXPECT: dict[str, Expect] = {
     "partners.toggle_webhook": Expect(ADMIN, ok=404),
     "calendar_admin.year": Expect(ADMIN),
     "calendar_admin.upload": Expect(ADMIN),
+    "messages_admin.index": Expect(ADMIN),  # the SMS/e-mail delivery log (masked recipients)
     # co-governance: public topic pages, residents' part, community staff, the ledgers
     "governance.topics": Expect(EVERYONE),
     "governance.topic": Expect(frozenset(), denied=404, anonymous=404),  # an unknown topic
