@@ -298,7 +298,8 @@ class CaseSnapshot:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """Send the case to a handling unit (派单); ``force`` overrides the no-ping-pong rule."""
+    """Send the case to a handling unit (派单); ``force`` overrides the no-ping-pong rule and then needs
+    a ``note`` (the audited reason)."""
 
     action: ClassVar[Action] = Action.dispatch
     to_unit: UnitRef
@@ -654,6 +655,8 @@ def _guard_close(snap: CaseSnapshot, now: datetime, policy: Policy) -> None:
 
 def _dispatch(snap: CaseSnapshot, cmd: Dispatch, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
     _check_target(snap, actor, cmd.to_unit, cmd.force)
+    if cmd.force:  # overriding the no-ping-pong rule is audited: the event carries why
+        _require_text(cmd.note, "强制指派理由")
     after = replace(
         snap,
         state=State.dispatched,

@@ -29,7 +29,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
@@ -143,6 +143,22 @@ class UnitChoiceForm(ActionForm):
         return {"unit_code": self.unit_code.data or "", "note": self.note.data or ""}
 
 
+class DispatchForm(UnitChoiceForm):
+    """派单 by a dispatcher: may force a unit that returned the case (强制指派), with the reason."""
+
+    force = BooleanField("强制指派（派回曾退回此工单的单位）")
+    note = StringField("备注（强制指派时必填理由）", validators=[Length(max=500)])
+
+    def validate_note(self, field: Any) -> None:
+        """Forcing is audited: its reason is required."""
+        if self.force.data and not (field.data or "").strip():
+            raise ValidationError(_("强制指派须填写理由"))
+
+    def values(self) -> dict[str, Any]:
+        """Unit code, the force flag and the note (the audited reason when forced)."""
+        return {**super().values(), "force": bool(self.force.data)}
+
+
 class EscalateForm(ActionForm):
     """上报 / 吹哨: the level above and/or departments, and why."""
 
@@ -240,7 +256,7 @@ FORMS: dict[Action, type[ActionForm]] = {
     Action.approve_extension: NoteForm,
     Action.refuse_extension: ReasonForm,
     Action.resolve: ResolveForm,
-    Action.dispatch: UnitChoiceForm,
+    Action.dispatch: DispatchForm,
     Action.reopen: ReasonForm,
     Action.supervise: ReasonForm,
     Action.merge: MergeForm,
@@ -321,7 +337,11 @@ def _fill_choices(form: ActionForm, action: Action, case: Case, user: User) -> N
         everything = user.role == Role.admin or services.acts_for_city(user)
         places = _places_below(user.unit, everything)
         depts = departments(dbs()) if everything else []
-        form.unit_code.choices = options((u.code, _unit_label(u)) for u in [*depts, *places])
+        returned = services.snapshot(case, summons=False).returned_by
+        form.unit_code.choices = options(
+            (u.code, _unit_label(u) + (_("（曾退回，需强制指派）") if u.id in returned else ""))
+            for u in [*depts, *places]
+        )
     elif action is Action.escalate and isinstance(form, EscalateForm):
         targets = services.escalation_targets(dbs(), case)
         form.to_unit_codes.choices = options((u.code, _unit_label(u)) for u in targets)
