@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 
 from routing.models import Case
 from tests.conftest import login
-from tests.web.test_workbench import fingerprint, returned
+from routing import services
+from tests.web.test_workbench import fingerprint, rated, resolved, returned, user
 
 
 def page_of(client: Any, case: Case) -> str:
@@ -21,7 +22,9 @@ def page_of(client: Any, case: Case) -> str:
 # --- forced dispatch -----------------------------------------------------------------------------
 
 
-def test_dispatcher_can_force_a_returned_case_back_with_an_audited_reason(client: Any, session: Session) -> None:
+def test_dispatcher_can_force_a_returned_case_back_with_an_audited_reason(
+    client: Any, session: Session
+) -> None:
     case = returned(client, session)  # handler-community returned it; it is with the street's dispatcher
     login(client, "dispatcher-street")
     page = page_of(client, case)
@@ -33,12 +36,13 @@ def test_dispatcher_can_force_a_returned_case_back_with_an_audited_reason(client
         "除非派单员强制指派" in plain.get_data(as_text=True)
     )
     no_reason = client.post(url, data={"dispatch-unit_code": "420102-S1-C1", "dispatch-force": "y"})
-    assert "强制指派须填写理由" in client.get(no_reason.headers.get("Location", url)).get_data(as_text=True) or (
-        "强制指派须填写理由" in no_reason.get_data(as_text=True)
-    )
+    assert "强制指派须填写理由" in client.get(no_reason.headers.get("Location", url)).get_data(
+        as_text=True
+    ) or ("强制指派须填写理由" in no_reason.get_data(as_text=True))
     assert fingerprint(session, case) == before
     forced = client.post(
-        url, data={"dispatch-unit_code": "420102-S1-C1", "dispatch-force": "y", "dispatch-note": "核实属本社区"}
+        url,
+        data={"dispatch-unit_code": "420102-S1-C1", "dispatch-force": "y", "dispatch-note": "核实属本社区"},
     )
     assert forced.status_code == 302
     session.expire_all()
@@ -47,3 +51,27 @@ def test_dispatcher_can_force_a_returned_case_back_with_an_audited_reason(client
     assert fresh.current_unit.code == "420102-S1-C1"
     event = fresh.events[-1]
     assert event.action == "dispatch" and event.reason == "核实属本社区" and event.details["forced"] is True
+
+
+# --- rated / closed wording ----------------------------------------------------------------------
+
+
+def test_after_rating_the_status_says_rated_and_shows_no_due_date(client: Any, session: Session) -> None:
+    case = resolved(client, session)
+    url = f"/status/{case.tracking_number}?k={case.token}"  # type: ignore[attr-defined]
+    html = client.get(url).get_data(as_text=True)
+    assert "已办结，待评价" in html and 'id="deadline"' not in html
+    client.post(
+        f"/status/{case.tracking_number}/callback?k={case.token}",
+        data={"solved": "yes", "satisfaction": "satisfied"},
+    )  # type: ignore[attr-defined]
+    html = client.get(url).get_data(as_text=True)
+    assert "已办结，已评价" in html and "待评价" not in html and 'id="deadline"' not in html
+
+
+def test_a_closed_case_says_archived_everywhere(client: Any, session: Session) -> None:
+    case = rated(client, session)
+    services.close(session, case.id, user(session, "operator"))
+    html = client.get(f"/status/{case.tracking_number}?k={case.token}").get_data(as_text=True)  # type: ignore[attr-defined]
+    assert '<span class="state state-closed" id="case-state">已归档</span>' in html and "待评价" not in html
+    assert 'id="deadline"' not in html
