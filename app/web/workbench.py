@@ -122,7 +122,12 @@ class ReasonForm(ActionForm):
 class ReturnForm(ActionForm):
     """退单: one of the fixed reasons and a note."""
 
-    reason = SelectField("退单理由", choices=options((k.value, v) for k, v in RETURN_REASON_LABELS.items()))
+    # No reason is preselected: the handler must pick one (a blank first option).
+    reason = SelectField(
+        "退单理由",
+        choices=options([("", "请选择退单理由"), *((k.value, v) for k, v in RETURN_REASON_LABELS.items())]),
+        validators=[DataRequired(message="请选择退单理由")],
+    )
     note = StringField("说明", validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:

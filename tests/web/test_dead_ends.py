@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from routing.models import Case
 from tests.conftest import login
 from routing import services
-from tests.web.test_workbench import fingerprint, rated, resolved, returned, user
+from tests.web.test_workbench import fingerprint, rated, resolved, returned, submit, user
 
 
 def page_of(client: Any, case: Case) -> str:
@@ -75,3 +75,24 @@ def test_a_closed_case_says_archived_everywhere(client: Any, session: Session) -
     html = client.get(f"/status/{case.tracking_number}?k={case.token}").get_data(as_text=True)  # type: ignore[attr-defined]
     assert '<span class="state state-closed" id="case-state">已归档</span>' in html and "待评价" not in html
     assert 'id="deadline"' not in html
+
+
+# --- 退单: no preselected reason, a confirmation, a distinct style --------------------------------
+
+
+def test_return_has_no_preselected_reason_asks_first_and_is_styled_as_danger(
+    client: Any, session: Session
+) -> None:
+    case = submit(client, session)
+    login(client, "handler-community")
+    page = page_of(client, case)
+    start = page.rindex("<form", 0, page.index('id="action-return_case"'))
+    form = page[start : page.index("</form>", start)]
+    assert "data-confirm=" in form and 'class="danger"' in form and 'class="primary"' not in form
+    assert "selected" not in form and '<option value="">请选择退单理由</option>' in form
+    before = fingerprint(session, case)
+    refused = client.post(
+        f"/workbench/cases/{case.tracking_number}/return_case", data={"return_case-note": "x"}
+    )
+    assert refused.status_code in (303, 422)
+    assert fingerprint(session, case) == before
