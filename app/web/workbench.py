@@ -30,6 +30,7 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
@@ -167,7 +168,14 @@ class DispatchForm(UnitChoiceForm):
 class EscalateForm(ActionForm):
     """上报 / 吹哨: the level above and/or departments, and why."""
 
-    to_unit_codes = SelectMultipleField("吹哨对象（可多选）", validate_choice=False)
+    # Ticked boxes under a search box (site.js filters them), not a Ctrl-click list; no default target.
+    to_unit_codes = SelectMultipleField(
+        "吹哨对象（可多选）",
+        validate_choice=False,
+        validators=[DataRequired(message="请至少选择一个吹哨对象")],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
     note = TextAreaField("上报事由", validators=[DataRequired(message="请填写上报事由"), Length(max=1000)])
 
     def values(self) -> dict[str, Any]:
@@ -206,9 +214,18 @@ class ResolveForm(ActionForm):
         "答复居民", validators=[DataRequired(message="请填写答复居民的内容"), Length(max=2000)]
     )
 
+    # Offered only while summoned units have not reported in (see ``_fill_choices``).
+    despite_unanswered = BooleanField("仍有被吹哨单位未报到，我确认现在办结")
+
     def values(self) -> dict[str, Any]:
-        """Result and reply."""
-        return {"result": self.result.data or "", "reply": self.reply.data or ""}
+        """Result, reply and whether unanswered summons were confirmed."""
+        return {
+            "result": self.result.data or "",
+            "reply": self.reply.data or "",
+            "despite_unanswered": bool(
+                getattr(self, "despite_unanswered", None) and self.despite_unanswered.data
+            ),
+        }
 
 
 class MergeForm(ActionForm):
@@ -347,6 +364,9 @@ def _fill_choices(form: ActionForm, action: Action, case: Case, user: User) -> N
             (u.code, _unit_label(u) + (_("（曾退回，需强制指派）") if u.id in returned else ""))
             for u in [*depts, *places]
         )
+    elif action is Action.resolve and isinstance(form, ResolveForm):
+        if not any(s.closed_at is None for s in case.summons):
+            del form.despite_unanswered
     elif action is Action.escalate and isinstance(form, EscalateForm):
         targets = services.escalation_targets(dbs(), case)
         form.to_unit_codes.choices = options((u.code, _unit_label(u)) for u in targets)
@@ -467,6 +487,7 @@ def queue() -> Any:
         next_url=url_for("workbench.queue", page=page + 1, **args) if len(rows) > PER_PAGE else None,
         counts=state_counts(user),
         waiting=waiting,
+        whistles=services.pending_summons(dbs(), user) if user.role in (Role.dispatcher, Role.admin) else [],
         callbacks=callback_queue() if user.role in (Role.operator, Role.admin) else [],
         notices=notify.notices_for(dbs(), "unit", user.unit_id, limit=10) if user.unit_id else [],
         now=utcnow(),

@@ -429,7 +429,10 @@ def test_escalation_only_to_the_levels_above_and_the_allowed_departments(target:
 
 def test_resolving_with_open_escalation_records_who_did_not_answer() -> None:
     snap = case(State.accepted, escalation_open=True, escalation_pending=frozenset({8}))
-    t = decide(snap, Resolve("已处理", "已处理完毕"), HANDLER, NOW)
+    with pytest.raises(TransitionError) as info:  # blocked unless the handler confirms
+        decide(snap, Resolve("已处理", "已处理完毕"), HANDLER, NOW)
+    assert info.value.code == "escalation_unanswered"
+    t = decide(snap, Resolve("已处理", "已处理完毕", despite_unanswered=True), HANDLER, NOW)
     assert t.event.details["unanswered_escalation"] == [8]
     assert not t.after.escalation_open
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session
 
+from routing import services
+from routing.lifecycle import TransitionError
 from routing.models import Case
 from tests.conftest import login
-from routing import services
-from tests.web.test_workbench import fingerprint, rated, resolved, returned, submit, user
+from tests.web.test_workbench import accepted, escalated, fingerprint, rated, resolved, returned, submit, user
 
 
 def page_of(client: Any, case: Case) -> str:
@@ -96,3 +98,67 @@ def test_return_has_no_preselected_reason_asks_first_and_is_styled_as_danger(
     )
     assert refused.status_code in (303, 422)
     assert fingerprint(session, case) == before
+
+
+# --- 吹哨: a target is required, the picker has a search, resolve waits for the summoned -----------
+
+
+def flashed_page(client: Any, response: Any, fallback: str) -> str:
+    """The page a refused POST ends on: the redirect's target (PRG) or the re-rendered page."""
+    if response.status_code in (302, 303):
+        return str(client.get(response.headers["Location"]).get_data(as_text=True))
+    return str(response.get_data(as_text=True))
+
+
+def test_whistle_without_a_target_is_refused_and_does_not_default_to_the_street(
+    client: Any, session: Session
+) -> None:
+    case = accepted(client, session)
+    login(client, "handler-community")
+    page = page_of(client, case)
+    assert 'data-filter="escalate-to_unit_codes"' in page and 'type="checkbox"' in page
+    assert 'type="checkbox" value="420102-S1" checked' not in page
+    before = fingerprint(session, case)
+    url = f"/workbench/cases/{case.tracking_number}/escalate"
+    response = client.post(url, data={"escalate-note": "需要协调"})
+    assert "请至少选择一个吹哨对象" in flashed_page(client, response, url)
+    assert fingerprint(session, case) == before
+    with pytest.raises(TransitionError):
+        services.escalate(session, case.id, user(session, "handler-community"), note="需要协调")
+
+
+def test_resolve_is_blocked_while_summoned_units_have_not_answered_unless_confirmed(
+    client: Any, session: Session
+) -> None:
+    case = escalated(client, session)  # the street was summoned and has not reported in
+    login(client, "handler-community")
+    assert 'name="resolve-despite_unanswered"' in page_of(client, case)
+    before = fingerprint(session, case)
+    url = f"/workbench/cases/{case.tracking_number}/resolve"
+    form = {"resolve-result": "已清运", "resolve-reply": "已清运完毕"}
+    response = client.post(url, data=form)
+    assert "仍有被吹哨的单位尚未报到" in flashed_page(client, response, url)
+    assert fingerprint(session, case) == before
+    confirmed = client.post(url, data={**form, "resolve-despite_unanswered": "y"})
+    assert confirmed.status_code == 302
+    session.expire_all()
+    fresh = session.get(Case, case.id)
+    assert fresh is not None and fresh.state == "resolved"
+    assert fresh.events[-1].details["unanswered_escalation"]
+
+
+def test_resolve_offers_no_confirmation_without_a_pending_whistle(client: Any, session: Session) -> None:
+    case = accepted(client, session)
+    login(client, "handler-community")
+    assert "despite_unanswered" not in page_of(client, case)
+
+
+def test_dispatcher_sees_pending_whistles_of_the_subtree_on_the_queue(client: Any, session: Session) -> None:
+    case = escalated(client, session)
+    login(client, "dispatcher-street")
+    html = client.get("/workbench").get_data(as_text=True)
+    assert 'id="whistles"' in html and case.tracking_number in html[html.index('id="whistles"') :]
+    services.respond_escalation(session, case.id, user(session, "handler-street"), response="已到场")
+    session.commit()
+    html = client.get("/workbench").get_data(as_text=True)
+    assert 'id="whistles"' not in html

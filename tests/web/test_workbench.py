@@ -97,7 +97,9 @@ def extension_pending(client: Any, session: Session) -> Case:
 def escalated(client: Any, session: Session) -> Case:
     """An accepted case whose community blew the whistle to its street."""
     case = accepted(client, session)
-    services.escalate(session, case.id, user(session, "handler-community"), note="需要街道协调")
+    services.escalate(
+        session, case.id, user(session, "handler-community"), note="需要街道协调", to_unit_codes=["420102-S1"]
+    )
     return case
 
 
