@@ -46,14 +46,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import (
         api,
+        audit,
         auth,
         cli,
         errors,
         models,  # noqa: F401 - registers every table on the metadata (migrations, create_all)
+        ratelimit,
         security,
         web,
     )
 
+    ratelimit.init_app(app)
+    audit.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
     web.init_app(app)

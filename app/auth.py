@@ -1,37 +1,58 @@
-"""Sign-in, roles and account creation (passwords hashed by werkzeug's scrypt)."""
+"""Sign-in, sign-out, the second factor and roles; the session rules of staff.
+
+A session cookie names the user *and* the user's current session token; rotating the token on the
+server (logout, password change, role or unit change, disabling) ends every copy of the cookie. Staff
+sessions also end after ``STAFF_SESSION_IDLE_MINUTES`` without a request and ``STAFF_SESSION_MAX_HOURS``
+after sign-in. Failed sign-ins are counted per account and per address (Flask-Limiter, deducted only on
+failure) and locked out for the window once over the limit — even with the right password.
+"""
 
 from __future__ import annotations
 
-import re
+import hmac
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_limiter import RequestLimit
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.extensions import db, login_manager
-from core.db import DbSession
+from app.accounts import USERNAME, authenticate, create_user, dummy_hash, register_resident, verify_totp
+from app.audit import audit
+from app.extensions import db, limiter, login_manager
+from app.ratelimit import form_key, limit_from_config
 from core.i18n import DomainError
-from core.models import STAFF_ROLES, Role, Unit, User
-from routing.intake import MOBILE, normalise_phone
+from core.models import Role, User
+
+__all__ = ["USERNAME", "authenticate", "create_user", "register_resident", "roles_required", "signed_in_user"]
 
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
-USERNAME = re.compile(r"^[A-Za-z0-9_-]{3,40}$")
+TOTP_PENDING_SECONDS = 300  # between the password and the code
 
 
 class LoginForm(FlaskForm):
     """Username and password."""
 
     username = StringField("用户名", validators=[DataRequired(message="请输入用户名"), Length(max=80)])
-    password = PasswordField("密码", validators=[DataRequired(message="请输入密码")])
+    password = PasswordField("密码", validators=[DataRequired(message="请输入密码"), Length(max=200)])
+
+
+class TotpForm(FlaskForm):
+    """The 6-digit code of the authenticator app."""
+
+    code = StringField(
+        "验证码",
+        validators=[DataRequired(message="请输入 6 位验证码"), Length(max=10)],
+        render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"},
+    )
 
 
 class SessionUser:
@@ -45,40 +66,62 @@ class SessionUser:
     is_anonymous = False
 
     def get_id(self) -> str:
-        """Session identifier."""
-        return str(self.user.id)
+        """Session identifier: user id and the user's current session token."""
+        return f"{self.user.id}:{self.user.session_token}"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.user, name)
+
+
+def _session_expired(user: User) -> bool:
+    """Idle and absolute lifetimes of staff sessions (residents keep the browser session)."""
+    if not user.is_staff:
+        return False
+    from flask import current_app
+
+    now = time.time()
+    signed_in = float(session.get("_auth_at", 0))
+    seen = float(session.get("_seen_at", signed_in))
+    idle = int(current_app.config["STAFF_SESSION_IDLE_MINUTES"]) * 60
+    absolute = int(current_app.config["STAFF_SESSION_MAX_HOURS"]) * 3600
+    if now - signed_in > absolute or now - seen > idle:
+        return True
+    if now - seen > 30:  # refresh the idle clock, but not on every request (each write resends the cookie)
+        session["_seen_at"] = now
+    return False
+
+
+def load_user(session_id: str) -> SessionUser | None:
+    """The session's user while its token is current, the account active and the session not expired."""
+    user_id, _sep, token = session_id.partition(":")
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    if user is None or not user.active or not hmac.compare_digest(token, user.session_token):
+        return None
+    if _session_expired(user):
+        session.clear()
+        flash(_("登录已超时，请重新登录"))
+        return None
+    return SessionUser(user)
+
+
+def _fresh_request_state() -> None:
+    """Every request loads its user (token and lifetimes checked) and starts with no audit flags.
+
+    An app context, and with it ``g``, can outlive one request (a test client inside a pushed app
+    context, a CLI command); a user cached there must not skip the checks of the next request.
+    """
+    for name in ("_login_user", "login_failed", "contacts_shown"):
+        g.pop(name, None)
 
 
 def init_app(app: Flask) -> None:
     """Register the login views and the user loader."""
     login_manager.login_view = "auth.login"
     login_manager.login_message = "请先登录"
-
-    @login_manager.user_loader
-    def load_user(user_id: str) -> SessionUser | None:
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return SessionUser(user) if user is not None and user.active else None
-
+    login_manager.user_loader(load_user)
+    app.before_request(_fresh_request_state)
+    dummy_hash()  # computed now, so the first unknown-user sign-in costs no more than later ones
     app.register_blueprint(bp)
-
-
-class RegisterForm(FlaskForm):
-    """A resident's own account: follow all one's requests in one place."""
-
-    username = StringField(
-        "用户名",
-        validators=[
-            DataRequired(message="请输入用户名"),
-            Length(min=3, max=40, message="用户名长度应为 3–40 个字符"),
-        ],
-    )
-    display_name = StringField("称呼", validators=[Length(max=40)])
-    phone = StringField("手机号码", render_kw={"inputmode": "tel", "autocomplete": "tel"})
-    password = PasswordField("密码（至少 8 位）", validators=[DataRequired(message="请输入密码")])
-    confirm = PasswordField("再次输入密码", validators=[DataRequired(message="请再次输入密码")])
 
 
 def signed_in_user() -> User | None:
@@ -102,59 +145,6 @@ def roles_required(*roles: Role) -> Callable[[F], F]:
     return decorator
 
 
-def create_user(
-    session: DbSession,
-    username: str,
-    password: str,
-    role: Role | str,
-    unit_code: str | None = None,
-    display_name: str = "",
-) -> User:
-    """Create an account; staff must be bound to a unit (flush only)."""
-    role = Role(role)
-    if len(password) < 8:
-        raise DomainError("weak_password", "密码至少 8 位", "password")
-    if session.scalar(select(User).where(User.username == username)):
-        raise DomainError("duplicate", f"用户名 {username} 已存在", "username")
-    unit = session.scalar(select(Unit).where(Unit.code == unit_code)) if unit_code else None
-    if unit_code and unit is None:
-        raise DomainError("unknown_unit", f"单位 {unit_code} 不存在", "unit")
-    if role in STAFF_ROLES and unit is None:
-        raise DomainError("unit_required", "工作人员必须绑定单位", "unit")
-    user = User(
-        username=username,
-        password_hash=generate_password_hash(password),
-        role=role,
-        unit=unit,
-        display_name=display_name or username,
-    )
-    session.add(user)
-    session.flush()
-    return user
-
-
-def register_resident(
-    session: DbSession, username: str, password: str, phone: str, display_name: str = ""
-) -> User:
-    """Create a resident account (residents are not bound to a unit); flush only."""
-    normalised = normalise_phone(phone)
-    if not MOBILE.match(normalised):
-        raise DomainError("invalid", "手机号码格式不正确，应为 11 位大陆手机号", "phone")
-    if not USERNAME.match(username):
-        raise DomainError("invalid", "用户名只能包含字母、数字、下划线和短横线", "username")
-    user = create_user(session, username, password, Role.resident, None, display_name or username)
-    user.phone = normalised
-    return user
-
-
-def authenticate(session: DbSession, username: str, password: str) -> User | None:
-    """The active user with these credentials, or None."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None or not user.active or not check_password_hash(user.password_hash, password):
-        return None
-    return user
-
-
 def is_local_path(target: str) -> bool:
     """Whether ``target`` is a path on this site (never an open redirect after sign-in)."""
     # Browsers read "/\\evil.example" like "//evil.example"; control characters are stripped before that.
@@ -163,24 +153,147 @@ def is_local_path(target: str) -> bool:
     return not target.startswith("//")
 
 
+def _failed(_response: Any) -> bool:
+    """Deduct from the sign-in limits only when this attempt failed."""
+    return bool(g.get("login_failed"))
+
+
+def _login_breached(_limit: RequestLimit) -> None:
+    """Audit a refused (locked-out) sign-in attempt against the account, when the account exists."""
+    username = (request.form.get("username") or "").strip()
+    user = db.session.scalar(select(User).where(User.username == username)) if username else None
+    audit(
+        "login.rate_limited",
+        user if user is not None and user.is_staff else None,
+        "user",
+        user.id if user else "",
+    )
+    db.session.commit()
+
+
+def _record_failure(user: User | None, reason: str) -> None:
+    g.login_failed = True
+    # A resident's own sign-ins are not staff activity; unknown accounts are recorded without the name typed.
+    if user is None or user.is_staff:
+        audit("login.failure", user, "user", user.id if user else "", {"reason": reason})
+        db.session.commit()
+
+
+def _complete_login(user: User) -> Any:
+    session.pop("totp_pending", None)
+    login_user(SessionUser(user))
+    session["_auth_at"] = session["_seen_at"] = time.time()
+    if user.is_staff:
+        audit("login.success", user, "user", user.id)
+    db.session.commit()
+    target = request.args.get("next") or ""
+    return redirect(target if is_local_path(target) else url_for("web.home"))
+
+
+LOGIN_LIMITS = [
+    limiter.limit(
+        limit_from_config("LOGIN_LIMIT_ACCOUNT"),
+        key_func=form_key("username"),
+        scope="login-account",
+        methods=["POST"],
+        deduct_when=_failed,
+        on_breach=_login_breached,
+    ),
+    limiter.limit(
+        limit_from_config("LOGIN_LIMIT_ADDRESS"),
+        scope="login-address",
+        methods=["POST"],
+        deduct_when=_failed,
+        on_breach=_login_breached,
+    ),
+]
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@LOGIN_LIMITS[0]
+@LOGIN_LIMITS[1]
 def login() -> Any:
-    """Sign in."""
+    """Sign in (then the second factor, when the account has one)."""
     form = LoginForm()
     if form.validate_on_submit():
-        user = authenticate(db.session, form.username.data or "", form.password.data or "")
+        username = (form.username.data or "").strip()
+        user = authenticate(db.session, username, form.password.data or "")
         if user is None:
+            known = db.session.scalar(select(User).where(User.username == username))
+            _record_failure(known, "password" if known is not None else "unknown_account")
             form.password.errors = [*form.password.errors, _("用户名或密码错误")]
-        else:
-            login_user(SessionUser(user))
+        elif user.totp_secret:
+            session["totp_pending"] = {"id": user.id, "token": user.session_token, "at": time.time()}
             target = request.args.get("next") or ""
-            if not is_local_path(target):
-                target = url_for("web.home")
-            return redirect(target)
+            return redirect(
+                url_for("auth.totp", next=target) if is_local_path(target) else url_for("auth.totp")
+            )
+        else:
+            return _complete_login(user)
     return render_template("login.html", form=form)
 
 
+def _pending_user() -> User | None:
+    pending = session.get("totp_pending") or {}
+    user = db.session.get(User, int(pending.get("id", 0))) if pending else None
+    fresh = time.time() - float(pending.get("at", 0)) < TOTP_PENDING_SECONDS
+    if user is None or not fresh or not user.active or pending.get("token") != user.session_token:
+        return None
+    return user
+
+
+def _pending_key() -> str:
+    return f"totp:{(session.get('totp_pending') or {}).get('id', '')}"
+
+
+@bp.route("/login/totp", methods=["GET", "POST"])
+@limiter.limit(
+    limit_from_config("LOGIN_LIMIT_ACCOUNT"),
+    key_func=_pending_key,
+    scope="login-account-totp",
+    methods=["POST"],
+    deduct_when=_failed,
+)
+def totp() -> Any:
+    """The second step of a staff sign-in: the authenticator app's code."""
+    user = _pending_user()
+    if user is None:
+        session.pop("totp_pending", None)
+        flash(_("请重新输入用户名和密码"))
+        return redirect(url_for("auth.login"))
+    form = TotpForm()
+    if form.validate_on_submit():
+        if verify_totp(db.session, user, form.code.data or ""):
+            return _complete_login(user)
+        g.login_failed = True
+        audit("totp.failure", user, "user", user.id)
+        db.session.commit()
+        form.code.errors = [*form.code.errors, _("验证码不正确或已使用")]
+    return render_template("login_totp.html", form=form)
+
+
+class RegisterForm(FlaskForm):
+    """A resident's own account: follow all one's requests in one place."""
+
+    username = StringField(
+        "用户名",
+        validators=[
+            DataRequired(message="请输入用户名"),
+            Length(min=3, max=40, message="用户名长度应为 3–40 个字符"),
+        ],
+    )
+    display_name = StringField("称呼", validators=[Length(max=40)])
+    phone = StringField("手机号码", render_kw={"inputmode": "tel", "autocomplete": "tel"})
+    password = PasswordField(
+        "密码（至少 10 位，不能是常见密码）",
+        validators=[DataRequired(message="请输入密码"), Length(max=200)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm = PasswordField("再次输入密码", validators=[DataRequired(message="请再次输入密码")])
+
+
 @bp.route("/register", methods=["GET", "POST"])
+@limiter.limit(limit_from_config("REGISTER_LIMIT"), scope="register", methods=["POST"])
 def register() -> Any:
     """Residents create an account (optional: anyone may submit without one)."""
     form = RegisterForm()
@@ -209,7 +322,14 @@ def register() -> Any:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
-    """Sign out."""
+    """Sign out: every session of the account ends, including copies of this cookie."""
+    user = signed_in_user()
+    if user is not None:
+        user.end_sessions()
+        if user.is_staff:
+            audit("logout", user, "user", user.id)
+        db.session.commit()
     logout_user()
+    session.clear()
     flash(_("已退出登录"))
     return redirect(url_for("web.home"))

@@ -187,7 +187,8 @@ def run_until_stopped(new_worker: Callable[[], Any], connection: Any, wait: floa
         rq_worker = new_worker()
         with contextlib.suppress(RedisError):  # its teardown could not reach Redis either
             rq_worker.work(with_scheduler=False)
-        if rq_worker._stop_requested:  # rq has no public accessor for a requested warm shutdown
+        # A warm shutdown (SIGTERM/SIGINT) sets one or the other, busy or idle; rq has no public accessor.
+        if rq_worker._stop_requested or rq_worker._shutdown_requested_date is not None:
             return
         click.echo("RQ worker stopped on a Redis error; starting a new one once Redis answers", err=True)
         while True:

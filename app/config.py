@@ -39,6 +39,26 @@ DEFAULTS: dict[str, Any] = {
     "SURVEY_LIMIT_PER_ADDRESS": 50,
     "SURVEY_BURST_SECONDS": 600,
     "SURVEY_BURST_COUNT": 5,
+    # Abuse protection (Flask-Limiter on the app's Redis, shared by every process); "N per period" strings.
+    "RATELIMIT_ENABLED": True,
+    "LOGIN_LIMIT_ACCOUNT": "5 per 15 minutes",  # failed sign-ins per account, then locked for the window
+    "LOGIN_LIMIT_ADDRESS": "30 per 15 minutes",  # failed sign-ins per client address
+    "LOOKUP_LIMIT_NUMBER": "10 per hour",  # private-link recovery attempts per tracking number
+    "LOOKUP_LIMIT_ADDRESS": "30 per hour",
+    "REGISTER_LIMIT": "10 per hour",  # resident registrations per address
+    "INTAKE_LIMIT": "30 per hour",  # web intake submissions per address
+    "SURVEY_ANSWER_LIMIT": "60 per hour",  # survey answers per address (a community centre shares one)
+    "API_LIMIT": "300 per minute",  # every JSON API call per address (partner systems included)
+    # Staff sessions end after this long without a request, and this long after sign-in in any case.
+    "STAFF_SESSION_IDLE_MINUTES": 30,
+    "STAFF_SESSION_MAX_HOURS": 12,
+    "TOTP_ISSUER": "民呼我应",  # name authenticator apps show next to the account
+    # Open APIs (app/api/open311.py, app/api/keys.py, app/api/webhooks.py)
+    "OPEN311_JURISDICTION": "minhu.city",  # the one jurisdiction_id Open311 accepts
+    "OPEN311_CONTACT": "12345 市民服务热线",  # discovery's contact
+    "OPEN311_KEY_SERVICE": "向市 12345 平台管理员申请 api_key",  # discovery's key_service
+    "API_KEY_LIMIT_STORAGE_URI": "",  # limits storage of per-key rate limits ("" → in-process memory)
+    "WEBHOOK_TIMEOUT_SECONDS": 5.0,  # one delivery attempt's connect + read timeout
 }
 
 # Environment variables read at start-up (README lists them); the type converts the string.
@@ -63,6 +83,22 @@ ENVIRONMENT: dict[str, type] = {
     "SURVEY_LIMIT_PER_ADDRESS": int,
     "SURVEY_BURST_SECONDS": int,
     "SURVEY_BURST_COUNT": int,
+    "RATELIMIT_ENABLED": bool,
+    "LOGIN_LIMIT_ACCOUNT": str,
+    "LOGIN_LIMIT_ADDRESS": str,
+    "LOOKUP_LIMIT_NUMBER": str,
+    "LOOKUP_LIMIT_ADDRESS": str,
+    "REGISTER_LIMIT": str,
+    "INTAKE_LIMIT": str,
+    "SURVEY_ANSWER_LIMIT": str,
+    "API_LIMIT": str,
+    "STAFF_SESSION_IDLE_MINUTES": int,
+    "STAFF_SESSION_MAX_HOURS": int,
+    "OPEN311_JURISDICTION": str,
+    "OPEN311_CONTACT": str,
+    "OPEN311_KEY_SERVICE": str,
+    "API_KEY_LIMIT_STORAGE_URI": str,
+    "WEBHOOK_TIMEOUT_SECONDS": float,
 }
 
 

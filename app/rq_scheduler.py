@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
+from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ MAX_BACKOFF = 5.0  # seconds between attempts while Redis is down
 # Seconds between attempts at a queue lock another worker holds: a lock outlives its dead owner by
 # at most interval + 60 s, so a survivor takes the queue over soon after (RQ's own fallback is 120 s).
 LOCK_RETRY = 10.0
+CLEANUP_EVERY = 15.0  # seconds between looks for jobs abandoned by a dead worker
 
 
 class SchedulerThread(threading.Thread):
@@ -36,6 +39,7 @@ class SchedulerThread(threading.Thread):
         self.interval = interval
         self.stopping = threading.Event()
         self.failures = 0
+        self.next_cleanup = 0.0
 
     def run(self) -> None:
         """Loop until :meth:`stop`; a Redis error is logged once per outage and retried with backoff."""
@@ -69,6 +73,12 @@ class SchedulerThread(threading.Thread):
         if self.scheduler.acquired_locks:
             self.scheduler.heartbeat()  # re-acquires a lock that vanished (e.g. Redis restarted empty)
             self.scheduler.enqueue_scheduled_jobs()
+            if time.monotonic() >= self.next_cleanup:
+                # A job whose worker was killed (SIGKILL, OOM) is retried once its heartbeat expires;
+                # RQ's workers look only between jobs, so an idle queue would keep it waiting.
+                self.next_cleanup = time.monotonic() + CLEANUP_EVERY
+                for name in self.scheduler.acquired_locks:
+                    StartedJobRegistry(name, connection=self.scheduler.connection).cleanup()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the loop to end and wait for it (it releases its locks on the way out)."""

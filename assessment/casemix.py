@@ -21,17 +21,20 @@ Interval of O/E: the exact (Garwood) Poisson interval of the observed count divi
 fixed: ``[χ²(α/2; 2O)/2, χ²(1−α/2; 2O+2)/2] ÷ E`` (Breslow & Day 1987, vol. II §2.3). A unit whose interval
 excludes 1 is flagged 高于预期 / 低于预期.
 
-Rank intervals: a seeded parametric bootstrap of the cases within each unit × category cell (the outcome is
-0/1, so resampling a cell's cases is a binomial draw with the cell's observed rate); each resample
-recomputes the city's category rates, every unit's E and O/E and the competition ranks (1 = best); the
-interval is the α/2 and 1−α/2 quantiles of a unit's ranks (whole numbers). Resamples are bounded
-(``MAX_RESAMPLES``) and drawn in chunks so memory stays small. Units with no cases in the denominator (or an
-expected count of 0) are listed apart and never ranked.
+Rank intervals: a seeded parametric bootstrap of the cases within each unit × category cell. Each resample
+draws the cell's rate from its Jeffreys posterior Beta(num + ½, den − num + ½) and then the cell's count from
+Binomial(den, that rate) — drawing from the observed rate alone would never move a cell at 0 % or 100 % (3 of 3
+would look as certain as 300 of 300). Each resample recomputes the city's category rates, every unit's E and
+O/E and the competition ranks (1 = best); the interval is the α/2 and 1−α/2 quantiles of a unit's ranks
+(whole numbers). Resamples are bounded (``MAX_RESAMPLES``), each drawn from its own child of the seed
+(``numpy.random.SeedSequence.spawn``) so results do not depend on how they are chunked, and drawn in chunks
+so memory stays small. Units with no cases in the denominator (or an expected count of 0) are listed apart
+and never ranked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +50,7 @@ from core.models import LEVEL_ORDER, Level, Unit
 from core.quarter import Quarter
 
 ADJUSTED_RATES = ("response_rate", "resolution_rate", "satisfaction_rate")
-DEFAULT_RESAMPLES = 1000
+DEFAULT_RESAMPLES = 500  # bench/bench_casemix.py: cost grows with unit × category cells × resamples
 MAX_RESAMPLES = 5000
 DEFAULT_SEED = 20260101
 ALPHA = 0.05
@@ -72,13 +75,19 @@ class Adjusted:
     alpha: float
 
 
+def _poisson_limits(observed: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Garwood) limits of Poisson means for observed counts (lower limit 0 at 0 events)."""
+    low = np.where(observed > 0, sps.chi2.ppf(alpha / 2, 2 * np.maximum(observed, 1)) / 2, 0.0)
+    high = sps.chi2.ppf(1 - alpha / 2, 2 * observed + 2) / 2
+    return low, high
+
+
 def poisson_ratio_interval(observed: float, expected: float, alpha: float = ALPHA) -> tuple[float, float]:
     """Exact (Garwood) Poisson interval of ``observed`` divided by ``expected`` (NaN when expected ≤ 0)."""
     if not expected > 0:
         return (float("nan"), float("nan"))
-    low = 0.0 if observed <= 0 else sps.chi2.ppf(alpha / 2, 2 * observed) / 2
-    high = sps.chi2.ppf(1 - alpha / 2, 2 * observed + 2) / 2
-    return (float(low) / expected, float(high) / expected)
+    low, high = _poisson_limits(np.array([float(observed)]), alpha)
+    return (float(low[0]) / expected, float(high[0]) / expected)
 
 
 def _check_strata(strata: pd.DataFrame) -> pd.DataFrame:
@@ -124,11 +133,10 @@ def indirect_standardisation(strata: pd.DataFrame, alpha: float = ALPHA) -> pd.D
     table["expected_rate"] = table["expected"] / cases * 100.0
     comparable = table["expected"] > 0
     table["ratio"] = (table["observed"] / table["expected"].where(comparable)).astype(float)
-    bounds = [
-        poisson_ratio_interval(o, e, alpha) for o, e in zip(table["observed"], table["expected"], strict=True)
-    ]
-    table["ratio_low"] = [b[0] for b in bounds]
-    table["ratio_high"] = [b[1] for b in bounds]
+    low, high = _poisson_limits(table["observed"].to_numpy(dtype=float), alpha)
+    expected = table["expected"].to_numpy(dtype=float)
+    safe = np.where(expected > 0, expected, np.nan)
+    table["ratio_low"], table["ratio_high"] = low / safe, high / safe
     table["verdict"] = np.select(
         [~comparable, table["ratio_low"] > 1.0, table["ratio_high"] < 1.0],
         [NOT_COMPARABLE, ABOVE, BELOW],
@@ -142,12 +150,10 @@ def _competition_ranks(values: np.ndarray) -> np.ndarray:
     return sps.rankdata(-values, method="min", axis=-1).astype(np.int64)
 
 
-def _chunks(total: int, size: int) -> Iterator[int]:
-    done = 0
-    while done < total:
-        step = min(size, total - done)
-        yield step
-        done += step
+def _resample(rng: np.random.Generator, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """One resample of every cell's count: rate from Beta(num + ½, den − num + ½), count from Binomial(den, rate)."""
+    rate = rng.beta(num + 0.5, den - num + 0.5)
+    return rng.binomial(den, rate).astype(float)
 
 
 def rank_intervals(
@@ -158,20 +164,24 @@ def rank_intervals(
         raise AssessmentError("bad_resamples", N_("重抽样次数应在 1 到 {n} 之间").format(n=MAX_RESAMPLES))
     cells = _check_strata(strata)
     table = indirect_standardisation(cells, alpha)
+    cells = cells[cells["den"] > 0].reset_index(drop=True)  # an empty cell draws nothing: skip it
     units = table.index[table["expected"] > 0]
     out = pd.DataFrame(index=table.index, columns=["rank", "rank_low", "rank_high"], dtype="Int64")
     if len(units) == 0:
         return out
     unit_codes = pd.Index(units).get_indexer(cells["unit_id"])
     den = cells["den"].to_numpy(dtype=np.int64)
-    p = np.divide(cells["num"].to_numpy(dtype=float), den, out=np.zeros(len(den)), where=den > 0)
     keep = unit_codes >= 0
     observed = table.loc[units, "ratio"].to_numpy(dtype=float)
     out.loc[units, "rank"] = _competition_ranks(observed)
-    rng = np.random.default_rng(seed)
+    num = cells["num"].to_numpy(dtype=float)
+    children = np.random.SeedSequence(seed).spawn(resamples)
+    step = max(1, CHUNK_CELLS // max(len(den), 1))
     ranks: list[np.ndarray] = []
-    for step in _chunks(resamples, max(1, CHUNK_CELLS // max(len(den), 1))):
-        draws = rng.binomial(den, p, size=(step, len(den))).astype(float)
+    for start in range(0, resamples, step):
+        draws = np.stack(
+            [_resample(np.random.default_rng(child), num, den) for child in children[start : start + step]]
+        )
         expected = _expected(cells, draws)
         o = np.stack(
             [np.bincount(unit_codes[keep], weights=row[keep], minlength=len(units)) for row in draws]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, Enum, Float, ForeignKey, Integer, String, Text, select
@@ -18,10 +19,17 @@ class Level(enum.StrEnum):
     district = "district"
     street = "street"
     community = "community"
+    compound = "compound"  # 小区/网格: an optional level below the community (co-governance places)
 
 
-LEVEL_ORDER = {Level.city: 0, Level.district: 1, Level.street: 2, Level.community: 3}
-LEVEL_LABELS = {Level.city: "市", Level.district: "区", Level.street: "街道", Level.community: "社区"}
+LEVEL_ORDER = {Level.city: 0, Level.district: 1, Level.street: 2, Level.community: 3, Level.compound: 4}
+LEVEL_LABELS = {
+    Level.city: "市",
+    Level.district: "区",
+    Level.street: "街道",
+    Level.community: "社区",
+    Level.compound: "小区/网格",
+}
 
 
 class UnitKind(enum.StrEnum):
@@ -34,6 +42,7 @@ class UnitKind(enum.StrEnum):
     utility = "utility"
     street = "street"
     community = "community"
+    compound = "compound"
 
 
 class Role(enum.StrEnum):
@@ -142,6 +151,11 @@ class Category(Base):
     department: Mapped[Unit | None] = relationship()
 
 
+def new_session_token() -> str:
+    """A fresh random session token for a user."""
+    return secrets.token_hex(16)
+
+
 class User(Base):
     """A person who signs in: a resident with an account, or staff bound to a unit."""
 
@@ -156,6 +170,11 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(String(20))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Part of every session cookie: a new value ends all existing sessions (logout, password, role, unit).
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token, server_default="")
+    # Optional TOTP second factor (base32 secret) and the last time step accepted (no replay).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
 
     unit: Mapped[Unit | None] = relationship()
 
@@ -163,6 +182,10 @@ class User(Base):
     def is_staff(self) -> bool:
         """Staff roles are bound to a unit; residents are not."""
         return self.role in STAFF_ROLES
+
+    def end_sessions(self) -> None:
+        """Invalidate every session of this user, wherever its cookie was copied to."""
+        self.session_token = new_session_token()
 
 
 def unit_by_code(session: DbSession, code: str) -> Unit | None:

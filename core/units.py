@@ -70,7 +70,9 @@ def parse_units(data: bytes | str) -> list[UnitRow]:
         except ValueError:
             errors.add(
                 RowError(
-                    line, f"层级 {raw['level'][:40]!r} 无效，应为 city/district/street/community", "level"
+                    line,
+                    f"层级 {raw['level'][:40]!r} 无效，应为 city/district/street/community/compound",
+                    "level",
                 )
             )
             continue

@@ -111,3 +111,42 @@ def rated_case(
         session.add(CaseEvent(case_id=case.id, action=action, created_at=created_at + delta))
     session.flush()
     return case
+
+
+def compound(session: Session, code: str = "420102-S1-C1-X1", community: str = COMMUNITY) -> Any:
+    """A 小区/网格 below a demo community (created once per test transaction)."""
+    from core.models import Level, Unit, UnitKind
+
+    found = unit_by_code(session, code)
+    if found is not None:
+        return found
+    parent = unit_by_code(session, community)
+    assert parent is not None
+    created = Unit(
+        code=code, name=f"测试小区{code[-2:]}", level=Level.compound, kind=UnitKind.compound, parent=parent
+    )
+    session.add(created)
+    session.flush()
+    created.path = f"{parent.path}{created.id}/"
+    session.flush()
+    return created
+
+
+def verified_resident(session: Session, username: str, place: Any, phone: str = "13900001111") -> User:
+    """A resident with a phone whose home ``place`` was confirmed by the community's staff."""
+    from governance import services as gov
+
+    resident = make_user(session, username, Role.resident, None)
+    resident.phone = phone
+    residency = gov.declare_home(session, resident, place)
+    gov.verify_home(session, residency.id, user(session, "admin"))
+    return resident
+
+
+def api_key(
+    session: Session, scopes: tuple[str, ...] = ("read", "submit"), rate_limit: str = "1000/minute"
+) -> str:
+    """Issue a partner API key and return its full text."""
+    from app.api import keys
+
+    return keys.issue(session, "测试伙伴", list(scopes), rate_limit, None)

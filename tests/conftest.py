@@ -84,6 +84,15 @@ def _reset_schema() -> None:
     db.create_all()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Each test starts with no rate-limit counters; the limiter itself stays on, on the real storage."""
+    yield
+    from app.ratelimit import reset_all
+
+    reset_all()
+
+
 @pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
     """A session inside a transaction rolled back after the test; also serves db.session and jobs."""
@@ -145,6 +154,16 @@ def login(client: Any, username: str, password: str = "demo-pass-2026") -> None:
     """Sign a test client in as one of the demo users."""
     response = client.post("/login", data={"username": username, "password": password})
     assert response.status_code == 302, response.data.decode()[:500]
+
+
+STRONG_PASSWORD = "harbour-kettle-93"  # passes the password policy; for accounts tests create
+
+
+def new_user(session: Session, username: str, role: str, unit_code: str | None = None) -> Any:
+    """Create (and flush) an account with STRONG_PASSWORD; staff need a unit code."""
+    from app.accounts import create_user
+
+    return create_user(session, username, STRONG_PASSWORD, role, unit_code)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from app.auth import signed_in_user
 from app.errors import api_error
-from app.extensions import csrf, db
+from app.extensions import csrf, db, limiter
+from app.ratelimit import limit_from_config
 from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
 from app.web.public import token_key
@@ -32,7 +33,11 @@ API_FIELDS = {"idempotency_key": "Idempotency-Key"}  # intake field names the AP
 def init_app(app: Flask) -> None:
     """Register the API; it takes JSON bodies, not forms, so CSRF does not apply (see README)."""
     csrf.exempt(bp)
+    limiter.shared_limit(limit_from_config("API_LIMIT"), scope="api")(bp)  # one budget for the whole API
     app.register_blueprint(bp)
+    from app.api import open311
+
+    open311.init_app(app)
 
 
 def _field_error(field: str, code: str, message: str) -> dict[str, Any]:

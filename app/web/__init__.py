@@ -5,7 +5,18 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from flask_login import current_user
 
-from app.web import admin, assessment, calendar_admin, imports, present, public, surveys, workbench
+from app.web import (
+    account,
+    admin,
+    assessment,
+    calendar_admin,
+    contact,
+    imports,
+    present,
+    public,
+    surveys,
+    workbench,
+)
 from app.web import assessment_casemix as _assessment_casemix  # noqa: F401 - adds its routes to assessment.bp
 from app.web import assessment_exports as _assessment_exports  # noqa: F401 - adds its routes to assessment.bp
 from core.models import Role
@@ -36,7 +47,7 @@ def upload_limit() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
-    for module in (public, surveys, assessment, workbench, admin, calendar_admin, imports):
+    for module in (public, surveys, assessment, workbench, admin, calendar_admin, imports, account, contact):
         app.register_blueprint(module.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.

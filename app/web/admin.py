@@ -1,4 +1,5 @@
-"""Admin pages: dispatch rule sets (versions, CSV import/export) and failed RQ jobs (list, requeue).
+"""Admin pages: dispatch rule sets (versions, CSV import/export), failed RQ jobs (list, requeue), users
+(create, disable, reset, move; audited) and the audit trail (search, CSV export).
 
 Redis may be down while the database is fine: the jobs page then says so in Chinese instead of failing.
 """
@@ -6,9 +7,10 @@ Redis may be down while the database is fine: the jobs page then says so in Chin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -19,16 +21,23 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from wtforms import StringField
-from wtforms.validators import Length, Optional
+from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
 
+from app.accounts import UserChange, create_user, disable_totp, set_password, update_user
+from app.audit import audit
 from app.auth import roles_required, signed_in_user
+from app.exports import csv_text
 from app.extensions import db
 from app.queue import QUEUES, queue_name
 from app.redis_conn import redis_for
-from app.web.present import register_nav
+from app.web.present import local, register_nav
+from core.audit import ACTIONS, AuditEvent, AuditQuery, search
 from core.csvio import ImportRejected
-from core.models import Role
+from core.i18n import DomainError
+from core.models import ROLE_LABELS, Role, User
+from core.quarter import beijing_midnight_utc
 from routing import services
 from routing.models import RoutingFailure, RuleSet
 from routing.rules import rules_to_csv
@@ -114,6 +123,7 @@ def upload_rules() -> Any:
                 _("第 %(line)s 行：%(message)s", line=e.line, message=_(e.message)) for e in rejected.errors
             ]
             return _rules_page(form, errors, 422)
+        audit("rules.publish", object_type="rule_set", object_id=published.version, details={"source": "csv"})
         dbs().commit()
         flash(_("已发布派单规则第 %(version)s 版", version=published.version))
         return redirect(url_for("admin.rules"))
@@ -208,3 +218,263 @@ def requeue(queue: str, job_id: str) -> Any:
         else:
             flash(_("任务 %(id)s 已重新排队", id=job_id))
     return redirect(url_for("admin.jobs"))
+
+
+# --- users --------------------------------------------------------------------------------------------
+
+ROLE_CHOICES = [SelectChoice(role.value, ROLE_LABELS[role]) for role in Role]
+
+
+class UserCreateForm(FlaskForm):
+    """A new account: staff are bound to a unit (by its code)."""
+
+    username = StringField("用户名", validators=[DataRequired(message="请输入用户名"), Length(max=40)])
+    display_name = StringField("姓名或称呼", validators=[Optional(), Length(max=40)])
+    role = SelectField("角色", choices=ROLE_CHOICES, default=Role.handler.value)
+    unit = StringField("单位代码", validators=[Optional(), Length(max=40)])
+    password = PasswordField(
+        "初始密码（至少 10 位）", validators=[DataRequired(message="请输入密码"), Length(max=200)]
+    )
+
+
+class UserEditForm(FlaskForm):
+    """Role, unit, active and display name of an account."""
+
+    display_name = StringField("姓名或称呼", validators=[Optional(), Length(max=40)])
+    role = SelectField("角色", choices=ROLE_CHOICES)
+    unit = StringField("单位代码", validators=[Optional(), Length(max=40)])
+    active = BooleanField("启用（取消勾选即停用，停用后立即退出所有会话）")
+
+
+class PasswordResetForm(FlaskForm):
+    """A new password set by an admin (the user's sessions end)."""
+
+    password = PasswordField(
+        "新密码（至少 10 位）", validators=[DataRequired(message="请输入密码"), Length(max=200)]
+    )
+
+
+def _user(user_id: int) -> User:
+    user = dbs().get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _user_page(user: User, status: int = 200, **forms: Any) -> Any:
+    edit = forms.get("edit") or UserEditForm(
+        formdata=None,
+        display_name=user.display_name,
+        role=user.role.value,
+        unit=user.unit.code if user.unit else "",
+        active=user.active,
+    )
+    page = render_template(
+        "admin/user.html",
+        user=user,
+        edit=edit,
+        reset=forms.get("reset") or PasswordResetForm(formdata=None),
+        plain=FlaskForm(),
+    )
+    return page, status
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@roles_required(Role.admin)
+def users() -> Any:
+    """Accounts (search by username, filter by role) and the form to create one."""
+    form = UserCreateForm()
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                user = create_user(
+                    dbs(),
+                    (form.username.data or "").strip(),
+                    form.password.data or "",
+                    form.role.data or "",
+                    (form.unit.data or "").strip() or None,
+                    (form.display_name.data or "").strip(),
+                )
+            except DomainError as error:
+                dbs().rollback()
+                getattr(form, error.field or "username").errors.append(_(error.message))
+            else:
+                audit(
+                    "user.create",
+                    object_type="user",
+                    object_id=user.id,
+                    details={"role": user.role.value, "unit": user.unit.code if user.unit else None},
+                )
+                dbs().commit()
+                flash(_("已创建用户 %(name)s", name=user.username))
+                return redirect(url_for("admin.user", user_id=user.id))
+        status = 422
+    needle = (request.args.get("q") or "").strip()[:40]
+    role = request.args.get("role") or ""
+    statement = select(User).order_by(User.username).limit(200)
+    if needle:
+        statement = statement.where(User.username.contains(needle, autoescape=True))
+    if role in {r.value for r in Role}:
+        statement = statement.where(User.role == Role(role))
+    rows = dbs().scalars(statement).all()
+    roles = [(choice.value, choice.label) for choice in ROLE_CHOICES]
+    page = render_template("admin/users.html", users=rows, form=form, q=needle, role=role, roles=roles)
+    return page, status
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@roles_required(Role.admin)
+def user(user_id: int) -> Any:
+    """One account: change role, unit, active; the change ends the user's sessions."""
+    target = _user(user_id)
+    if request.method == "GET":
+        return _user_page(target)
+    form = UserEditForm()
+    if not form.validate_on_submit():
+        return _user_page(target, 422, edit=form)
+    actor = signed_in_user()
+    if (
+        actor is not None
+        and actor.id == target.id
+        and (form.role.data != Role.admin.value or not form.active.data)
+    ):
+        form.role.errors = [*form.role.errors, _("不能停用自己或取消自己的管理员角色")]
+        return _user_page(target, 422, edit=form)
+    change = UserChange(
+        role=Role(form.role.data),
+        unit_code=(form.unit.data or "").strip() or None,
+        active=bool(form.active.data),
+        display_name=(form.display_name.data or "").strip(),
+    )
+    try:
+        changed = update_user(dbs(), target, change)
+    except DomainError as error:
+        dbs().rollback()
+        getattr(form, error.field or "unit").errors.append(_(error.message))
+        return _user_page(target, 422, edit=form)
+    if changed:
+        # Names are personal data: the trail says that the name changed, not what it was.
+        details: dict[str, Any] = {k: v for k, v in changed.items() if k != "display_name"}
+        if "display_name" in changed:
+            details["display_name"] = "changed"
+        audit("user.update", object_type="user", object_id=target.id, details=details)
+    dbs().commit()
+    flash(_("已保存") if changed else _("没有需要保存的修改"))
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/password", methods=["POST"])
+@roles_required(Role.admin)
+def reset_password(user_id: int) -> Any:
+    """Set a new password for an account (policy applies; the user's sessions end)."""
+    target = _user(user_id)
+    form = PasswordResetForm()
+    if not form.validate_on_submit():
+        return _user_page(target, 422, reset=form)
+    try:
+        set_password(dbs(), target, form.password.data or "")
+    except DomainError as error:
+        dbs().rollback()
+        form.password.errors = [*form.password.errors, _(error.message)]
+        return _user_page(target, 422, reset=form)
+    audit("user.password_reset", object_type="user", object_id=target.id)
+    dbs().commit()
+    flash(_("已重置密码，该用户需用新密码重新登录"))
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/totp/reset", methods=["POST"])
+@roles_required(Role.admin)
+def reset_totp(user_id: int) -> Any:
+    """Remove an account's second factor (a lost phone); the user's sessions end."""
+    target = _user(user_id)
+    if FlaskForm().validate_on_submit() and target.totp_secret:
+        disable_totp(dbs(), target)
+        target.end_sessions()
+        audit("user.totp_reset", object_type="user", object_id=target.id)
+        dbs().commit()
+        flash(_("已关闭该用户的两步验证"))
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+# --- audit trail --------------------------------------------------------------------------------------
+
+
+class AuditSearchForm(FlaskForm):
+    """Search terms: who, what, from and to (Beijing dates, inclusive)."""
+
+    class Meta:
+        csrf = False  # a GET search changes nothing
+
+    username = StringField("用户名", validators=[Optional(), Length(max=80)])
+    action = SelectField(
+        "操作",
+        choices=[SelectChoice("", "全部")] + [SelectChoice(k, v) for k, v in ACTIONS.items()],
+        default="",
+    )
+    since = DateField("起始日期", validators=[Optional()])
+    until = DateField("截止日期", validators=[Optional()])
+
+
+def _audit_query(form: AuditSearchForm) -> AuditQuery:
+    """Beijing calendar days → the UTC bounds the rows are stored in."""
+
+    def utc(day: Any) -> datetime | None:
+        return beijing_midnight_utc(day) if day else None
+
+    until = utc(form.until.data)
+    return AuditQuery(
+        username=(form.username.data or "").strip(),
+        action=form.action.data or "",
+        since=utc(form.since.data),
+        until=until + timedelta(days=1) if until else None,
+    )
+
+
+def _audit_rows(events: list[AuditEvent]) -> list[list[Any]]:
+    return [
+        [
+            local(e.at, "%Y-%m-%d %H:%M:%S"),
+            e.actor.username if e.actor else "",
+            ROLE_LABELS.get(Role(e.actor_role), e.actor_role) if e.actor_role else "",
+            e.action,
+            _(ACTIONS.get(e.action, e.action)),
+            e.object_type,
+            e.object_id,
+            ", ".join(f"{k}={v}" for k, v in sorted(e.details.items())),
+            e.address_hash[:12],
+        ]
+        for e in events
+    ]
+
+
+AUDIT_HEADINGS = ["时间（北京）", "用户", "角色", "操作代码", "操作", "对象类型", "对象", "详情", "地址指纹"]
+
+
+@bp.route("/audit")
+@roles_required(Role.admin)
+def audit_trail() -> Any:
+    """Search the audit trail (newest first, at most 500 rows shown)."""
+    form = AuditSearchForm(request.args)
+    valid = form.validate()
+    events = search(dbs(), _audit_query(form)) if valid else []
+    return render_template(
+        "admin/audit.html", form=form, rows=_audit_rows(events), headings=AUDIT_HEADINGS
+    ), (200 if valid else 422)
+
+
+@bp.route("/audit.csv")
+@roles_required(Role.admin)
+def audit_csv() -> Any:
+    """The matching audit rows as CSV (every row, not only the 500 shown); the export is itself audited."""
+    form = AuditSearchForm(request.args)
+    if not form.validate():
+        abort(422)
+    events = search(dbs(), _audit_query(form), limit=None)
+    body = csv_text([AUDIT_HEADINGS, *_audit_rows(events)])
+    return Response(
+        body,
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=audit-trail.csv"},
+    )

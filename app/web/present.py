@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from flask_babel import gettext as _
 
+from app.audit import contact_shown
 from app.auth import signed_in_user
 from core.models import LEVEL_LABELS, ROLE_LABELS, URGENCY_LABELS, Level, Role
 from core.privacy import mask_name, mask_phone
@@ -27,15 +28,19 @@ def local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 def contact_name(case: Case) -> str:
-    """The contact's name as the current viewer may see it."""
+    """The contact's name as the current viewer may see it (a full name is audited)."""
     if can_see_contact(signed_in_user(), case):
+        contact_shown(case.tracking_number)
         return case.contact_name + ("（要求不公开姓名）" if case.anonymous else "")
     return "匿名" if case.anonymous else mask_name(case.contact_name)
 
 
 def contact_phone(case: Case) -> str:
-    """The contact's phone as the current viewer may see it."""
-    return case.contact_phone if can_see_contact(signed_in_user(), case) else mask_phone(case.contact_phone)
+    """The contact's phone as the current viewer may see it (a full number is audited)."""
+    if can_see_contact(signed_in_user(), case):
+        contact_shown(case.tracking_number)
+        return case.contact_phone
+    return mask_phone(case.contact_phone)
 
 
 _DONE_STATES = frozenset(

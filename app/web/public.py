@@ -10,7 +10,8 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from app.auth import roles_required, signed_in_user
-from app.extensions import db
+from app.extensions import db, limiter
+from app.ratelimit import form_key, limit_from_config
 from app.security import public_url
 from app.web.forms import IntakeForm, LookupForm
 from core import jobs
@@ -111,6 +112,7 @@ def home() -> Any:
 
 
 @bp.route("/requests/new", methods=["GET", "POST"])
+@limiter.limit(limit_from_config("INTAKE_LIMIT"), scope="intake", methods=["POST"])
 def new_request() -> Any:
     """Resident intake form (no account needed)."""
     return _intake("web", "intake.html")
@@ -148,6 +150,10 @@ def status(tracking_number: str) -> Any:
 
 
 @bp.route("/lookup", methods=["POST"])
+@limiter.limit(
+    limit_from_config("LOOKUP_LIMIT_NUMBER"), key_func=form_key("tracking_number"), scope="lookup-number"
+)
+@limiter.limit(limit_from_config("LOOKUP_LIMIT_ADDRESS"), scope="lookup-address")
 def lookup() -> Any:
     """Recover the private link with the tracking number and the phone number given at intake."""
     form = LookupForm()

@@ -32,7 +32,8 @@ from wtforms.validators import DataRequired, Length, NumberRange
 
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_frame
-from app.extensions import db
+from app.extensions import db, limiter
+from app.ratelimit import limit_from_config
 from app.security import public_url
 from app.web.forms import Form
 from app.web.present import register_nav
@@ -894,6 +895,7 @@ def export(fmt: str) -> Any:
 
 
 @bp.route("/s/<int:survey_id>/<code>", methods=["GET", "POST"])
+@limiter.limit(limit_from_config("SURVEY_ANSWER_LIMIT"), scope="survey-answer", methods=["POST"])
 def respond(survey_id: int, code: str) -> Any:
     """The public questionnaire of one community (mobile-first); ``t`` carries a one-time panel token."""
     survey = _survey(survey_id)

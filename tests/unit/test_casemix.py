@@ -90,7 +90,7 @@ def test_bootstrap_is_seeded_and_chunking_does_not_change_it(monkeypatch: pytest
     first = casemix.rank_intervals(strata(rows), resamples=300, seed=42)
     again = casemix.rank_intervals(strata(rows), resamples=300, seed=42)
     pd.testing.assert_frame_equal(first, again)
-    monkeypatch.setattr(casemix, "CHUNK_CELLS", 16)  # two resamples per chunk: the same draws in order
+    monkeypatch.setattr(casemix, "CHUNK_CELLS", 16)  # two resamples per chunk: each from its own child seed
     chunked = casemix.rank_intervals(strata(rows), resamples=300, seed=42)
     pd.testing.assert_frame_equal(first, chunked)
 
@@ -136,3 +136,16 @@ def test_rate_strata_maps_communities_and_refuses_other_rates() -> None:
 def test_empty_quarter_gives_empty_tables() -> None:
     result = casemix.adjust(strata([]), "response_rate", resamples=10)
     assert result.table.empty
+
+
+def test_a_perfect_small_unit_is_not_certain_of_its_rank() -> None:
+    # 3 of 3 is 100 %, but far less certain than 300 of 300 or 190 of 200.
+    rows = [(1, "A", 3, 3), (2, "A", 300, 300), (3, "A", 190, 200), (4, "A", 150, 200)]
+    ranks = casemix.rank_intervals(strata(rows), resamples=500, seed=3)
+    assert int(ranks.loc[1, "rank"]) == 1 and int(ranks.loc[2, "rank"]) == 1  # tied on the point estimate
+    assert int(ranks.loc[1, "rank_high"]) >= 3  # the small unit could well be third
+    assert (int(ranks.loc[2, "rank_low"]), int(ranks.loc[2, "rank_high"])) == (1, 2)
+    assert int(ranks.loc[1, "rank_high"]) == 4  # … or even below 150 of 200
+    assert (
+        int(ranks.loc[4, "rank_low"]) == 3 and int(ranks.loc[4, "rank_high"]) == 4
+    )  # only the small unit swaps

@@ -12,7 +12,8 @@ class FakeWorker:
 
     def __init__(self, outcome: str) -> None:
         self.outcome = outcome
-        self._stop_requested = outcome == "stop"
+        self._stop_requested = outcome == "stop-busy"  # rq sets this when stopped mid-job …
+        self._shutdown_requested_date = "now" if outcome == "stop-idle" else None  # … this when idle
 
     def work(self, with_scheduler: bool) -> bool:
         assert with_scheduler is False
@@ -36,7 +37,7 @@ class FlakyRedis:
 
 
 def test_a_worker_that_quit_on_redis_is_replaced_until_one_is_asked_to_stop() -> None:
-    outcomes = ["quit", "raise", "stop", "never"]
+    outcomes = ["quit", "raise", "stop-idle", "never"]
     started: list[str] = []
 
     def new_worker() -> FakeWorker:
@@ -45,5 +46,16 @@ def test_a_worker_that_quit_on_redis_is_replaced_until_one_is_asked_to_stop() ->
 
     redis = FlakyRedis(down=2)
     run_until_stopped(new_worker, redis, wait=0)
-    assert started == ["quit", "raise", "stop"]
+    assert started == ["quit", "raise", "stop-idle"]
     assert redis.pings == 4  # waited out two refused pings before the second worker, one before the third
+
+
+def test_a_worker_stopped_mid_job_ends_the_loop() -> None:
+    started: list[FakeWorker] = []
+
+    def new_worker() -> FakeWorker:
+        started.append(FakeWorker("stop-busy"))
+        return started[-1]
+
+    run_until_stopped(new_worker, FlakyRedis(down=0), wait=0)
+    assert len(started) == 1

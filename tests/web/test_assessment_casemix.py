@@ -70,7 +70,7 @@ def test_casemix_page_refuses_bad_settings_in_chinese(client: Any, session: Sess
     login(client, "evaluator")
     page = client.get(f"/assessment/{Q}/casemix?resamples=999999").data.decode()
     assert "重抽样次数应在 100 到 5000 之间" in page
-    assert "重抽样 1000 次" in page  # shown with the defaults, not the refused value
+    assert "重抽样 500 次" in page  # shown with the defaults, not the refused value
     page = client.get(f"/assessment/{Q}/casemix?rate=return_rate&level=city").data.decode()
     assert "类别构成调整只适用于响应率、解决率和满意率" in page and "层级应为社区、街道或区" in page
     assert client.get("/assessment/2020Q9/casemix").status_code == 404

@@ -83,9 +83,11 @@ def test_login_refuses_an_open_redirect(client: Any, session: Session, target: s
 
 
 def test_passwords_are_hashed_and_checked(session: Session) -> None:
-    user = create_user(session, "t-hash", "correct horse", Role.resident)
-    assert "correct horse" not in user.password_hash and user.password_hash.startswith(("scrypt:", "pbkdf2:"))
-    assert authenticate(session, "t-hash", "correct horse") is user
+    user = create_user(session, "t-hash", "correct horse battery", Role.resident)
+    assert "correct horse battery" not in user.password_hash and user.password_hash.startswith(
+        ("scrypt:", "pbkdf2:")
+    )
+    assert authenticate(session, "t-hash", "correct horse battery") is user
     assert authenticate(session, "t-hash", "wrong horse") is None
 
 
@@ -93,9 +95,9 @@ def test_passwords_are_hashed_and_checked(session: Session) -> None:
     ("args", "code"),
     [
         (("t-u", "short", Role.resident, None), "weak_password"),
-        (("t-u", "long enough", Role.handler, None), "unit_required"),
-        (("t-u", "long enough", Role.handler, "NOPE"), "unknown_unit"),
-        (("operator", "long enough", Role.resident, None), "duplicate"),
+        (("t-u", "tide-lantern-2026", Role.handler, None), "unit_required"),
+        (("t-u", "tide-lantern-2026", Role.handler, "NOPE"), "unknown_unit"),
+        (("operator", "tide-lantern-2026", Role.resident, None), "duplicate"),
     ],
 )
 def test_create_user_rules(session: Session, args: tuple[Any, ...], code: str) -> None:

@@ -94,25 +94,25 @@ def test_users_create(app: Flask, session: Session) -> None:
         "--unit",
         "420102-S1",
         "--password",
-        "long-enough-1",
+        "harbour-kettle-93",
     )
     assert result.exit_code == 0, result.output
     assert "已创建用户 t-cli-handler" in result.output
     user = session.scalar(select(User).where(User.username == "t-cli-handler"))
     assert user is not None and user.unit is not None and user.unit.code == "420102-S1"
-    assert user.password_hash != "long-enough-1"
+    assert user.password_hash != "harbour-kettle-93"
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("t-cli-x", "--role", "handler", "--password", "long-enough-1"), "工作人员必须绑定单位"),
+        (("t-cli-x", "--role", "handler", "--password", "harbour-kettle-93"), "工作人员必须绑定单位"),
         (
-            ("t-cli-x", "--role", "dispatcher", "--unit", "NOPE", "--password", "long-enough-1"),
+            ("t-cli-x", "--role", "dispatcher", "--unit", "NOPE", "--password", "harbour-kettle-93"),
             "单位 NOPE 不存在",
         ),
-        (("t-cli-x", "--role", "resident", "--password", "short"), "密码至少 8 位"),
-        (("operator", "--role", "resident", "--password", "long-enough-1"), "已存在"),
+        (("t-cli-x", "--role", "resident", "--password", "short"), "密码至少 10 位"),
+        (("operator", "--role", "resident", "--password", "harbour-kettle-93"), "该用户名不可用"),
     ],
 )
 def test_users_create_refusals(app: Flask, session: Session, args: tuple[str, ...], message: str) -> None:
@@ -123,7 +123,7 @@ def test_users_create_refusals(app: Flask, session: Session, args: tuple[str, ..
 
 
 def test_users_create_unknown_role(app: Flask, session: Session) -> None:
-    result = run(app, "users", "create", "t-cli-y", "--role", "mayor", "--password", "long-enough-1")
+    result = run(app, "users", "create", "t-cli-y", "--role", "mayor", "--password", "harbour-kettle-93")
     assert result.exit_code == 2
 
 

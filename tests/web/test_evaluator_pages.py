@@ -41,6 +41,7 @@ def test_entries_page_offers_units_and_entry_items_by_name(
         or '<option value="check">检查得分（check）</option>' in page
     )
     assert "检查得分 <small" in page  # the table names the entry item, not only its code
+    assert 'value="None"' not in page and ">None</textarea>" not in page  # an empty form is empty
 
 
 def test_system_page_labels_sources_and_the_ahp_grid(

