@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from routing import services
 from routing.lifecycle import TransitionError
 from routing.models import Case
-from tests.conftest import login
+from tests.conftest import STRONG_PASSWORD, login, new_user
 from tests.web.test_workbench import accepted, escalated, fingerprint, rated, resolved, returned, submit, user
 
 
@@ -162,3 +162,32 @@ def test_dispatcher_sees_pending_whistles_of_the_subtree_on_the_queue(client: An
     session.commit()
     html = client.get("/workbench").get_data(as_text=True)
     assert 'id="whistles"' not in html
+
+
+# --- landing after sign-in -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("username", "landing"),
+    [
+        ("handler-community", "/workbench"),
+        ("dispatcher-street", "/workbench"),
+        ("operator", "/workbench"),
+        ("admin", "/workbench"),
+    ],
+)
+def test_staff_land_on_their_workbench(client: Any, username: str, landing: str) -> None:
+    response = client.post("/login", data={"username": username, "password": "demo-pass-2026"})
+    assert response.status_code == 302 and response.headers["Location"] == landing
+
+
+def test_residents_land_on_their_requests_and_next_still_wins(client: Any, session: Session) -> None:
+    new_user(session, "resident-landing", "resident")
+    session.commit()
+    response = client.post("/login", data={"username": "resident-landing", "password": STRONG_PASSWORD})
+    assert response.headers["Location"] == "/my/requests"
+    client.post("/logout", data={})
+    response = client.post(
+        "/login?next=/lookup", data={"username": "handler-community", "password": "demo-pass-2026"}
+    )
+    assert response.headers["Location"] == "/lookup"
