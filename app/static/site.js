@@ -25,6 +25,15 @@
       if (none) { none.hidden = shown > 0; }
     });
   });
+  // Copy-link buttons put their data-copy text on the clipboard and say so.
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      if (!navigator.clipboard) { return; }
+      navigator.clipboard.writeText(button.dataset.copy).then(function () {
+        button.textContent = button.dataset.copied || button.textContent;
+      });
+    });
+  });
   // A page showing a running job (e.g. a paper upload) reloads itself until the job is done.
   var refresh = document.querySelector("[data-refresh]");
   if (refresh) {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from routing import services
@@ -191,3 +192,64 @@ def test_residents_land_on_their_requests_and_next_still_wins(client: Any, sessi
         "/login?next=/lookup", data={"username": "handler-community", "password": "demo-pass-2026"}
     )
     assert response.headers["Location"] == "/lookup"
+
+
+# --- hotline: landlines, no "use my location", 再受理一件; tap-to-call and copy-link ------------------
+
+
+def hotline_form(session: Session, client: Any, phone: str) -> Any:
+    """Post the hotline form for a caller with ``phone``."""
+    page = client.get("/hotline/new")
+    assert page.status_code == 200
+    key = page.get_data(as_text=True).split('name="idempotency_key" type="hidden" value="')[1].split('"')[0]
+    return client.post(
+        "/hotline/new",
+        data={
+            "idempotency_key": key,
+            "category": "HW-01",
+            "district": "420102",
+            "street": "420102-S1",
+            "community": "420102-S1-C1",
+            "address": "幸福小区 3 栋",
+            "description": "楼下垃圾桶三天没有清运，气味很大。",
+            "contact_name": "李四",
+            "contact_phone": phone,
+        },
+    )
+
+
+def test_hotline_accepts_a_landline_and_offers_another_intake(client: Any, session: Session) -> None:
+    login(client, "operator")
+    page = client.get("/hotline/new").get_data(as_text=True)
+    assert 'id="locate"' not in page and "027-88886666" in page
+    response = hotline_form(session, client, "027-88886666")
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    done = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'id="another"' in done and "再受理一件" in done and "/hotline/new" in done
+    assert "data-copy=" in done
+    case = session.scalar(select(Case).order_by(Case.id.desc()))
+    assert case is not None and case.contact_phone == "02788886666" and case.channel == "phone"
+    bad = hotline_form(session, client, "12345")
+    assert bad.status_code == 200 and "带区号的固话" in bad.get_data(as_text=True)
+
+
+def test_online_intake_still_needs_a_mobile_and_keeps_use_my_location(client: Any, session: Session) -> None:
+    page = client.get("/requests/new").get_data(as_text=True)
+    assert 'id="locate"' in page
+    body = {
+        "category": "HW-01",
+        "community": "420102-S1-C1",
+        "address": "幸福小区",
+        "description": "垃圾桶三天没有清运，气味很大。",
+        "contact_name": "张三",
+        "contact_phone": "027-88886666",
+    }
+    response = client.post("/api/v1/requests", json=body)
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "contact_phone"
+
+
+def test_staff_who_may_see_the_phone_can_tap_to_call(client: Any, session: Session) -> None:
+    case = submit(client, session)
+    login(client, "handler-community")
+    assert 'href="tel:13812345678"' in page_of(client, case)
