@@ -489,7 +489,7 @@ def queue() -> Any:
         waiting=waiting,
         whistles=services.pending_summons(dbs(), user) if user.role in (Role.dispatcher, Role.admin) else [],
         callbacks=callback_queue() if user.role in (Role.operator, Role.admin) else [],
-        notices=notify.notices_for(dbs(), "unit", user.unit_id, limit=10) if user.unit_id else [],
+        notices=notify.unread_notices(dbs(), "unit", user.unit_id, limit=10) if user.unit_id else [],
         now=utcnow(),
     )
 
@@ -512,7 +512,11 @@ def read_notices() -> Any:
 def case_page(tracking_number: str) -> Any:
     """The case for staff: details, deadline, timeline, notices and exactly the allowed actions."""
     user, case = _load(tracking_number)
-    return _render_case(case, user)
+    page = _render_case(case, user)
+    # Opening the case is reading its notices: the queue shows each notice until then, not again.
+    if user.unit_id is not None and notify.mark_case_read(dbs(), case.id, "unit", user.unit_id):
+        dbs().commit()
+    return page
 
 
 @bp.route("/workbench/cases/<tracking_number>/<action>", methods=["POST"])

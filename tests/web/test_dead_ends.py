@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from routing import services
+from routing import notify, services
 from routing.lifecycle import TransitionError
 from routing.models import Case
 from tests.conftest import STRONG_PASSWORD, login, new_user
@@ -253,3 +253,45 @@ def test_staff_who_may_see_the_phone_can_tap_to_call(client: Any, session: Sessi
     case = submit(client, session)
     login(client, "handler-community")
     assert 'href="tel:13812345678"' in page_of(client, case)
+
+
+# --- notices: links, once, cleared when moot -----------------------------------------------------
+
+
+def notices_section(client: Any) -> str:
+    """The queue's notices section ('' when there is none)."""
+    html = str(client.get("/workbench").get_data(as_text=True))
+    if 'id="notices"' not in html:
+        return ""
+    start = html.index('id="notices"')
+    return html[start : html.index("</section>", start)]
+
+
+def test_notices_link_to_their_case_show_once_and_go_when_the_case_is_opened(
+    client: Any, session: Session
+) -> None:
+    case = submit(client, session)
+    community = user(session, "handler-community").unit_id
+    assert community is not None
+    notify.send(session, "unit", community, case, "工单催办，请尽快签收")
+    notify.send(session, "unit", community, case, "工单催办，请尽快签收")  # the same notice again
+    session.commit()
+    login(client, "handler-community")
+    section = notices_section(client)
+    assert f'href="/workbench/cases/{case.tracking_number}"' in section
+    assert section.count("工单催办，请尽快签收") == 1
+    page_of(client, case)  # opening the case reads its notices
+    assert case.tracking_number not in notices_section(client)
+
+
+def test_notices_about_closed_cases_are_not_shown(client: Any, session: Session) -> None:
+    case = rated(client, session)
+    community = user(session, "handler-community").unit_id
+    assert community is not None
+    notify.send(session, "unit", community, case, "工单待归档提醒")
+    session.commit()
+    login(client, "handler-community")
+    assert "工单待归档提醒" in notices_section(client)
+    services.close(session, case.id, user(session, "operator"))
+    session.commit()
+    assert "工单待归档提醒" not in notices_section(client)
