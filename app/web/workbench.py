@@ -9,15 +9,18 @@ Nothing is changed in either case.
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, cast
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
     DateField,
@@ -34,6 +37,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.redis_conn import current_redis
 from app.web.present import STATE_LABELS, register_nav
 from app.web.public import token_key
 from core.db import utcnow
@@ -430,11 +434,51 @@ def _role_label(event: CaseEvent) -> str:
         return _("系统") if event.actor_role == "system" else ""
 
 
+DRAFT_KEY = "workbench_draft"
+DRAFT_SECONDS = 600  # a refused form's typed text is kept this long for the page it returns to
+
+
+def _back_with_draft(case: Case, action: Action) -> Any:
+    """Post-redirect-get for a refused action: what was typed waits in the session for the case page
+    (which shows it once, with the field errors), and the browser leaves the POST address."""
+    typed = {k: request.form.getlist(k) for k in request.form if k != "csrf_token"}
+    # The text can be far over a cookie's 4 KB: it waits in Redis, the (cookie) session holds its key.
+    key = f"{DRAFT_KEY}:{secrets.token_urlsafe(16)}"
+    draft = {"case": case.tracking_number, "action": action.value, "form": typed}
+    current_redis().set(key, json.dumps(draft, ensure_ascii=False), ex=DRAFT_SECONDS)
+    session[DRAFT_KEY] = key
+    return redirect(url_for("workbench.case_page", tracking_number=case.tracking_number), 303)
+
+
+def _draft_form(case: Case, user: User) -> tuple[Action, ActionForm] | None:
+    """The refused form of the last POST on this case, re-bound to what was typed (then forgotten)."""
+    key = session.pop(DRAFT_KEY, None)
+    raw = current_redis().getdel(key) if isinstance(key, str) else None
+    draft = json.loads(raw) if raw else None
+    if not draft or draft.get("case") != case.tracking_number:
+        return None
+    try:
+        action = Action(draft.get("action"))
+    except ValueError:
+        return None
+    form = FORMS[action](
+        prefix=action.value, formdata=MultiDict(_pairs(draft.get("form") or {})), meta={"csrf": False}
+    )
+    _fill_choices(form, action, case, user)
+    form.validate()  # the field errors again, beside the fields
+    return action, form
+
+
+def _pairs(typed: dict[str, list[str]]) -> list[tuple[str, str]]:
+    return [(key, value) for key, values in typed.items() for value in values]
+
+
 def _render_case(
     case: Case, user: User, status: int = 200, bound: tuple[Action, ActionForm] | None = None
 ) -> Any:
     actions = services.allowed_actions(dbs(), case, user)
     forms = {a: _form(a, case, user) for a in actions if a in FORMS}
+    bound = bound or _draft_form(case, user)
     if bound is not None and bound[0] in forms:
         forms[bound[0]] = bound[1]
     now = utcnow()
@@ -535,19 +579,19 @@ def act(tracking_number: str, action: str) -> Any:
         if refused.code in FORBIDDEN_CODES:
             abort(403)
         flash(_(refused.message))
-        return _render_case(case, user, 409)
+        return _back_with_draft(case, chosen)
     form = _form(chosen, case, user, formdata=request.form)
     if not form.validate_on_submit():
         for errors in form.errors.values():
             for error in errors if isinstance(errors, list) else [errors]:
                 flash(_(str(error)))
-        return _render_case(case, user, 422, (chosen, form))
+        return _back_with_draft(case, chosen)
     try:
         services.perform(dbs(), chosen.value, case.id, user, **form.values())
     except TransitionError as refusal:
         dbs().rollback()
         flash(_(refusal.message))
-        return _render_case(case, user, 422, (chosen, form))
+        return _back_with_draft(case, chosen)
     dbs().commit()
     flash(_("已完成：%(action)s", action=_(chosen.label)))
     return redirect(url_for("workbench.case_page", tracking_number=case.tracking_number))

@@ -295,3 +295,37 @@ def test_notices_about_closed_cases_are_not_shown(client: Any, session: Session)
     services.close(session, case.id, user(session, "operator"))
     session.commit()
     assert "工单待归档提醒" not in notices_section(client)
+
+
+# --- post-redirect-get that keeps what was typed -------------------------------------------------
+
+
+def test_a_refused_action_redirects_to_the_case_and_keeps_what_was_typed(
+    client: Any, session: Session
+) -> None:
+    case = escalated(client, session)  # resolving is refused until the street reports in
+    login(client, "handler-community")
+    long_reply = "已安排环卫车辆清运并消杀，今后每日清运一次。" * 60  # far over a cookie's 4 KB
+    response = client.post(
+        f"/workbench/cases/{case.tracking_number}/resolve",
+        data={"resolve-result": "已清运", "resolve-reply": long_reply},
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/workbench/cases/{case.tracking_number}"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "仍有被吹哨的单位尚未报到" in page and long_reply in page and "已清运</textarea>" in page
+    again = client.get(response.headers["Location"]).get_data(as_text=True)  # shown once
+    assert long_reply not in again
+
+
+def test_field_errors_come_back_beside_the_fields_after_the_redirect(client: Any, session: Session) -> None:
+    case = accepted(client, session)
+    login(client, "handler-community")
+    response = client.post(
+        f"/workbench/cases/{case.tracking_number}/request_extension",
+        data={"request_extension-reason": "需协调物业，材料未齐"},
+    )
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "请选择延期后的日期" in page and "需协调物业，材料未齐" in page
+    assert 'id="more-request_extension" open' in page

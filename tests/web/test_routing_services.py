@@ -328,7 +328,12 @@ def test_returns_go_back_up_then_to_triage_at_the_limit(session: Session) -> Non
         services.dispatch_manually(session, case.id, user(session, "dispatcher-city"), unit_code=COMMUNITY)
     assert refused.value.code == "ping_pong"
     services.dispatch_manually(
-        session, case.id, user(session, "dispatcher-city"), unit_code=COMMUNITY, force=True, note="核实属本社区"
+        session,
+        case.id,
+        user(session, "dispatcher-city"),
+        unit_code=COMMUNITY,
+        force=True,
+        note="核实属本社区",
     )
     assert case.state == State.dispatched
 
