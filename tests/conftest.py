@@ -87,9 +87,10 @@ def _reset_schema() -> None:
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> Iterator[None]:
     """Each test starts with no rate-limit counters; the limiter itself stays on, on the real storage."""
-    yield
     from app.ratelimit import reset_all
 
+    reset_all()  # before as well: another app built by a test may have re-pointed the shared limiter
+    yield
     reset_all()
 
 

@@ -16,7 +16,8 @@ from app.auth import roles_required
 from app.exports import csv_text, safe_row
 from app.web.assessment import KIND_LABELS, STAFF, _db, _quarter, _review_rows, _run_for_view, _tree_rows, bp
 from app.web.assessment_casemix import add_ledger_sheet
-from assessment import inputs, missing, rankings, services, vocabulary
+from app.web.present import local
+from assessment import inputs, labels, missing, rankings, services, vocabulary
 from assessment.models import ScoringRun
 from assessment.vocabulary import COMPOSITE_PARTS
 from core.models import LEVEL_LABELS, Level, Unit
@@ -35,7 +36,7 @@ def _review_table() -> list[list[Any]]:
         "证据",
         "审核结论",
         "审核人",
-        "审核时间",
+        "审核时间（北京时间）",
     ]
     rows: list[list[Any]] = [header]
     for item in _review_rows():
@@ -53,7 +54,7 @@ def _review_table() -> list[list[Any]]:
                 evidence_text,
                 item.decision,
                 item.decided_by.display_name if item.decided_by else "",
-                item.decided_at.isoformat(timespec="minutes") if item.decided_at else "",
+                local(item.decided_at),  # Beijing time, as on the page
             ]
         )
     return rows
@@ -161,7 +162,7 @@ def export_xlsx(quarter: str) -> Any:
         for row in _score_table(run, level.value):
             sheet.append(safe_row(row))
     sheet = book.create_sheet("指标体系")
-    sheet.append(["层级", "编码", "名称", "权重", "评分规则", "数据来源"])
+    sheet.append(["层级", "编码", "名称", "权重", "评分规则", "数据来源", "数据来源说明"])
     for depth, config in _tree_rows(run.system.tree):
         sheet.append(
             safe_row(
@@ -172,6 +173,7 @@ def export_xlsx(quarter: str) -> Any:
                     config.get("weight"),
                     json.dumps(config.get("rule"), ensure_ascii=False) if config.get("rule") else "",
                     run.system.sources.get(config["code"], ""),
+                    labels.label(run.system.sources.get(config["code"], "")),
                 ]
             )
         )

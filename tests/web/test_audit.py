@@ -11,10 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.present import LOCAL_OFFSET
 from core.audit import AuditEvent
-from core.db import utcnow
 from core.models import User
+from core.quarter import beijing_today
 from routing.models import Case
 from tests.conftest import login
 
@@ -136,7 +135,7 @@ def test_audit_page_searches_by_user_action_and_date_and_exports_csv(client: Any
     assert "登录成功" in page and "退出登录" in page
     only_logout = client.get("/admin/audit?username=operator&action=logout").get_data(as_text=True)
     assert 'data-action="logout"' in only_logout and 'data-action="login.success"' not in only_logout
-    today = (utcnow() + LOCAL_OFFSET).date()
+    today = beijing_today()
     tomorrow = today + timedelta(days=1)
     assert 'data-action="logout"' in client.get(f"/admin/audit?since={today}&until={today}").get_data(
         as_text=True

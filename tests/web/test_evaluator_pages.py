@@ -4,13 +4,17 @@ time, Chinese labels, the report on A4 landscape."""
 # ruff: noqa: F811 - the fixture `tiny` is imported from test_assessment and requested by name
 from __future__ import annotations
 
+import io
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from assessment import services, systems
+from assessment.models import ReviewItem
 from core.models import Unit
 from tests.conftest import login
 from tests.web.test_assessment import Q, tiny  # noqa: F401 - the hand-checked quarter's fixture
@@ -103,3 +107,23 @@ def test_report_prints_on_a4_landscape(client: Any, session: Session, tiny: dict
     login(client, "evaluator")
     assert client.post(f"/assessment/{Q}/run").status_code == 302
     assert '<div class="report-page">' in client.get(f"/assessment/{Q}/report").data.decode()
+
+
+def test_ledger_says_sources_in_chinese_and_review_times_in_beijing_time(
+    client: Any, session: Session, tiny: dict[str, Unit]
+) -> None:
+    item = ReviewItem(
+        unit_id=tiny["c1"].id, kind="case_category", item_code="HW-01", item_label="环境卫生",
+        quarter_from="2019Q4", quarter_to=Q, threshold=60.0, evidence=[], decision="已约谈",
+        decided_at=datetime(2020, 3, 31, 17, 30),
+    )  # fmt: skip
+    session.add(item)
+    session.commit()
+    login(client, "evaluator")
+    assert client.post(f"/assessment/{Q}/run").status_code == 302
+    book = load_workbook(io.BytesIO(client.get(f"/assessment/{Q}/export.xlsx").data))
+    rows = list(book["指标体系"].iter_rows(values_only=True))
+    assert rows[0][-1] == "数据来源说明"
+    assert ("A", "诉求数据：满意率") in {(r[1], r[-1]) for r in rows[1:]}
+    review = list(book["逐项审核"].iter_rows(values_only=True))
+    assert review[0][-1] == "审核时间（北京时间）" and review[1][-1] == "2020-04-01 01:30"

@@ -121,6 +121,10 @@ def test_private_status_link_ignores_a_spoofed_host(client: Any, session: Sessio
 def test_survey_and_qr_links_ignore_a_spoofed_host(client: Any, session: Session, public_base: str) -> None:
     survey = make_survey(session)
     login(client, "evaluator")
+    # The browser of someone reaching the site under a forged Host sends its session there too.
+    cookie = client.get_cookie("session", domain="localhost")
+    assert cookie is not None
+    client.set_cookie("session", cookie.value, domain="evil.example")
     html = client.get(f"/surveys/{survey.id}/links/{C1}", headers={"Host": "evil.example"}).get_data(
         as_text=True
     )
