@@ -594,6 +594,10 @@ def act(tracking_number: str, action: str) -> Any:
         return _back_with_draft(case, chosen)
     dbs().commit()
     flash(_("已完成：%(action)s", action=_(chosen.label)))
+    try:
+        services.case_for(dbs(), case.id, user)
+    except services.CaseNotFound:  # e.g. after 退单 the case left the unit: back to the queue, not a 404
+        return redirect(url_for("workbench.queue"))
     return redirect(url_for("workbench.case_page", tracking_number=case.tracking_number))
 
 

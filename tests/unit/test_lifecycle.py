@@ -307,7 +307,9 @@ def test_return_goes_back_to_the_sending_level_then_to_triage_then_refused() -> 
     assert second.event.details["limit_reached"] is True
 
     # A dispatcher decides in triage; the unit it picks can no longer return it.
-    third_hop = decide(second.after, Dispatch(COMMUNITY, force=True, note="改回本社区"), STREET_DISPATCHER, NOW).after
+    third_hop = decide(
+        second.after, Dispatch(COMMUNITY, force=True, note="改回本社区"), STREET_DISPATCHER, NOW
+    ).after
     assert Action.return_case not in allowed_actions(third_hop, HANDLER, NOW)
     with pytest.raises(TransitionError) as info:
         decide(third_hop, ReturnCase(ReturnReason.duplicate), HANDLER, NOW)
@@ -351,7 +353,9 @@ def test_no_ping_pong_unless_a_dispatcher_forces_it() -> None:
     with pytest.raises(TransitionError) as info:  # forcing is audited: it needs a reason
         decide(returned, Dispatch(COMMUNITY, force=True, note=" "), STREET_DISPATCHER, NOW)
     assert info.value.code == "missing_text"
-    forced = decide(returned, Dispatch(COMMUNITY, force=True, note="街道核实属本社区"), STREET_DISPATCHER, NOW)
+    forced = decide(
+        returned, Dispatch(COMMUNITY, force=True, note="街道核实属本社区"), STREET_DISPATCHER, NOW
+    )
     assert forced.after.unit == COMMUNITY
     assert forced.event.details["forced"] is True and forced.event.reason == "街道核实属本社区"
     # Other units are fine.

@@ -329,3 +329,13 @@ def test_field_errors_come_back_beside_the_fields_after_the_redirect(client: Any
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "请选择延期后的日期" in page and "需协调物业，材料未齐" in page
     assert 'id="more-request_extension" open' in page
+
+
+def test_after_a_return_the_handler_lands_on_a_page_they_can_open(client: Any, session: Session) -> None:
+    case = submit(client, session)
+    login(client, "handler-community")
+    response = client.post(
+        f"/workbench/cases/{case.tracking_number}/return_case", data={"return_case-reason": "wrong_place"}
+    )
+    assert response.status_code == 302
+    assert client.get(response.headers["Location"]).status_code == 200  # never a 404 after success
