@@ -53,6 +53,30 @@ def units_import(file: Path) -> None:
         click.echo(f"调整上级 {len(summary.moved)} 个：{'、'.join(summary.moved)}（下级单位与工单随之调整）")
 
 
+@units_cli.command("boundaries")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def units_boundaries(file: Path) -> None:
+    """Import community boundaries from GeoJSON (a FeatureCollection, ``properties.code`` = community code)."""
+    import json
+
+    from routing.places import BoundaryImportError, import_boundaries
+
+    try:
+        report = import_boundaries(db.session, json.loads(file.read_text(encoding="utf-8")))
+    except (ValueError, BoundaryImportError) as error:  # json.JSONDecodeError is a ValueError
+        db.session.rollback()
+        click.echo(f"导入失败：{getattr(error, 'message', None) or '文件不是合法的 JSON'}", err=True)
+        raise SystemExit(1) from None
+    if report.problems:
+        db.session.rollback()
+        click.echo(f"导入失败，未作任何修改（{len(report.problems)} 处错误）：", err=True)
+        for problem in report.problems:
+            click.echo(f"  {problem}", err=True)
+        raise SystemExit(1)
+    db.session.commit()
+    click.echo(f"社区边界：新增 {report.created}，更新 {report.updated}")
+
+
 @categories_cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def categories_import(file: Path) -> None:

@@ -14,6 +14,12 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,  # None → generated once into instance/secret_key
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,  # bodies above this are refused with 413
     "UPLOAD_MAX_BYTES": 20 * 1024 * 1024,  # survey/units uploads by evaluators and admins
+    "UPLOAD_DIR": None,  # None → instance/uploads: residents' and handlers' photos (re-encoded JPEG)
+    "PHOTO_MAX_BYTES": 8 * 1024 * 1024,  # one photo as uploaded; a request takes PHOTO_MAX_COUNT of them
+    "PHOTO_MAX_COUNT": 6,
+    "MAP_TILE_URL": "",  # e.g. https://tile.example/{z}/{x}/{y}.png; empty → the map picker shows no tiles
+    "MAP_CENTER": "30.5928,114.3055",  # lat,lng the map picker opens at (the demo city)
+    "DUPLICATE_WINDOW_DAYS": 30,  # open cases this recent are offered as possible duplicates at intake
     "IMPORT_INLINE_BYTES": 256 * 1024,  # paper uploads above this are imported by an RQ job, with progress
     "RQ_ASYNC": True,  # False runs jobs inline (tests of the web tier without a worker)
     "RQ_QUEUE_PREFIX": "",  # lets parallel test runs share one Redis without sharing queues
@@ -69,6 +75,12 @@ ENVIRONMENT: dict[str, type] = {
     "MAX_CONTENT_LENGTH": int,
     "UPLOAD_MAX_BYTES": int,
     "IMPORT_INLINE_BYTES": int,
+    "UPLOAD_DIR": str,
+    "PHOTO_MAX_BYTES": int,
+    "PHOTO_MAX_COUNT": int,
+    "MAP_TILE_URL": str,
+    "MAP_CENTER": str,
+    "DUPLICATE_WINDOW_DAYS": int,
     "SESSION_COOKIE_SECURE": bool,
     "TRUSTED_PROXIES": int,
     "PUBLIC_BASE_URL": str,
@@ -123,6 +135,8 @@ def load(instance_path: Path, overrides: Mapping[str, Any] | None = None) -> dic
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     if config["FORCE_HTTPS"] is None:
         config["FORCE_HTTPS"] = str(config["PUBLIC_BASE_URL"] or "").startswith("https://")
+    if not config["UPLOAD_DIR"]:
+        config["UPLOAD_DIR"] = str(instance_path / "uploads")
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = instance_secret(instance_path)
     return config

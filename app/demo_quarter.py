@@ -204,6 +204,9 @@ def load_demo_quarter(session: Session, token_key: bytes, today: date | None = N
             continue
         score_quarter(session, quarter, publish=publish, user_id=admin.id)
         done.scored = "published" if publish else "draft"
+    from app.demo_governance import load_demo_governance
+
+    load_demo_governance(session, today)  # co-governance: topics in every step, the quarters' ledgers
     return summary
 
 

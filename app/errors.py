@@ -64,5 +64,9 @@ def init_app(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Any:
         status = exc.code or 500
         if wants_json():
-            return api_error(status)
+            body, code = api_error(status)
+            allowed = getattr(exc, "valid_methods", None)
+            if status == 405 and allowed:  # RFC 9110: a 405 lists the methods the resource supports
+                body.headers["Allow"] = ", ".join(allowed)
+            return body, code
         return render_template("error.html", status=status, message=_(MESSAGES.get(status, "错误"))), status

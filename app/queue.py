@@ -44,6 +44,9 @@ PACKAGES = {
 }
 TASKS: dict[str, Policy] = {
     "core.unit_jobs.import_unit_file": Policy("default", timeout=1800, retry_intervals=(30,)),
+    # Webhooks: the fan-out writes the delivery rows; each delivery retries with backoff over ~3 hours.
+    "app.api.webhooks.fan_out": Policy("default", timeout=60),
+    "app.api.webhooks.deliver": Policy("default", timeout=60, retry_intervals=(10, 60, 300, 1800, 7200)),
 }
 DEFAULT = Policy("default")
 QUEUES = ("routing", "scoring", "default")

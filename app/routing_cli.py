@@ -125,9 +125,12 @@ def run_beat_once(app: Flask, interval: int) -> bool:
         with app.app_context():
             _safely(lambda: jobs.scan_deadlines(warning_share=configured_warning_share(app)), "scan")
         return True
+    from governance import jobs as governance_jobs
+
     with app.app_context():
         _safely(jobs.sweep, "sweep")
         _safely(lambda: jobs.scan_deadlines(warning_share=configured_warning_share(app)), "scan")
+        _safely(governance_jobs.close_due_votes, "votes")  # co-governance: votes close at their deadline
     return True
 
 

@@ -502,9 +502,12 @@ def leaf_inputs(
     composite: tuple[float, float, float],
     ids_by_code: Mapping[str, int] | None = None,
     places: pd.DataFrame | None = None,
+    co_governance: pd.DataFrame | None = None,
 ) -> LeafInputs:
     """Gather every leaf's value per community from its declared source (NaN = not applicable).
 
+    ``co_governance`` (index unit_id, columns ``ledger:<measure>`` / ``topic:<measure>``, from
+    :func:`co_governance_frame`) feeds the ledger and topic sources.
     With ``places`` (street_id, district_id per community) the missing-data policy of ``assessment.missing``
     applies to case rates and survey indexes; without it own values are used as they are.
     """
@@ -563,6 +566,12 @@ def leaf_inputs(
             expected = district.map(ran.groupby(district).any()) if district is not None else ran
             value, flag, parent = policy("survey", own, n, expected.fillna(False))
             note = _policy_notes(N_("满意度指数"), own, n, value, flag, parent, "survey")
+        elif kind in ("ledger", "topic"):
+            column = f"{kind}:{key}"
+            found = co_governance if co_governance is not None and column in co_governance else None
+            value = (
+                nan if found is None else found[column].reindex(index).to_numpy(dtype=float, na_value=np.nan)
+            )
         else:
             rows = entry[entry["code"] == key].drop_duplicates("unit_id", keep="last").set_index("unit_id")
             value = rows["value"].reindex(index).to_numpy(dtype=float, na_value=np.nan)
@@ -671,3 +680,17 @@ def load_places(session: Session) -> Places:
     ).set_index("unit_id")
     frame["population"] = frame["population"].fillna(0).astype(float)
     return Places(frame)
+
+
+def co_governance_frame(session: Session, quarter: Quarter | str) -> pd.DataFrame:
+    """The quarter's ledger and topic measures per community (columns ``ledger:<m>``, ``topic:<m>``)."""
+    from governance.ledgers import ledger_figures, topic_figures
+
+    q = as_quarter(quarter)
+    ledger = ledger_figures(session, q).add_prefix("ledger:")
+    topic = topic_figures(session, q).add_prefix("topic:")
+    frame = ledger.join(topic, how="outer")
+    # A community with no topic has no share of topics decided (NaN, not applicable), but zero topics.
+    if "topic:topics" in frame:
+        frame["topic:topics"] = frame["topic:topics"].fillna(0.0)
+    return frame

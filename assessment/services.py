@@ -25,7 +25,7 @@ from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from assessment import missing, rankings, rules
-from assessment.inputs import LeafInputs, leaf_inputs, load_places
+from assessment.inputs import LeafInputs, co_governance_frame, leaf_inputs, load_places
 from assessment.models import RUN_DRAFT, RUN_PUBLISHED, ReviewItem, Score, ScoringRun
 from assessment.rankings import whole_ranks
 from assessment.significance import (
@@ -51,6 +51,13 @@ from core.models import Level, Unit
 from core.quarter import Quarter
 
 DEFAULT_REVIEW_THRESHOLDS = {"survey_item": 60.0, "case_category": 60.0}
+
+
+def _co_governance(session: Session, quarter: Quarter, sources: Mapping[str, str]) -> pd.DataFrame | None:
+    """The ledger/topic measures, read only when some leaf uses them."""
+    if not any(str(s).startswith(("ledger:", "topic:")) for s in sources.values()):
+        return None
+    return co_governance_frame(session, quarter)
 
 
 def run_scoring(
@@ -91,6 +98,7 @@ def run_scoring(
         (composite.response, composite.resolution, composite.satisfaction),
         {str(code): int(uid) for uid, code in places["code"].items()},
         places=places,
+        co_governance=_co_governance(session, quarter, system.sources),
     )
     root, derived = apply_entropy(root, system.weight_methods or {}, inputs.values)
     scored = rules.score_units(root, inputs.values, ceilings=inputs.ceilings)

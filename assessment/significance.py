@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from assessment import rules
 from assessment.inputs import LeafInputs
 from assessment.models import RUN_PUBLISHED, Score, ScoringRun
-from assessment.vocabulary import COMPOSITE, PROPORTION_RATES, parse_source
+from assessment.vocabulary import COMPOSITE, PROPORTION_RATES, RECORDED_KINDS, parse_source
 from core.models import Level
 from core.quarter import Quarter
 from surveys.stats import adjust_p_values, compare_proportions, z_value
@@ -145,7 +145,7 @@ def leaf_variance(
     value = np.asarray(value, dtype=float)
     n = np.asarray(n, dtype=float)
     out = np.full(value.shape, np.nan)
-    if kind == "entry":
+    if kind in RECORDED_KINDS:
         return np.where(np.isnan(value), np.nan, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         if kind == "case" and (key in PROPORTION_RATES or key == COMPOSITE):
@@ -191,7 +191,7 @@ def total_change_se(
     sampled_any = np.zeros(len(values), dtype=bool)
     for code in leaves:
         kind, key = parse_source(sources[code])
-        if kind == "entry":
+        if kind in RECORDED_KINDS:
             continue
         x = values[code].to_numpy(dtype=float, na_value=np.nan)
         x_prev = prev[code].to_numpy(dtype=float, na_value=np.nan)

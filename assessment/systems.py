@@ -19,6 +19,7 @@ from assessment import rankings, rules, weights
 from assessment.models import CompositeWeights, IndicatorSystem, ScoringRun
 from assessment.vocabulary import (
     CASE_RATES,
+    CO_GOVERNANCE_MEASURES,
     COMPOSITE,
     ROLLUP_MODES,
     RULE_KIND_LABELS,
@@ -417,6 +418,8 @@ def describe_source(source: str) -> str:
         what = N_("三率综合") if key == COMPOSITE else CASE_RATES[key][0]
     elif kind == "survey":
         what = N_("总体满意度指数") if key == SURVEY_ALL else N_("题目/指标 {k}").format(k=key)
+    elif kind in CO_GOVERNANCE_MEASURES:
+        what = CO_GOVERNANCE_MEASURES[kind][key]
     else:
         what = N_("录入项 {k}").format(k=key)
     return f"{SOURCE_KIND_LABELS[kind]}：{what}"

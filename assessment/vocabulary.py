@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from core.i18n import N_, DomainError
 from core.quarter import Quarter
+from governance.ledgers import LEDGER_MEASURES, TOPIC_MEASURES
 
 
 class AssessmentError(DomainError):
@@ -57,8 +58,17 @@ PROPORTION_RATES = frozenset(r.key for r in RATES if r.proportion)
 COMPOSITE = "composite"
 COMPOSITE_PARTS = ("response_rate", "resolution_rate", "satisfaction_rate")
 SURVEY_ALL = "*"
-SOURCE_KINDS = ("case", "survey", "entry")
-SOURCE_KIND_LABELS = {"case": N_("诉求数据"), "survey": N_("问卷调查"), "entry": N_("考评录入")}
+SOURCE_KINDS = ("case", "survey", "entry", "ledger", "topic")
+SOURCE_KIND_LABELS = {
+    "case": N_("诉求数据"),
+    "survey": N_("问卷调查"),
+    "entry": N_("考评录入"),
+    "ledger": N_("共治台帐"),
+    "topic": N_("五步议事"),
+}
+# Recorded values (no sampling error): evaluators' entries and the co-governance ledgers and topics.
+RECORDED_KINDS = ("entry", "ledger", "topic")
+CO_GOVERNANCE_MEASURES = {"ledger": LEDGER_MEASURES, "topic": TOPIC_MEASURES}
 
 RULE_KIND_LABELS: dict[str, str] = {
     "linear": N_("线性（区间内按比例得分）"),
@@ -99,7 +109,14 @@ def parse_source(source: str) -> tuple[str, str]:
     if not sep or kind not in SOURCE_KINDS or not key.strip():
         raise AssessmentError(
             "bad_source",
-            N_("数据来源「{s}」无效，应为 case:<比率>、survey:<题目编码> 或 entry:<编码>").format(s=source),
+            N_(
+                "数据来源「{s}」无效，应为 case:<比率>、survey:<题目编码>、entry:<编码>、ledger:<台帐指标> 或 topic:<议事指标>"
+            ).format(s=source),
+        )
+    if kind in CO_GOVERNANCE_MEASURES and key.strip() not in CO_GOVERNANCE_MEASURES[kind]:
+        options = "、".join(CO_GOVERNANCE_MEASURES[kind])
+        raise AssessmentError(
+            "unknown_measure", N_("未知的共治指标「{k}」，可选：{opts}").format(k=key, opts=options)
         )
     if kind == "case" and key not in CASE_RATES and key != COMPOSITE:
         raise AssessmentError(

@@ -37,6 +37,7 @@ ACTIONS: dict[str, str] = {
     "user.update": N_("修改用户"),
     "user.password_reset": N_("重置用户密码"),
     "user.totp_reset": N_("重置两步验证"),
+    "governance.edit": N_("编辑共治记录（议题、表决、台帐）"),
 }
 
 

@@ -228,21 +228,6 @@ class Rating(Base):
     topic: Mapped[Topic] = relationship(back_populates="ratings")
 
 
-class AuditEntry(Base):
-    """One edit of a co-governance record: what, which, who (and their unit), when, the new values."""
-
-    __tablename__ = "gov_audit"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    entity: Mapped[str] = mapped_column(String(30), index=True)
-    entity_id: Mapped[int] = mapped_column(Integer)
-    action: Mapped[str] = mapped_column(String(30))
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    actor_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
-    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
 # --- ledgers (电子台帐) ---------------------------------------------------------------------------
 
 

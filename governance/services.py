@@ -2,7 +2,7 @@
 
 Each service takes a Session and flushes; the caller commits. A step is snapshot → ``rules.decide`` →
 apply: the topic row changes, a :class:`~governance.models.TopicStep` records who and when, an
-:class:`~governance.models.AuditEntry` records the edit, and the resident of every linked case gets a
+the audit trail (``core.audit``) records the edit, and the resident of every linked case gets a
 notice (delivered after the commit, see ``routing.notify``).
 """
 
@@ -16,12 +16,12 @@ from typing import Any, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import audit as core_audit
 from core.db import DbSession, utcnow
 from core.i18n import N_
 from core.models import Level, Role, Unit, User
 from governance import rules
 from governance.models import (
-    AuditEntry,
     Ballot,
     Comment,
     Milestone,
@@ -43,18 +43,9 @@ TITLE_MAX = 120
 def audit(
     session: DbSession, entity: str, entity_id: int, action: str, user: User | None, **values: Any
 ) -> None:
-    """Record one edit of a co-governance record (flush only)."""
-    session.add(
-        AuditEntry(
-            entity=entity,
-            entity_id=entity_id,
-            action=action,
-            actor_id=user.id if user is not None else None,
-            actor_unit_id=user.unit_id if user is not None else None,
-            values={k: _plain(v) for k, v in values.items()},
-            created_at=utcnow(),
-        )
-    )
+    """Record one edit of a co-governance record in the audit trail (flush only; no personal data)."""
+    details = {"action": action, **{k: _plain(v) for k, v in values.items()}}
+    core_audit.record(session, "governance.edit", user, entity, entity_id, details)
 
 
 def _plain(value: Any) -> Any:

@@ -65,6 +65,8 @@ class Case(Base):
     returns_count: Mapped[int] = mapped_column(Integer, default=0)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    # Residents who reported the same problem and chose to follow this case instead (我也遇到了).
+    me_too_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     solved: Mapped[bool | None] = mapped_column(Boolean)
     satisfaction: Mapped[str | None] = mapped_column(String(30))
     # Lifecycle bookkeeping (see routing.lifecycle.CaseSnapshot): who sent the case to its unit, who
@@ -104,6 +106,9 @@ class Case(Base):
     )
     summons: Mapped[list[Summons]] = relationship(
         back_populates="case", order_by="Summons.id", cascade="all, delete-orphan"
+    )
+    photos: Mapped[list[CasePhoto]] = relationship(
+        back_populates="case", order_by="CasePhoto.id", cascade="all, delete-orphan"
     )
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
@@ -273,3 +278,37 @@ class CalendarDate(Base):
     name: Mapped[str] = mapped_column(String(60), default="")
 
     calendar_year: Mapped[CalendarYear] = relationship(back_populates="dates")
+
+
+class CasePhoto(Base):
+    """A photo of a case: the resident's at intake, or a handler's evidence when resolving.
+
+    The files live under the upload directory as ``<key>.jpg`` and ``<key>.thumb.jpg``; the key is random,
+    so knowing one photo's address tells nothing of another's, and serving checks access to the case.
+    """
+
+    __tablename__ = "case_photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="intake")  # intake | evidence
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="photos")
+
+
+class UnitBoundary(Base):
+    """A community's boundary as a GeoJSON geometry (WGS 84), imported by ``flask units boundaries``."""
+
+    __tablename__ = "unit_boundaries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), unique=True)
+    geometry: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    unit: Mapped[Unit] = relationship()

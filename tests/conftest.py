@@ -139,6 +139,16 @@ def _fresh_working_calendar() -> Iterator[None]:
     invalidate()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_webhook_subscriptions() -> Iterator[None]:
+    """The per-process cache of webhook subscriptions may hold a test's rolled-back endpoint."""
+    from app.api.webhooks import forget_subscriptions
+
+    forget_subscriptions()
+    yield
+    forget_subscriptions()
+
+
 def _enqueue(app: Flask, task: str, args: tuple[Any, ...]) -> None:
     from app.queue import enqueue
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from app.api.schemas import read_request
 from app.auth import signed_in_user
 from app.errors import api_error
 from app.extensions import csrf, db, limiter
+from app.photos import attach, photo_list, read_photos
 from app.ratelimit import limit_from_config
 from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
-from app.web.public import token_key
+from app.web.public import duplicates_for, token_key
 from core import jobs
 from core.catalogue import HANDLING_LEVEL_LABELS, active_categories
 from core.models import Unit
@@ -23,6 +26,7 @@ from routing.access import can_view
 from routing.intake import IdempotencyConflict, IntakeRejected, Submission, check_token, find_case, submit
 from routing.models import Case
 from routing.narrative import describe
+from routing.places import boundary_index, known_addresses
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
@@ -34,8 +38,10 @@ def init_app(app: Flask) -> None:
     """Register the API; it takes JSON bodies, not forms, so CSRF does not apply (see README)."""
     csrf.exempt(bp)
     limiter.shared_limit(limit_from_config("API_LIMIT"), scope="api")(bp)  # one budget for the whole API
+    from app.api import topics  # noqa: F401 - adds the co-governance routes to this blueprint
+
     app.register_blueprint(bp)
-    from app.api import open311
+    from app.api import open311, webhooks  # noqa: F401 - webhooks listens for committed case events
 
     open311.init_app(app)
 
@@ -44,28 +50,59 @@ def _field_error(field: str, code: str, message: str) -> dict[str, Any]:
     return {"field": field, "code": code, "message": message}
 
 
+KEY_MESSAGES = {
+    "invalid": "api_key 无效",
+    "revoked": "api_key 已被吊销",
+    "scope": "该 api_key 无权进行此操作",
+    "rate_limited": "该 api_key 请求过于频繁，请稍后再试",
+}
+
+
+def _partner_key(scope: str) -> tuple[Any, Any]:
+    """The partner key of ``X-Api-Key`` checked for ``scope``: (key or None, error response or None).
+
+    No header: (None, None), the request goes on as a resident's or staff member's.
+    """
+    from app.api import keys
+
+    presented = request.headers.get("X-Api-Key")
+    if not presented:
+        return None, None
+    check = keys.authorise(db.session, presented, scope)
+    db.session.commit()  # the use (or the refusal) stays recorded
+    if check.key is None:
+        status = 429 if check.error == "rate_limited" else 403
+        code = check.error or "invalid"
+        return None, api_error(
+            status, [_field_error("X-Api-Key", code, _(KEY_MESSAGES.get(code, KEY_MESSAGES["invalid"])))]
+        )
+    return check.key, None
+
+
 def _read_submission(body: Any) -> tuple[Submission | None, list[dict[str, Any]]]:
-    """Shape checks on the JSON body (types); the intake service checks the content."""
-    if not isinstance(body, dict):
-        return None, [_field_error("", "invalid", _("请求体必须是 JSON 对象"))]
-    errors = []
-    for name in (*FIELDS, "street", "district"):
-        value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            errors.append(_field_error(name, "invalid", _("该字段必须是字符串")))
-    for name in ("lat", "lng"):
-        value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            errors.append(_field_error(name, "invalid", _("该字段必须是数字")))
-    if "anonymous" in body and not isinstance(body["anonymous"], bool):
-        errors.append(_field_error("anonymous", "invalid", _("该字段必须是 true 或 false")))
-    unknown = sorted(set(body) - set(FIELDS) - set(OPTIONAL))
-    errors += [_field_error(name, "unknown_field", _("不支持的字段")) for name in unknown]
-    if errors:
-        return None, errors
-    values: dict[str, Any] = {k: body.get(k) or "" for k in FIELDS}
-    values.update({k: body[k] for k in OPTIONAL if k in body})
+    """Shape checks on the JSON body by the schema the OpenAPI document shows; intake checks the content."""
+    model, errors = read_request(body)
+    if model is None:
+        return None, [{**e, "message": _(e["message"])} for e in errors]
+    given = model.model_dump(exclude_unset=True)
+    values: dict[str, Any] = {k: given.get(k) or "" for k in FIELDS}
+    values.update({k: given[k] for k in OPTIONAL if k in given and given[k] is not None})
     return Submission(**values), []
+
+
+def _form_body() -> dict[str, Any]:
+    """A multipart body's fields as the JSON body would carry them (lat/lng numbers, anonymous bool)."""
+    body: dict[str, Any] = {k: v for k, v in request.form.items()}
+    for name in ("lat", "lng"):
+        if body.get(name, "").strip() == "":
+            body.pop(name, None)
+        else:
+            with contextlib.suppress(ValueError):  # left a string: the shape check names the field
+                body[name] = float(body[name])
+    if "anonymous" in body:
+        flag = body["anonymous"].strip().lower()
+        body["anonymous"] = {"true": True, "1": True, "false": False, "0": False, "": False}.get(flag, flag)
+    return body
 
 
 def case_json(case: Case, full: bool, codes: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -105,10 +142,18 @@ def case_json(case: Case, full: bool, codes: tuple[str, str] | None = None) -> d
 
 @bp.post("/requests")
 def create_request() -> Any:
-    """Submit a request; 201 with tracking number and private token (200 on an idempotent replay)."""
-    if not request.is_json:
+    """Submit a request (JSON, or multipart with ``photos`` files); 201 with tracking number, private
+    token and ``possible_duplicates`` (200 on an idempotent replay)."""
+    images: list[Any] = []
+    if request.mimetype == "multipart/form-data":
+        body: Any = _form_body()
+        images, problems = read_photos(request.files.getlist("photos"))
+        if problems:
+            return api_error(422, [_field_error("photos", p.code, p.message) for p in problems])
+    elif not request.is_json:
         return api_error(415)
-    body = request.get_json(silent=True)
+    else:
+        body = request.get_json(silent=True)
     if body is None and json_too_deep(request.get_data()):
         message = _("JSON 嵌套层数过多（最多 %(n)s 层）", n=MAX_JSON_DEPTH)
         return api_error(400, [_field_error("", "too_deep", message)])
@@ -117,6 +162,9 @@ def create_request() -> Any:
     data, errors = _read_submission(body)
     if data is None:
         return api_error(422, errors)
+    partner, refused = _partner_key("submit")
+    if refused is not None:
+        return refused
     try:
         result = submit(
             db.session,
@@ -137,9 +185,15 @@ def create_request() -> Any:
     if result.created:
         # Built before the commit from what was just stored, so the commit expires nothing we reload.
         case = result.case
+        if partner is not None:
+            case.events[0].details = {**(case.events[0].details or {}), "api_key_id": partner.id}
+        if images:
+            attach(db.session, case, images, "intake")
+        duplicates = duplicates_for(data.category, data.community, data.description, exclude_id=case.id)
         body = {
             **case_json(case, full=False, codes=(data.category.strip(), data.community.strip())),
             "token": result.token,
+            "possible_duplicates": [d.tracking_number for d in duplicates],
         }
         case_id = case.id
         db.session.commit()
@@ -156,18 +210,23 @@ def get_request(tracking_number: str) -> Any:
     The answer never tells whether a tracking number exists: without a token (and no staff session that
     may see the case) it is 401 either way; with a token, a wrong one and an unknown number are both 404.
     """
+    partner, refused = _partner_key("read")
+    if refused is not None:
+        return refused
     case = find_case(db.session, tracking_number)
+    if partner is not None:  # a partner sees every case, contacts masked (no signed-in viewer)
+        return jsonify(case_json(case, full=True)) if case is not None else api_error(404)
     token = request.args.get("token") or request.headers.get("X-Case-Token")
     user = signed_in_user()
     if case is not None and user is not None and can_view(user, case):
-        return jsonify(case_json(case, full=True))
+        return jsonify({**case_json(case, full=True), "photos": photo_list(case, None)})
     if not token:
         return api_error(401)
     # The token is checked for an unknown number too, so the work (and time) does not depend on it.
     number = case.tracking_number if case is not None else (tracking_number or "").strip().upper()
     if not check_token(token_key(), number, token) or case is None:
         return api_error(404)
-    return jsonify(case_json(case, full=True))
+    return jsonify({**case_json(case, full=True), "photos": photo_list(case, token)})
 
 
 @bp.get("/categories")
@@ -207,3 +266,79 @@ def units() -> Any:
             for u in children_of(db.session, parent)
         ]
     )
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Any:
+    """The OpenAPI 3.1 document of this API."""
+    from app.api.openapi import document
+
+    return jsonify(document())
+
+
+@bp.get("/docs")
+def docs() -> Any:
+    """The document as a readable page."""
+    from flask import render_template
+
+    from app.api.openapi import document
+
+    return render_template("api/docs.html", doc=document())
+
+
+def _text_arg(name: str, limit: int) -> str:
+    return (request.args.get(name) or "").strip()[:limit]
+
+
+@bp.get("/duplicates")
+def duplicates() -> Any:
+    """Open cases like the request being typed (same category and community), before it is submitted."""
+    found = duplicates_for(
+        _text_arg("category", 40), _text_arg("community", 40), _text_arg("description", 2000)
+    )
+    return jsonify(
+        {
+            "possible_duplicates": [
+                {
+                    "tracking_number": d.tracking_number,
+                    "state": d.state,
+                    "state_label": STATE_LABELS.get(d.state, d.state),
+                    "created_at": d.created_at.isoformat() + "Z",
+                    "me_too_count": d.me_too_count,
+                    "snippet": d.snippet,
+                }
+                for d in found
+            ]
+        }
+    )
+
+
+@bp.get("/places/suggest")
+def suggest_place() -> Any:
+    """The community whose imported boundary contains ``lat``/``lng`` (``community`` null when none)."""
+    try:
+        lat, lng = float(request.args["lat"]), float(request.args["lng"])
+    except (KeyError, ValueError):
+        return api_error(422, [_field_error("lat", "invalid", _("地图坐标必须是数字"))])
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        return api_error(422, [_field_error("lat", "out_of_range", _("地图坐标超出范围"))])
+    found = boundary_index.suggest(db.session, lat, lng)
+    if found is None:
+        return jsonify({"community": None})
+    return jsonify(
+        {
+            "community": found.community,
+            "community_name": found.community_name,
+            "street": found.street,
+            "district": found.district,
+        }
+    )
+
+
+@bp.get("/places/addresses")
+def addresses() -> Any:
+    """Addresses of earlier requests in ``community`` starting with ``q``, for autocompletion."""
+    community = _text_arg("community", 40)
+    if not community:
+        return jsonify([])
+    return jsonify(known_addresses(db.session, community, _text_arg("q", 100)))

@@ -385,7 +385,7 @@ def create_request(ext: str) -> Response:
     return render(ext, [body], "service_requests", "request", status=201 if result.created else 200)
 
 
-def _request_json(case: Case) -> dict[str, Any]:
+def request_json(case: Case) -> dict[str, Any]:
     """A case as the specification's request: never a name, phone or e-mail."""
     latest = case.events[-1] if case.events else None
     submit_event = case.events[0] if case.events else None
@@ -451,7 +451,7 @@ def list_requests(ext: str) -> Response:
         elif statuses == {"closed"}:
             query = query.where(Case.state.not_in([str(s) for s in OPEN_STATES]))
     cases = db.session.scalars(query.order_by(Case.created_at.desc(), Case.id.desc()).limit(RESULT_CAP))
-    body = [_request_json(c) for c in cases]
+    body = [request_json(c) for c in cases]
     db.session.commit()  # the key's recorded use
     return render(ext, body, "service_requests", "request")
 
@@ -464,7 +464,7 @@ def get_request(service_request_id: str, ext: str) -> Response:
     db.session.commit()
     if case is None:
         raise Open311Error(404, _("service_request_id 不存在"))
-    return render(ext, [_request_json(case)], "service_requests", "request")
+    return render(ext, [request_json(case)], "service_requests", "request")
 
 
 @bp.get(f"/tokens/<token>.{FORMAT}")

@@ -5,13 +5,18 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from flask_login import current_user
 
+from app.photos import request_limit
 from app.web import (
     account,
     admin,
     assessment,
     calendar_admin,
     contact,
+    governance,
     imports,
+    ledgers,
+    partners,
+    photos,
     present,
     public,
     surveys,
@@ -36,6 +41,11 @@ UPLOAD_ENDPOINTS = frozenset(
     }
 )
 UPLOAD_ROLES = frozenset({Role.evaluator, Role.admin})
+# Views that take photos (residents', operators' and handlers' resolve): anyone may send up to
+# PHOTO_MAX_COUNT photos of PHOTO_MAX_BYTES each; the photos' own checks refuse more.
+PHOTO_ENDPOINTS = frozenset(
+    {"web.new_request", "web.hotline_request", "api_v1.create_request", "workbench.act"}
+)
 
 
 def upload_limit() -> None:
@@ -43,11 +53,28 @@ def upload_limit() -> None:
     staff = current_user.is_authenticated and current_user.role in UPLOAD_ROLES
     if request.endpoint in UPLOAD_ENDPOINTS and staff:
         request.max_content_length = int(current_app.config["UPLOAD_MAX_BYTES"])
+    elif request.endpoint in PHOTO_ENDPOINTS and request.mimetype == "multipart/form-data":
+        # Only file parts may be large: Werkzeug holds each text part to MAX_FORM_MEMORY_SIZE (500 KB).
+        request.max_content_length = request_limit()
 
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints and template helpers."""
-    for module in (public, surveys, assessment, workbench, admin, calendar_admin, imports, account, contact):
+    for module in (
+        public,
+        photos,
+        surveys,
+        assessment,
+        workbench,
+        admin,
+        calendar_admin,
+        imports,
+        account,
+        contact,
+        governance,
+        ledgers,
+        partners,
+    ):
         app.register_blueprint(module.bp)
     present.init_app(app)
     # First of the app's hooks: Flask-WTF's CSRF check (registered earlier) already parses the form.

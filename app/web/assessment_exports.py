@@ -16,6 +16,7 @@ from app.auth import roles_required
 from app.exports import csv_text, safe_row
 from app.web.assessment import KIND_LABELS, STAFF, _db, _quarter, _review_rows, _run_for_view, _tree_rows, bp
 from app.web.assessment_casemix import add_ledger_sheet
+from app.web.ledgers import add_co_governance_sheets
 from app.web.present import local
 from assessment import inputs, labels, missing, rankings, services, vocabulary
 from assessment.models import ScoringRun
@@ -193,6 +194,7 @@ def export_xlsx(quarter: str) -> Any:
     for definition in vocabulary.RATE_DEFINITIONS:
         sheet.append(safe_row(definition[:4]))
     add_ledger_sheet(book, q)
+    add_co_governance_sheets(book, q)
     buffer = io.BytesIO()
     book.save(buffer)
     buffer.seek(0)

@@ -12,7 +12,15 @@ from typing import Any
 
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, Field, HiddenField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    Field,
+    HiddenField,
+    MultipleFileField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import Length, Optional, ValidationError
 
 from core.inputs import column_length, text_problem
@@ -83,6 +91,11 @@ class IntakeForm(Form):
         },
     )
     anonymous = BooleanField("不公开我的姓名")
+    photos = MultipleFileField(
+        "现场照片（可选，最多 6 张）", render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
+    )
+    # Set once the resident has been shown possible duplicates (by intake.js, or by the server without JS).
+    duplicates_seen = HiddenField()
 
 
 class LookupForm(Form):

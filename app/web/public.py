@@ -5,20 +5,26 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db, limiter
+from app.photos import attach, photo_list, read_photos
 from app.ratelimit import form_key, limit_from_config
 from app.security import public_url
 from app.web.forms import IntakeForm, LookupForm
 from core import jobs
 from core.catalogue import active_categories
+from core.db import utcnow
 from core.models import Role, Unit
 from core.units import children_of
+from governance.rules import STAGE_LABELS, Stage
+from governance.services import topics_of_case
 from routing.access import can_view
+from routing.duplicates import add_me_too, possible_duplicates
 from routing.intake import (
     IdempotencyConflict,
     IntakeRejected,
@@ -29,6 +35,7 @@ from routing.intake import (
     normalise_phone,
 )
 from routing.intake import submit as submit_case
+from routing.intake import validate as validate_submission
 from routing.models import Case
 from routing.narrative import describe
 
@@ -58,12 +65,29 @@ def _fill_choices(form: IntakeForm) -> None:
     form.community.choices = [("", "请选择社区")] + [(u.code, u.name) for u in communities]
 
 
+def duplicates_for(
+    category: str, community: str, description: str, exclude_id: int | None = None
+) -> list[Any]:
+    """Possible duplicates of a request being typed (open cases, same community and category)."""
+    return possible_duplicates(
+        db.session,
+        category=category,
+        community=community,
+        description=description,
+        now=utcnow(),
+        window_days=int(current_app.config["DUPLICATE_WINDOW_DAYS"]),
+        exclude_id=exclude_id,
+    )
+
+
 def _intake(channel: str, template: str) -> Any:
     form = IntakeForm()
     _fill_choices(form)
     if not form.idempotency_key.data:
         form.idempotency_key.data = uuid.uuid4().hex
+    context: dict[str, Any] = {"channel": channel, "map": map_settings()}
     if form.validate_on_submit():
+        images, problems = read_photos(request.files.getlist(form.photos.name))
         user = signed_in_user()
         data = Submission(
             category=form.category.data or "",
@@ -78,6 +102,18 @@ def _intake(channel: str, template: str) -> Any:
             lng=form.lng.data,
             anonymous=bool(form.anonymous.data),
         )
+        if problems:  # nothing stored; every other problem is shown with them
+            form.photos.errors = [p.message for p in problems]
+            for error in validate_submission(db.session, data)[2]:
+                getattr(form, error.field).errors.append(_(error.message))
+            return render_template(template, form=form, **context), 422
+        if not form.duplicates_seen.data and not validate_submission(db.session, data)[2]:
+            duplicates = duplicates_for(data.category, data.community, data.description)
+            if duplicates:
+                # Shown once before storing anything (the page without JS; intake.js asks before submitting).
+                form.duplicates_seen.data = "1"
+                context.update(duplicates=duplicates, photos_dropped=bool(images))
+                return render_template(template, form=form, **context)
         try:
             result = submit_case(
                 db.session,
@@ -96,6 +132,8 @@ def _intake(channel: str, template: str) -> Any:
             db.session.rollback()
             flash(_("该表单已提交过，请刷新页面后重新填写"))
         else:
+            if result.created and images:
+                attach(db.session, result.case, images, "intake")
             db.session.commit()
             if result.created:
                 jobs.enqueue("routing.jobs.route_case", result.case.id)
@@ -108,7 +146,13 @@ def _intake(channel: str, template: str) -> Any:
             **(form.contact_phone.render_kw or {}),
             "placeholder": _("手机号或固话，如 027-88886666"),
         }
-    return render_template(template, form=form, hotline=channel == "phone")
+    return render_template(template, form=form, **context)
+
+
+def map_settings() -> dict[str, Any]:
+    """What the map picker needs: tile URL (may be empty) and the point it opens at."""
+    lat, _sep, lng = str(current_app.config["MAP_CENTER"]).partition(",")
+    return {"tiles": current_app.config["MAP_TILE_URL"] or "", "lat": lat.strip(), "lng": lng.strip()}
 
 
 @bp.route("/")
@@ -152,7 +196,23 @@ def status(tracking_number: str) -> Any:
     if not (check_token(token_key(), case.tracking_number, request.args.get("k")) or can_view(user, case)):
         abort(404)  # not 403: do not confirm that a tracking number exists
     steps = [(event, describe(event, for_resident=True)) for event in case.events]
-    return render_template("status.html", case=case, steps=steps)
+    topics = [(t, STAGE_LABELS[Stage(t.stage)]) for t in topics_of_case(db.session, case)]  # co-governance
+    photos = photo_list(case, request.args.get("k"))
+    return render_template("status.html", case=case, steps=steps, topics=topics, photos=photos)
+
+
+@bp.route("/requests/<tracking_number>/me-too", methods=["POST"])
+@limiter.limit(limit_from_config("INTAKE_LIMIT"), scope="me-too", methods=["POST"])
+def me_too(tracking_number: str) -> Any:
+    """我也遇到了: count one more resident on an open case (once per browser) and show its progress."""
+    case = find_case(db.session, tracking_number)
+    if case is None or not FlaskForm().validate_on_submit():
+        abort(404)
+    followed = list(session.get("me_too", []))
+    if case.tracking_number not in followed and add_me_too(db.session, case):
+        db.session.commit()
+        session["me_too"] = [*followed, case.tracking_number][-50:]
+    return render_template("me_too.html", case=case)
 
 
 @bp.route("/lookup", methods=["POST"])

@@ -25,6 +25,7 @@ from wtforms import (
     BooleanField,
     DateField,
     IntegerField,
+    MultipleFileField,
     RadioField,
     SelectField,
     SelectMultipleField,
@@ -37,10 +38,12 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.photos import attach, photo_list, read_photos
 from app.redis_conn import current_redis
 from app.web.present import STATE_LABELS, register_nav
-from app.web.public import token_key
+from app.web.public import duplicates_for, token_key
 from core.db import utcnow
+from core.images import ProcessedImage
 from core.models import ROLE_LABELS, Category, Level, Role, Unit, UnitKind, User
 from core.units import children_of, departments
 from routing import lifecycle, notify, services
@@ -217,12 +220,16 @@ class ResolveForm(ActionForm):
     reply = TextAreaField(
         "答复居民", validators=[DataRequired(message="请填写答复居民的内容"), Length(max=2000)]
     )
+    evidence = MultipleFileField(
+        "办结照片（可选，居民可见）", render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
+    )
 
     # Offered only while summoned units have not reported in (see ``_fill_choices``).
     despite_unanswered = BooleanField("仍有被吹哨单位未报到，我确认现在办结")
 
     def values(self) -> dict[str, Any]:
-        """Result, reply and whether unanswered summons were confirmed."""
+        """Result, reply and whether unanswered summons were confirmed (the evidence photos are stored by
+        the view)."""
         return {
             "result": self.result.data or "",
             "reply": self.reply.data or "",
@@ -491,6 +498,12 @@ def _render_case(
         overdue=case.deadline is not None and case.state in services.HANDLING_STATES and case.deadline < now,
         summons=case.summons,
         Action=Action,
+        photos=photo_list(case, None),
+        duplicates=duplicates_for(
+            case.category.code, case.community.code, case.description, exclude_id=case.id
+        )
+        if case.merged_into_id is None and case.state in OPEN_STATES
+        else [],
     )
     return body, status
 
@@ -586,8 +599,17 @@ def act(tracking_number: str, action: str) -> Any:
             for error in errors if isinstance(errors, list) else [errors]:
                 flash(_(str(error)))
         return _back_with_draft(case, chosen)
+    evidence: list[ProcessedImage] = []
+    if isinstance(form, ResolveForm):
+        evidence, problems = read_photos(request.files.getlist(form.evidence.name))
+        if problems:
+            for problem in problems:
+                flash(problem.message)
+            return _back_with_draft(case, chosen)
     try:
         services.perform(dbs(), chosen.value, case.id, user, **form.values())
+        if evidence:
+            attach(dbs(), case, evidence, "evidence")
     except TransitionError as refusal:
         dbs().rollback()
         flash(_(refusal.message))

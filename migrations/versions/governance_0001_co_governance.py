@@ -35,22 +35,6 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_gov_attachments_owner_id'), ['owner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_gov_attachments_owner_kind'), ['owner_kind'], unique=False)
 
-    op.create_table('gov_audit',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('entity', sa.String(length=30), nullable=False),
-    sa.Column('entity_id', sa.Integer(), nullable=False),
-    sa.Column('action', sa.String(length=30), nullable=False),
-    sa.Column('actor_id', sa.Integer(), nullable=True),
-    sa.Column('actor_unit_id', sa.Integer(), nullable=True),
-    sa.Column('values', sa.JSON(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['actor_id'], ['users.id'], name=op.f('fk_gov_audit_actor_id_users')),
-    sa.ForeignKeyConstraint(['actor_unit_id'], ['units.id'], name=op.f('fk_gov_audit_actor_unit_id_units')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_gov_audit'))
-    )
-    with op.batch_alter_table('gov_audit', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_gov_audit_entity'), ['entity'], unique=False)
-
     op.create_table('gov_innovations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('community_id', sa.Integer(), nullable=False),
@@ -393,10 +377,6 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_gov_innovations_applied_on'))
 
     op.drop_table('gov_innovations')
-    with op.batch_alter_table('gov_audit', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_gov_audit_entity'))
-
-    op.drop_table('gov_audit')
     with op.batch_alter_table('gov_attachments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_gov_attachments_owner_kind'))
         batch_op.drop_index(batch_op.f('ix_gov_attachments_owner_id'))

@@ -26,6 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+LIVE_APPS: list[Any] = []  # the served app, for tests that set up data the pages need (e.g. boundaries)
 
 
 def chromium_path() -> str:
@@ -80,6 +81,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             db.session.remove()
         server: Any = create_server(app, host="127.0.0.1", port=0, threads=4)
         app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.effective_port}"  # private links
+        LIVE_APPS[:] = [app]
         thread = threading.Thread(target=server.run, name="e2e-waitress", daemon=True)
         thread.start()
         try:

@@ -26,13 +26,13 @@ SCREENSHOTS = os.environ.get("E2E_SCREENSHOTS") == "1"
 SKIP = re.compile(r"\.(csv|xlsx|pdf)(\?|$)|/logout")
 
 PAGES: dict[str, list[str]] = {
-    "": ["/", "/requests/new", "/login", "/register", "{status}"],
-    "resident": ["/", "/my/requests", "/requests/new"],
+    "": ["/", "/requests/new", "/login", "/register", "{status}", "/topics"],
+    "resident": ["/", "/my/requests", "/requests/new", "/topics", "/topics/new", "/my/home"],
     "operator": ["/hotline/new", "/workbench"],
     "dispatcher-city": ["/workbench", "{case}"],
     "dispatcher-district": ["/workbench", "{case}"],
     "dispatcher-street": ["/workbench", "{case}"],
-    "handler-community": ["/workbench", "{case}"],
+    "handler-community": ["/workbench", "{case}", "/governance", "/ledgers/meetings", "/ledgers/party_services"],
     "handler-street": ["/workbench"],
     "handler-fgj": ["/workbench"],
     "evaluator": [

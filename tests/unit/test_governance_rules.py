@@ -142,3 +142,17 @@ def test_rating_is_1_to_5_once_in_the_evaluation() -> None:
         assert refused.value.code == code
     with pytest.raises(GovernanceError):
         rules.check_rating(snap(Stage.carry_out), RESIDENT, NOW, False, 4)
+
+
+def test_similar_case_texts_cluster_and_unrelated_ones_do_not() -> None:
+    from governance.clusters import bigrams, groups, similarity
+
+    texts = [
+        "小区电梯经常停运，老人上下楼困难",
+        "电梯又停运了，老人上下楼很困难",
+        "晚上广场舞音响太吵",
+        "3栋电梯经常停运，上下楼困难",
+    ]
+    assert groups(texts, 0.2) == [[0, 1, 3], [2]]
+    assert similarity(bigrams("电梯停运"), bigrams("电梯停运")) == 1.0
+    assert similarity(bigrams(""), bigrams("")) == 0.0

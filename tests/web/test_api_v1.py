@@ -363,3 +363,50 @@ def test_units_list_follows_the_tree(client: Any, session: Session) -> None:
     assert {c["code"] for c in communities} == {"420102-S1-C1", "420102-S1-C2", "420102-S1-C3"}
     missing = client.get("/api/v1/units?parent=NOPE")
     assert missing.status_code == 404 and missing.get_json()["errors"][0]["field"] == "parent"
+
+
+# --- the OpenAPI document -------------------------------------------------------------------------------
+
+
+def test_openapi_document_is_valid_and_covers_every_route(client: Any, app: Flask) -> None:
+    from openapi_spec_validator import validate
+
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    document = response.get_json()
+    validate(document)  # raises on an invalid OpenAPI 3.1 document
+    documented = {(path, method.upper()) for path, item in document["paths"].items() for method in item}
+    routes = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/")
+        for method in rule.methods or ()
+        if method not in {"HEAD", "OPTIONS"}
+    }
+    assert routes == documented
+
+
+def test_docs_page_lists_every_operation(client: Any) -> None:
+    page = client.get("/api/v1/docs").get_data(as_text=True)
+    for operation in ("createRequest", "getRequest", "listCategories", "listUnits", "openapiDocument"):
+        assert f'id="{operation}"' in page
+    assert 'id="schema-RequestIn"' in page
+
+
+def test_responses_conform_to_the_document(client: Any) -> None:
+    """The 201, 422 and 404 bodies validate against their documented schemas."""
+    from jsonschema import Draft202012Validator
+
+    document = client.get("/api/v1/openapi.json").get_json()
+
+    def check(path: str, method: str, response: Any) -> None:
+        spec = document["paths"][path][method]["responses"][str(response.status_code)]
+        schema = {**spec["content"]["application/json"]["schema"], "components": document["components"]}
+        schema = (
+            {"$ref": schema["$ref"], "components": document["components"]} if "$ref" in schema else schema
+        )
+        Draft202012Validator(schema).validate(response.get_json())
+
+    check("/api/v1/requests", "post", post(client))
+    check("/api/v1/requests", "post", post(client, category=None, lat="north"))
+    check("/api/v1/requests/{tracking_number}", "get", client.get("/api/v1/requests/MH1?token=x"))

@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.audit import AuditEvent
 from core.db import utcnow
 from core.models import Role, unit_by_code
 from governance import rules
 from governance import services as gov
-from governance.models import AuditEntry, Ballot, Topic, TopicStep
+from governance.models import Ballot, Topic, TopicStep
 from governance.rules import GovernanceError
 from routing.models import Notice
 from tests.builders import (
@@ -113,10 +114,17 @@ def test_topic_through_five_steps_records_each_step_and_notifies_linked_resident
     assert sum("进入" in m for m in messages) == 4  # discuss, decide, carry_out, evaluate
     assert any("已结束" in m for m in messages)
     assert gov.topics_of_case(session, case) == [topic]
-    audited = session.scalars(
-        select(AuditEntry.action).where(AuditEntry.entity == "topic", AuditEntry.entity_id == topic.id)
-    ).all()
+    audited = [
+        e.details["action"]
+        for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.object_type == "topic", AuditEvent.object_id == str(topic.id))
+        )
+    ]
     assert "raise" in audited and "rate" in audited and "close_evaluation" in audited
+    assert all(
+        e.action == "governance.edit"
+        for e in session.scalars(select(AuditEvent).where(AuditEvent.object_type == "vote"))
+    )
 
 
 def test_only_residents_of_the_place_vote(session: Session) -> None:
@@ -174,3 +182,32 @@ def test_resident_raises_a_topic_and_links_only_own_cases(session: Session) -> N
     with pytest.raises(GovernanceError) as blank:
         gov.raise_topic(session, resident, place, "  ", "x")
     assert blank.value.field == "title"
+
+
+def test_compounds_are_imported_below_communities_only(session: Session) -> None:
+    from core.csvio import ImportRejected
+    from core.units import import_units
+
+    header = "code,name,level,parent_code,kind,note\n"
+    import_units(session, header + "420102-S1-C1-G1,第一网格,compound,420102-S1-C1,compound,\n")
+    grid = unit_by_code(session, "420102-S1-C1-G1")
+    community = unit_by_code(session, "420102-S1-C1")
+    assert grid is not None and community is not None and community.contains(grid)
+    with pytest.raises(ImportRejected):
+        import_units(session, header + "420102-S1-G2,街道网格,compound,420102-S1,compound,\n")
+
+
+def test_the_beat_job_closes_votes_past_their_deadline(session: Session) -> None:
+    from governance import jobs as governance_jobs
+
+    topic = _topic(session)
+    staff = user(session, "handler-community")
+    now = utcnow()
+    gov.act(session, topic.id, staff, rules.StartDiscussion(), now)
+    verified_resident(session, "beat-voter", compound(session))
+    gov.act(session, topic.id, staff, rules.OpenVote(now + timedelta(hours=1), quorum=1, eligible=1), now)
+    session.commit()
+    assert governance_jobs.close_due_votes(now) == 0
+    assert governance_jobs.close_due_votes(now + timedelta(hours=1)) == 1
+    session.expire_all()
+    assert topic.vote is not None and topic.vote.result == "no_quorum" and topic.closed_at is not None

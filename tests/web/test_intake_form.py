@@ -34,6 +34,7 @@ VALID: dict[str, str] = {
     "contact_phone": "13812345678",
     "lat": "",
     "lng": "",
+    "duplicates_seen": "1",  # the demo has a similar open case: the hint is tested in test_intake_photos.py
 }
 TRACKING = re.compile(r"^MH\d{8}-[A-Z2-9]{5}$")
 

@@ -66,6 +66,8 @@ RESIDENT = frozenset({"resident"})
 DISPATCHERS = frozenset({"dispatcher-city", "dispatcher-district", "dispatcher-street", "admin"})
 HANDLERS = frozenset({"handler-community", "handler-street", "handler-fgj"})
 QUEUE = DISPATCHERS | HANDLERS | {"operator"}  # the workbench
+GOV_STAFF = DISPATCHERS | HANDLERS  # community staff (and the levels above) keep co-governance records
+LEDGER_READERS = GOV_STAFF | EVALUATORS
 # Roles that see every case of the city (they have no "outside").
 CITY_WIDE = frozenset({"admin", "operator", "evaluator", "dispatcher-city"})
 
@@ -107,6 +109,11 @@ EXPECT: dict[str, Expect] = {
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
     "api_v1.create_request": Expect(EVERYONE, ok=415),  # POST only (JSON)
+    "api_v1.duplicates": Expect(EVERYONE),  # tracking numbers and state of similar open cases only
+    "api_v1.suggest_place": Expect(EVERYONE, ok=422),  # without lat/lng
+    "api_v1.addresses": Expect(EVERYONE),  # without a community: []
+    "web.me_too": Expect(EVERYONE),  # POST only: counts once per browser on an open case
+    "photos.photo": Expect(frozenset(), denied=404, anonymous=404, scope="case"),  # no such photo key
     # Open311: discovery and services are public; requests and tokens need a partner api_key (403)
     "open311.discovery": Expect(EVERYONE),
     "open311.services": Expect(EVERYONE),
@@ -194,8 +201,33 @@ EXPECT: dict[str, Expect] = {
     "contact.callback_number": Expect(HOTLINE, scope="case"),
     "imports.unit_import": Expect(ADMIN, ok=404),  # no import in the fixture
     "calendar_admin.index": Expect(ADMIN),
+    "partners.api_keys": Expect(ADMIN),
+    "partners.revoke_key": Expect(ADMIN, ok=404),  # no such key in the fixture
+    "partners.webhooks": Expect(ADMIN),
+    "partners.webhook": Expect(ADMIN, ok=404),
+    "partners.toggle_webhook": Expect(ADMIN, ok=404),
     "calendar_admin.year": Expect(ADMIN),
     "calendar_admin.upload": Expect(ADMIN),
+    # co-governance: public topic pages, residents' part, community staff, the ledgers
+    "governance.topics": Expect(EVERYONE),
+    "governance.topic": Expect(frozenset(), denied=404, anonymous=404),  # an unknown topic
+    "governance.download": Expect(frozenset(), denied=404, anonymous=404),  # an unknown file
+    "governance.new_topic": Expect(RESIDENT | GOV_STAFF),
+    "governance.comment": Expect(RESIDENT | GOV_STAFF),
+    "governance.vote": Expect(RESIDENT),
+    "governance.rate": Expect(RESIDENT),
+    "governance.my_home": Expect(RESIDENT),
+    "governance.manage": Expect(GOV_STAFF),
+    "governance.verify": Expect(GOV_STAFF),
+    "governance.promote": Expect(GOV_STAFF),
+    "governance.act": Expect(GOV_STAFF),
+    "governance.link": Expect(GOV_STAFF),
+    "governance.hide": Expect(GOV_STAFF),
+    "ledgers.index": Expect(LEDGER_READERS),
+    "ledgers.ledger": Expect(LEDGER_READERS),
+    "ledgers.export": Expect(LEDGER_READERS),
+    "api_v1.list_topics": Expect(EVERYONE),
+    "api_v1.get_topic": Expect(frozenset(), denied=404, anonymous=404),  # an unknown topic
 }
 
 # URL arguments by name (``tracking_number`` is the case under test; ``code`` a unit of the subtree).
@@ -216,9 +248,18 @@ ARGS: dict[str, Any] = {
     "action": "close",  # surveys.change_status; workbench.act uses ACT_ACTION
     "fmt": "csv",
     "year": 2026,
+    "topic_id": 999_999,
+    "comment_id": 999_999,
+    "residency_id": 999_999,
+    "file_id": 999_999,
+    "kind": "meetings",
     "question_id": 999_999,
     "direction": "up",
+    "key": "no-such-photo",
+    "size": "thumb",
     "ext": "json",  # Open311 format
+    "key_id": 999_999,
+    "webhook_id": 999_999,
     "service_code": "HW-01",
     "service_request_id": "MH20990101-ZZZZZ",
     "token": "no-such-token",

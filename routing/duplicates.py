@@ -1,0 +1,130 @@
+"""Possible duplicates at intake: open cases in the same community and category with similar text.
+
+Similarity is the Dice coefficient of character bigrams after dropping spaces and punctuation. Chinese
+has no spaces between words, and bigrams catch most two-character words (垃圾, 清运, 漏水) without a
+segmentation dictionary, so the function is pure, fast and gives the same answer everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from core.db import DbSession
+from core.models import Category, Unit
+from routing.lifecycle import OPEN_STATES
+from routing.models import Case
+
+THRESHOLD = 0.35  # below this, two reports of one problem rarely looked alike in the demo's texts
+MAX_SUGGESTIONS = 3
+CANDIDATES = 200  # the most recent open cases compared in one community and category
+_OPEN = tuple(s.value for s in OPEN_STATES)
+_DIGITS = re.compile(r"\d{5,}")  # phone numbers and the like are not shown back in a snippet
+
+
+def normalise(text: str) -> str:
+    """Lower-case letters, digits and CJK characters only (NFKC: full-width forms fold to ASCII)."""
+    folded = unicodedata.normalize("NFKC", text or "").lower()
+    return "".join(ch for ch in folded if ch.isalnum())
+
+
+def bigrams(text: str) -> set[str]:
+    """The set of two-character sequences of the normalised text (the text itself when shorter)."""
+    plain = normalise(text)
+    if len(plain) < 2:
+        return {plain} if plain else set()
+    return {plain[i : i + 2] for i in range(len(plain) - 1)}
+
+
+def similarity(a: str, b: str) -> float:
+    """Dice coefficient of the two texts' character bigrams, from 0.0 (nothing shared) to 1.0."""
+    left, right = bigrams(a), bigrams(b)
+    if not left or not right:
+        return 0.0
+    return 2 * len(left & right) / (len(left) + len(right))
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """An open case that may report the same problem (plain values, safe to show a resident)."""
+
+    tracking_number: str
+    state: str
+    created_at: datetime
+    me_too_count: int
+    snippet: str
+    score: float
+
+
+def snippet(text: str, length: int = 30) -> str:
+    """The start of a description with long digit runs (phone numbers) hidden."""
+    short = _DIGITS.sub("…", " ".join((text or "").split()))
+    return short if len(short) <= length else short[:length] + "…"
+
+
+def possible_duplicates(
+    session: DbSession,
+    *,
+    category: str,
+    community: str,
+    description: str,
+    now: datetime,
+    window_days: int,
+    exclude_id: int | None = None,
+    threshold: float = THRESHOLD,
+) -> list[Duplicate]:
+    """Open, unmerged cases of this category and community created within the window, most similar first."""
+    if not (category and community and normalise(description)):
+        return []
+    rows = session.execute(
+        select(
+            Case.id, Case.tracking_number, Case.state, Case.created_at, Case.me_too_count, Case.description
+        )
+        .join(Category, Category.id == Case.category_id)
+        .join(Unit, Unit.id == Case.community_id)
+        .where(
+            Category.code == category.strip(),
+            Unit.code == community.strip(),
+            Case.state.in_(_OPEN),
+            Case.merged_into_id.is_(None),
+            Case.created_at >= now - timedelta(days=window_days),
+        )
+        .order_by(Case.created_at.desc())
+        .limit(CANDIDATES)
+    ).all()
+    found = []
+    for row in rows:
+        if row.id == exclude_id:
+            continue
+        score = similarity(description, row.description)
+        if score >= threshold:
+            found.append(
+                Duplicate(
+                    row.tracking_number,
+                    row.state,
+                    row.created_at,
+                    row.me_too_count,
+                    snippet(row.description),
+                    score,
+                )
+            )
+    found.sort(key=lambda d: (-d.score, d.tracking_number))
+    return found[:MAX_SUGGESTIONS]
+
+
+def add_me_too(session: DbSession, case: Case) -> bool:
+    """Count one more resident with the same problem on an open case; False when the case is not open."""
+    if case.state not in _OPEN:
+        return False
+    # One UPDATE adding 1, so concurrent "me too"s all count (and the case's version is not bumped).
+    session.execute(
+        update(Case).where(Case.id == case.id).values(me_too_count=Case.me_too_count + 1),
+        execution_options={"synchronize_session": False},
+    )
+    session.flush()
+    session.refresh(case, ["me_too_count"])
+    return True
