@@ -187,7 +187,22 @@ def _complete_login(user: User) -> Any:
         audit("login.success", user, "user", user.id)
     db.session.commit()
     target = request.args.get("next") or ""
-    return redirect(target if is_local_path(target) else url_for("web.home"))
+    return redirect(target if is_local_path(target) else _landing(user))
+
+
+# Where a sign-in without ?next= lands: staff on their work, residents on their requests.
+_LANDINGS = {
+    Role.resident: "web.my_requests",
+    Role.handler: "workbench.queue",
+    Role.dispatcher: "workbench.queue",
+    Role.operator: "workbench.queue",
+    Role.admin: "workbench.queue",
+    Role.evaluator: "assessment.dashboard",
+}
+
+
+def _landing(user: User) -> str:
+    return url_for(_LANDINGS.get(user.role, "web.home"))
 
 
 LOGIN_LIMITS = [

@@ -41,6 +41,9 @@ from routing.models import Case, CaseEvent
 CHANNELS = ("web", "phone", "api")
 CHANNEL_LABELS = {"web": "网上", "phone": "12345 热线", "api": "接口"}
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# A mainland landline with its area code, once dashes are stripped: 027-88886666, 010-12345678,
+# 0755-1234567. Accepted only from the hotline (a caller's home phone); online channels need a mobile.
+LANDLINE = re.compile(r"^0[1-9]\d{1,2}[2-9]\d{6,7}$")
 # Lengths come from the columns they are stored in; the description column is Text (a product limit).
 LIMITS = {
     "address": column_length(Case.address) or 200,
@@ -113,7 +116,7 @@ class Intake:
 
 
 def normalise_phone(raw: str) -> str:
-    """Strip spaces, dashes and a +86 prefix from a mobile number."""
+    """Strip spaces, dashes and a +86 prefix from a phone number (mobile or landline)."""
     digits = re.sub(r"[\s\-()]", "", raw or "")
     if digits.startswith("+86"):
         digits = digits[3:]
@@ -249,7 +252,9 @@ def _load_place(session: DbSession, code: str) -> Place | None:
     )
 
 
-def validate(session: DbSession, data: Submission) -> tuple[CategoryRef, Place, list[FieldError]]:
+def validate(
+    session: DbSession, data: Submission, channel: str = "web"
+) -> tuple[CategoryRef, Place, list[FieldError]]:
     """Check every rule; return the category and community found and the list of problems."""
     bad = _bad_characters(data)
     errors: list[FieldError] = list(bad.values())
@@ -296,9 +301,19 @@ def validate(session: DbSession, data: Submission) -> tuple[CategoryRef, Place, 
         errors.append(
             FieldError("description", "too_short", f"诉求内容至少 {MIN_DESCRIPTION} 个字，请说明具体情况")
         )
-    if need("contact_phone", data.contact_phone, "手机号码") and not MOBILE.match(
-        normalise_phone(data.contact_phone)
-    ):
+    phone = normalise_phone(data.contact_phone)
+    if channel == "phone":
+        if need("contact_phone", data.contact_phone, "联系电话") and not (
+            MOBILE.match(phone) or LANDLINE.match(phone)
+        ):
+            errors.append(
+                FieldError(
+                    "contact_phone",
+                    "invalid",
+                    "联系电话格式不正确，应为 11 位手机号或带区号的固话（如 027-88886666）",
+                )
+            )
+    elif need("contact_phone", data.contact_phone, "手机号码") and not MOBILE.match(phone):
         errors.append(FieldError("contact_phone", "invalid", "手机号码格式不正确，应为 11 位大陆手机号"))
     try:
         lat, lng = _coordinate(data.lat), _coordinate(data.lng)
@@ -374,7 +389,7 @@ def submit(
             return replay
     now = now or utcnow()
     for _attempt in range(5):
-        category, community, errors = validate(session, data)
+        category, community, errors = validate(session, data, channel)
         if errors:
             raise IntakeRejected(errors)
         # A community always sits under a street, and a street under a district.

@@ -298,7 +298,8 @@ class CaseSnapshot:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """Send the case to a handling unit (派单); ``force`` overrides the no-ping-pong rule."""
+    """Send the case to a handling unit (派单); ``force`` overrides the no-ping-pong rule and then needs
+    a ``note`` (the audited reason)."""
 
     action: ClassVar[Action] = Action.dispatch
     to_unit: UnitRef
@@ -407,6 +408,8 @@ class Resolve:
     result: str
     reply: str
     callback_due: datetime | None = None
+    # Summoned units that have not reported in block the resolution unless the handler confirms it.
+    despite_unanswered: bool = False
 
 
 @dataclass(frozen=True)
@@ -654,6 +657,8 @@ def _guard_close(snap: CaseSnapshot, now: datetime, policy: Policy) -> None:
 
 def _dispatch(snap: CaseSnapshot, cmd: Dispatch, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
     _check_target(snap, actor, cmd.to_unit, cmd.force)
+    if cmd.force:  # overriding the no-ping-pong rule is audited: the event carries why
+        _require_text(cmd.note, "强制指派理由")
     after = replace(
         snap,
         state=State.dispatched,
@@ -785,7 +790,12 @@ def _refuse_extension(
 def _resolve(snap: CaseSnapshot, cmd: Resolve, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
     result = _require_text(cmd.result, "办理结果")
     reply = _require_text(cmd.reply, "答复居民的内容")
-    # An unanswered escalation does not block the resolution, but it is recorded (it is assessed).
+    # Unanswered summons block the resolution unless explicitly confirmed; either way they are recorded
+    # (they are assessed).
+    if snap.escalation_pending and not cmd.despite_unanswered:
+        raise TransitionError(
+            "escalation_unanswered", N_("仍有被吹哨的单位尚未报到；如确需办结，请勾选确认后再办结")
+        )
     after = replace(
         snap,
         state=State.resolved,

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sqlalchemy import event, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from core import jobs
@@ -160,6 +160,45 @@ def notices_for(session: Session, recipient_kind: str, recipient_id: int, limit:
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def unread_notices(
+    session: Session, recipient_kind: str, recipient_id: int, limit: int = 20
+) -> list[tuple[Notice, str | None]]:
+    """Unread notices with their case's tracking number, newest first: once per case and message (a
+    repeated notice shows once), none about closed or merged cases (moot by then)."""
+    stmt = (
+        select(Notice, Case.tracking_number)
+        .outerjoin(Case, Case.id == Notice.case_id)
+        .where(Notice.recipient_kind == recipient_kind, Notice.recipient_id == recipient_id)
+        .where(Notice.read_at.is_(None))
+        .where(or_(Case.id.is_(None), Case.state.not_in(("closed", "merged"))))
+        .order_by(Notice.id.desc())
+        .limit(limit * 5)
+    )
+    seen: set[tuple[int | None, str]] = set()
+    rows: list[tuple[Notice, str | None]] = []
+    for notice, number in session.execute(stmt):
+        if (notice.case_id, notice.message) in seen:
+            continue
+        seen.add((notice.case_id, notice.message))
+        rows.append((notice, number))
+    return rows[:limit]
+
+
+def mark_case_read(session: Session, case_id: int, recipient_kind: str, recipient_id: int) -> int:
+    """Mark the recipient's notices about one case as read (they opened it); how many changed."""
+    ids = list(
+        session.scalars(
+            select(Notice.id).where(
+                Notice.case_id == case_id,
+                Notice.recipient_kind == recipient_kind,
+                Notice.recipient_id == recipient_id,
+                Notice.read_at.is_(None),
+            )
+        )
+    )
+    return mark_read(session, ids, recipient_kind, recipient_id) if ids else 0
 
 
 def mark_read(session: Session, notice_ids: list[int], recipient_kind: str, recipient_id: int) -> int:

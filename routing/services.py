@@ -505,13 +505,10 @@ def escalate(
     """Call the levels above or the departments the case's category allows in to act jointly (上报 /
     吹哨); any other target is refused (the lifecycle checks, see :func:`escalation_targets`)."""
     case = case_for(session, case_id, actor)
-    if to_unit_codes:
-        targets = [_unit(session, code) for code in to_unit_codes]
-    else:
-        parent = case.current_unit.parent if case.current_unit is not None else None
-        if parent is None:
-            raise TransitionError("invalid_target", N_("请至少选择一个上级单位或部门"))
-        targets = [parent]
+    # No silent default (it used to be the level above): the whistle names whom it calls.
+    if not to_unit_codes:
+        raise TransitionError("invalid_target", N_("请至少选择一个上级单位或部门"))
+    targets = [_unit(session, code) for code in to_unit_codes]
     refs = tuple(ref for ref in (unit_ref(u) for u in targets) if ref is not None)
     allowed = frozenset(u.id for u in escalation_targets(session, case) if u.is_department)
     command = Escalate(refs, note=note, departments=allowed)
@@ -603,12 +600,21 @@ def refuse_extension(
 
 
 def resolve(
-    session: Session, case_id: int, actor: User, *, result: str, reply: str, now: datetime | None = None
+    session: Session,
+    case_id: int,
+    actor: User,
+    *,
+    result: str,
+    reply: str,
+    despite_unanswered: bool = False,
+    now: datetime | None = None,
 ) -> CaseEvent:
-    """Record what was done and the reply to the resident (办结); opens the callback window."""
+    """Record what was done and the reply to the resident (办结); opens the callback window. Summoned
+    units that have not reported in block it unless ``despite_unanswered`` (the handler confirmed)."""
     now = now or utcnow()
     due = limit_deadline(session, now, Limit(CALLBACK_WORKING_DAYS, LimitUnit.working_days))
-    case, _t, event, now = _act(session, case_id, actor, Resolve(result, reply, callback_due=due), now)
+    command = Resolve(result, reply, callback_due=due, despite_unanswered=despite_unanswered)
+    case, _t, event, now = _act(session, case_id, actor, command, now)
     case.resolved_at = now
     case.sign_for_deadline = None
     _tell_resident(
@@ -857,6 +863,18 @@ def triage_queue(session: Session, dispatcher: User, *, limit: int = 200) -> lis
         stmt = stmt.where(Case.current_unit_id.in_(subtree))
     stmt = stmt.order_by(sql_case((Case.extension_pending.is_(True), 1), else_=0), Case.created_at)
     return list(session.scalars(stmt.limit(limit)))
+
+
+def pending_summons(session: Session, dispatcher: User, *, limit: int = 100) -> list[Summons]:
+    """Open whistles (吹哨) not yet answered on cases in this dispatcher's subtree (city, admin: all),
+    oldest first: the dispatcher chases them."""
+    stmt = select(Summons).join(Case, Case.id == Summons.case_id).where(Summons.closed_at.is_(None))
+    if dispatcher.role != Role.admin and not acts_for_city(dispatcher):
+        if dispatcher.role != Role.dispatcher or dispatcher.unit is None:
+            return []
+        subtree = select(Unit.id).where(Unit.path.startswith(dispatcher.unit.path))
+        stmt = stmt.where(Case.current_unit_id.in_(subtree))
+    return list(session.scalars(stmt.order_by(Summons.requested_at, Summons.id).limit(limit)))
 
 
 # --- dispatch rules ----------------------------------------------------------------------------

@@ -9,6 +9,31 @@
       if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
     });
   });
+  // A search box over a list of checkboxes (e.g. the 吹哨 targets) hides the options that do not match.
+  document.querySelectorAll("input[data-filter]").forEach(function (input) {
+    var list = document.getElementById(input.dataset.filter);
+    if (!list) { return; }
+    var none = input.parentElement.querySelector(".picker-none");
+    input.addEventListener("input", function () {
+      var needle = input.value.trim().toLowerCase();
+      var shown = 0;
+      list.querySelectorAll("li").forEach(function (item) {
+        var match = !needle || item.textContent.toLowerCase().indexOf(needle) !== -1;
+        item.hidden = !match;
+        if (match) { shown += 1; }
+      });
+      if (none) { none.hidden = shown > 0; }
+    });
+  });
+  // Copy-link buttons put their data-copy text on the clipboard and say so.
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      if (!navigator.clipboard) { return; }
+      navigator.clipboard.writeText(button.dataset.copy).then(function () {
+        button.textContent = button.dataset.copied || button.textContent;
+      });
+    });
+  });
   // A page showing a running job (e.g. a paper upload) reloads itself until the job is done.
   var refresh = document.querySelector("[data-refresh]");
   if (refresh) {

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask
+from flask_babel import gettext as _
 
 from app.audit import contact_shown
 from app.auth import signed_in_user
@@ -42,6 +43,23 @@ def contact_phone(case: Case) -> str:
     return mask_phone(case.contact_phone)
 
 
+_DONE_STATES = frozenset(
+    {lifecycle.State.resolved.value, lifecycle.State.closed.value, lifecycle.State.merged.value}
+)
+
+
+def case_status(case: Case) -> str:
+    """The state as people read it: a resolved case says whether it has been rated (已评价/待评价)."""
+    if case.state == lifecycle.State.resolved.value:
+        return _("已办结，已评价") if case.satisfaction else _("已办结，待评价")
+    return STATE_LABELS.get(case.state, case.state)
+
+
+def shows_deadline(case: Case) -> bool:
+    """Whether the handling deadline still means something (not once the case is resolved or archived)."""
+    return case.deadline is not None and case.state not in _DONE_STATES
+
+
 def init_app(app: Flask) -> None:
     """Expose the helpers to templates."""
 
@@ -57,6 +75,8 @@ def init_app(app: Flask) -> None:
             "local": local,
             "contact_name": contact_name,
             "contact_phone": contact_phone,
+            "case_status": case_status,
+            "shows_deadline": shows_deadline,
             "me": signed_in_user(),
             "nav_links": nav_links,
         }

@@ -141,6 +141,12 @@ def _intake(channel: str, template: str) -> Any:
             return redirect(
                 url_for("web.submitted", tracking_number=result.case.tracking_number, k=result.token)
             )
+    if channel == "phone":  # the caller may give a landline; the form says so
+        form.contact_phone.label.text = _("联系电话")
+        form.contact_phone.render_kw = {
+            **(form.contact_phone.render_kw or {}),
+            "placeholder": _("手机号或固话，如 027-88886666"),
+        }
     return render_template(template, form=form, **context)
 
 

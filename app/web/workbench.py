@@ -9,15 +9,18 @@ Nothing is changed in either case.
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, cast
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
     DateField,
@@ -30,11 +33,13 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
 from app.photos import attach, photo_list, read_photos
+from app.redis_conn import current_redis
 from app.web.present import STATE_LABELS, register_nav
 from app.web.public import duplicates_for, token_key
 from core.db import utcnow
@@ -125,7 +130,12 @@ class ReasonForm(ActionForm):
 class ReturnForm(ActionForm):
     """退单: one of the fixed reasons and a note."""
 
-    reason = SelectField("退单理由", choices=options((k.value, v) for k, v in RETURN_REASON_LABELS.items()))
+    # No reason is preselected: the handler must pick one (a blank first option).
+    reason = SelectField(
+        "退单理由",
+        choices=options([("", "请选择退单理由"), *((k.value, v) for k, v in RETURN_REASON_LABELS.items())]),
+        validators=[DataRequired(message="请选择退单理由")],
+    )
     note = StringField("说明", validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
@@ -146,10 +156,33 @@ class UnitChoiceForm(ActionForm):
         return {"unit_code": self.unit_code.data or "", "note": self.note.data or ""}
 
 
+class DispatchForm(UnitChoiceForm):
+    """派单 by a dispatcher: may force a unit that returned the case (强制指派), with the reason."""
+
+    force = BooleanField("强制指派（派回曾退回此工单的单位）")
+    note = StringField("备注（强制指派时必填理由）", validators=[Length(max=500)])
+
+    def validate_note(self, field: Any) -> None:
+        """Forcing is audited: its reason is required."""
+        if self.force.data and not (field.data or "").strip():
+            raise ValidationError(_("强制指派须填写理由"))
+
+    def values(self) -> dict[str, Any]:
+        """Unit code, the force flag and the note (the audited reason when forced)."""
+        return {**super().values(), "force": bool(self.force.data)}
+
+
 class EscalateForm(ActionForm):
     """上报 / 吹哨: the level above and/or departments, and why."""
 
-    to_unit_codes = SelectMultipleField("吹哨对象（可多选）", validate_choice=False)
+    # Ticked boxes under a search box (site.js filters them), not a Ctrl-click list; no default target.
+    to_unit_codes = SelectMultipleField(
+        "吹哨对象（可多选）",
+        validate_choice=False,
+        validators=[DataRequired(message="请至少选择一个吹哨对象")],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
     note = TextAreaField("上报事由", validators=[DataRequired(message="请填写上报事由"), Length(max=1000)])
 
     def values(self) -> dict[str, Any]:
@@ -191,9 +224,19 @@ class ResolveForm(ActionForm):
         "办结照片（可选，居民可见）", render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
     )
 
+    # Offered only while summoned units have not reported in (see ``_fill_choices``).
+    despite_unanswered = BooleanField("仍有被吹哨单位未报到，我确认现在办结")
+
     def values(self) -> dict[str, Any]:
-        """Result and reply (the evidence photos are stored by the view)."""
-        return {"result": self.result.data or "", "reply": self.reply.data or ""}
+        """Result, reply and whether unanswered summons were confirmed (the evidence photos are stored by
+        the view)."""
+        return {
+            "result": self.result.data or "",
+            "reply": self.reply.data or "",
+            "despite_unanswered": bool(
+                getattr(self, "despite_unanswered", None) and self.despite_unanswered.data
+            ),
+        }
 
 
 class MergeForm(ActionForm):
@@ -246,7 +289,7 @@ FORMS: dict[Action, type[ActionForm]] = {
     Action.approve_extension: NoteForm,
     Action.refuse_extension: ReasonForm,
     Action.resolve: ResolveForm,
-    Action.dispatch: UnitChoiceForm,
+    Action.dispatch: DispatchForm,
     Action.reopen: ReasonForm,
     Action.supervise: ReasonForm,
     Action.merge: MergeForm,
@@ -327,7 +370,14 @@ def _fill_choices(form: ActionForm, action: Action, case: Case, user: User) -> N
         everything = user.role == Role.admin or services.acts_for_city(user)
         places = _places_below(user.unit, everything)
         depts = departments(dbs()) if everything else []
-        form.unit_code.choices = options((u.code, _unit_label(u)) for u in [*depts, *places])
+        returned = services.snapshot(case, summons=False).returned_by
+        form.unit_code.choices = options(
+            (u.code, _unit_label(u) + (_("（曾退回，需强制指派）") if u.id in returned else ""))
+            for u in [*depts, *places]
+        )
+    elif action is Action.resolve and isinstance(form, ResolveForm):
+        if not any(s.closed_at is None for s in case.summons):
+            del form.despite_unanswered
     elif action is Action.escalate and isinstance(form, EscalateForm):
         targets = services.escalation_targets(dbs(), case)
         form.to_unit_codes.choices = options((u.code, _unit_label(u)) for u in targets)
@@ -391,11 +441,51 @@ def _role_label(event: CaseEvent) -> str:
         return _("系统") if event.actor_role == "system" else ""
 
 
+DRAFT_KEY = "workbench_draft"
+DRAFT_SECONDS = 600  # a refused form's typed text is kept this long for the page it returns to
+
+
+def _back_with_draft(case: Case, action: Action) -> Any:
+    """Post-redirect-get for a refused action: what was typed waits in the session for the case page
+    (which shows it once, with the field errors), and the browser leaves the POST address."""
+    typed = {k: request.form.getlist(k) for k in request.form if k != "csrf_token"}
+    # The text can be far over a cookie's 4 KB: it waits in Redis, the (cookie) session holds its key.
+    key = f"{DRAFT_KEY}:{secrets.token_urlsafe(16)}"
+    draft = {"case": case.tracking_number, "action": action.value, "form": typed}
+    current_redis().set(key, json.dumps(draft, ensure_ascii=False), ex=DRAFT_SECONDS)
+    session[DRAFT_KEY] = key
+    return redirect(url_for("workbench.case_page", tracking_number=case.tracking_number), 303)
+
+
+def _draft_form(case: Case, user: User) -> tuple[Action, ActionForm] | None:
+    """The refused form of the last POST on this case, re-bound to what was typed (then forgotten)."""
+    key = session.pop(DRAFT_KEY, None)
+    raw = current_redis().getdel(key) if isinstance(key, str) else None
+    draft = json.loads(raw) if raw else None
+    if not draft or draft.get("case") != case.tracking_number:
+        return None
+    try:
+        action = Action(draft.get("action"))
+    except ValueError:
+        return None
+    form = FORMS[action](
+        prefix=action.value, formdata=MultiDict(_pairs(draft.get("form") or {})), meta={"csrf": False}
+    )
+    _fill_choices(form, action, case, user)
+    form.validate()  # the field errors again, beside the fields
+    return action, form
+
+
+def _pairs(typed: dict[str, list[str]]) -> list[tuple[str, str]]:
+    return [(key, value) for key, values in typed.items() for value in values]
+
+
 def _render_case(
     case: Case, user: User, status: int = 200, bound: tuple[Action, ActionForm] | None = None
 ) -> Any:
     actions = services.allowed_actions(dbs(), case, user)
     forms = {a: _form(a, case, user) for a in actions if a in FORMS}
+    bound = bound or _draft_form(case, user)
     if bound is not None and bound[0] in forms:
         forms[bound[0]] = bound[1]
     now = utcnow()
@@ -454,8 +544,9 @@ def queue() -> Any:
         next_url=url_for("workbench.queue", page=page + 1, **args) if len(rows) > PER_PAGE else None,
         counts=state_counts(user),
         waiting=waiting,
+        whistles=services.pending_summons(dbs(), user) if user.role in (Role.dispatcher, Role.admin) else [],
         callbacks=callback_queue() if user.role in (Role.operator, Role.admin) else [],
-        notices=notify.notices_for(dbs(), "unit", user.unit_id, limit=10) if user.unit_id else [],
+        notices=notify.unread_notices(dbs(), "unit", user.unit_id, limit=10) if user.unit_id else [],
         now=utcnow(),
     )
 
@@ -478,7 +569,11 @@ def read_notices() -> Any:
 def case_page(tracking_number: str) -> Any:
     """The case for staff: details, deadline, timeline, notices and exactly the allowed actions."""
     user, case = _load(tracking_number)
-    return _render_case(case, user)
+    page = _render_case(case, user)
+    # Opening the case is reading its notices: the queue shows each notice until then, not again.
+    if user.unit_id is not None and notify.mark_case_read(dbs(), case.id, "unit", user.unit_id):
+        dbs().commit()
+    return page
 
 
 @bp.route("/workbench/cases/<tracking_number>/<action>", methods=["POST"])
@@ -497,20 +592,20 @@ def act(tracking_number: str, action: str) -> Any:
         if refused.code in FORBIDDEN_CODES:
             abort(403)
         flash(_(refused.message))
-        return _render_case(case, user, 409)
+        return _back_with_draft(case, chosen)
     form = _form(chosen, case, user, formdata=request.form)
     if not form.validate_on_submit():
         for errors in form.errors.values():
             for error in errors if isinstance(errors, list) else [errors]:
                 flash(_(str(error)))
-        return _render_case(case, user, 422, (chosen, form))
+        return _back_with_draft(case, chosen)
     evidence: list[ProcessedImage] = []
     if isinstance(form, ResolveForm):
         evidence, problems = read_photos(request.files.getlist(form.evidence.name))
         if problems:
             for problem in problems:
                 flash(problem.message)
-            return _render_case(case, user, 422, (chosen, form))
+            return _back_with_draft(case, chosen)
     try:
         services.perform(dbs(), chosen.value, case.id, user, **form.values())
         if evidence:
@@ -518,9 +613,13 @@ def act(tracking_number: str, action: str) -> Any:
     except TransitionError as refusal:
         dbs().rollback()
         flash(_(refusal.message))
-        return _render_case(case, user, 422, (chosen, form))
+        return _back_with_draft(case, chosen)
     dbs().commit()
     flash(_("已完成：%(action)s", action=_(chosen.label)))
+    try:
+        services.case_for(dbs(), case.id, user)
+    except services.CaseNotFound:  # e.g. after 退单 the case left the unit: back to the queue, not a 404
+        return redirect(url_for("workbench.queue"))
     return redirect(url_for("workbench.case_page", tracking_number=case.tracking_number))
 
 

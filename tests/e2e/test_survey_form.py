@@ -39,6 +39,15 @@ def test_kobo_form_uploaded_and_its_relevant_applied_on_a_phone(
     page.click("text=开始收集（此后问卷内容冻结）")
     page.wait_for_load_state()
     page.goto(f"{live_server}/s/{survey_id}/{COMMUNITY}")
+    # This form names its don't-know answer 不了解; the default label, the longest, must fit too.
+    page.evaluate(
+        "document.querySelectorAll('.choices .dk').forEach(l => l.lastChild.textContent = ' 不了解/不适用')"
+    )
+    for width in (360, 390):  # the form fits the narrowest phones
+        page.set_viewport_size({"width": width, "height": 800})
+        scroll = page.evaluate("document.documentElement.scrollWidth")
+        assert scroll <= width, f"问卷在 {width}px 手机上横向溢出（{scroll}px）"
+    page.screenshot(path="/tmp/deadends-survey-360.png", full_page=True)
     why = page.locator("#q-q_why")
     assert why.is_hidden()
     page.check("input[name=q_env][value='2']")

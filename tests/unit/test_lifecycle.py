@@ -307,7 +307,9 @@ def test_return_goes_back_to_the_sending_level_then_to_triage_then_refused() -> 
     assert second.event.details["limit_reached"] is True
 
     # A dispatcher decides in triage; the unit it picks can no longer return it.
-    third_hop = decide(second.after, Dispatch(COMMUNITY, force=True), STREET_DISPATCHER, NOW).after
+    third_hop = decide(
+        second.after, Dispatch(COMMUNITY, force=True, note="改回本社区"), STREET_DISPATCHER, NOW
+    ).after
     assert Action.return_case not in allowed_actions(third_hop, HANDLER, NOW)
     with pytest.raises(TransitionError) as info:
         decide(third_hop, ReturnCase(ReturnReason.duplicate), HANDLER, NOW)
@@ -348,9 +350,14 @@ def test_no_ping_pong_unless_a_dispatcher_forces_it() -> None:
     with pytest.raises(TransitionError) as info:
         decide(replace(returned, unit=None, state=State.triage), Dispatch(COMMUNITY), SYSTEM_ACTOR, NOW)
     assert info.value.code == "ping_pong"
-    forced = decide(returned, Dispatch(COMMUNITY, force=True), STREET_DISPATCHER, NOW)
+    with pytest.raises(TransitionError) as info:  # forcing is audited: it needs a reason
+        decide(returned, Dispatch(COMMUNITY, force=True, note=" "), STREET_DISPATCHER, NOW)
+    assert info.value.code == "missing_text"
+    forced = decide(
+        returned, Dispatch(COMMUNITY, force=True, note="街道核实属本社区"), STREET_DISPATCHER, NOW
+    )
     assert forced.after.unit == COMMUNITY
-    assert forced.event.details["forced"] is True
+    assert forced.event.details["forced"] is True and forced.event.reason == "街道核实属本社区"
     # Other units are fine.
     assert decide(returned, Dispatch(NEIGHBOUR), STREET_DISPATCHER, NOW).after.unit == NEIGHBOUR
 
@@ -426,7 +433,10 @@ def test_escalation_only_to_the_levels_above_and_the_allowed_departments(target:
 
 def test_resolving_with_open_escalation_records_who_did_not_answer() -> None:
     snap = case(State.accepted, escalation_open=True, escalation_pending=frozenset({8}))
-    t = decide(snap, Resolve("已处理", "已处理完毕"), HANDLER, NOW)
+    with pytest.raises(TransitionError) as info:  # blocked unless the handler confirms
+        decide(snap, Resolve("已处理", "已处理完毕"), HANDLER, NOW)
+    assert info.value.code == "escalation_unanswered"
+    t = decide(snap, Resolve("已处理", "已处理完毕", despite_unanswered=True), HANDLER, NOW)
     assert t.event.details["unanswered_escalation"] == [8]
     assert not t.after.escalation_open
 

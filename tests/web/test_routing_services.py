@@ -184,7 +184,9 @@ def with_extension(session: Session) -> Case:
 
 def escalated(session: Session) -> Case:
     case = accepted(session)
-    services.escalate(session, case.id, user(session, "handler-community"), note="需要街道协调")
+    services.escalate(
+        session, case.id, user(session, "handler-community"), note="需要街道协调", to_unit_codes=["420102-S1"]
+    )
     return case
 
 
@@ -218,7 +220,14 @@ ACTIONS: list[tuple[str, Setup, str, dict[str, Any], str, str]] = [
     # action, setup, allowed actor, values, expected state, foreign actor kind
     ("accept", routed, "handler-community", {}, "accepted", "community"),
     ("return_case", routed, "handler-community", {"reason": "wrong_place"}, "dispatching", "community"),
-    ("escalate", accepted, "handler-community", {"note": "需要协调"}, "accepted", "community"),
+    (
+        "escalate",
+        accepted,
+        "handler-community",
+        {"note": "需要协调", "to_unit_codes": ["420102-S1"]},
+        "accepted",
+        "community",
+    ),
     ("respond_escalation", escalated, "handler-street", {"response": "已到场"}, "accepted", "handler"),
     (
         "request_extension",
@@ -319,7 +328,12 @@ def test_returns_go_back_up_then_to_triage_at_the_limit(session: Session) -> Non
         services.dispatch_manually(session, case.id, user(session, "dispatcher-city"), unit_code=COMMUNITY)
     assert refused.value.code == "ping_pong"
     services.dispatch_manually(
-        session, case.id, user(session, "dispatcher-city"), unit_code=COMMUNITY, force=True
+        session,
+        case.id,
+        user(session, "dispatcher-city"),
+        unit_code=COMMUNITY,
+        force=True,
+        note="核实属本社区",
     )
     assert case.state == State.dispatched
 

@@ -97,7 +97,9 @@ def extension_pending(client: Any, session: Session) -> Case:
 def escalated(client: Any, session: Session) -> Case:
     """An accepted case whose community blew the whistle to its street."""
     case = accepted(client, session)
-    services.escalate(session, case.id, user(session, "handler-community"), note="需要街道协调")
+    services.escalate(
+        session, case.id, user(session, "handler-community"), note="需要街道协调", to_unit_codes=["420102-S1"]
+    )
     return case
 
 
@@ -326,8 +328,8 @@ def test_a_refused_transition_shows_its_chinese_reason_and_changes_nothing(
     response = client.post(
         f"/workbench/cases/{case.tracking_number}/resolve", data={"resolve-result": "x", "resolve-reply": "y"}
     )
-    assert response.status_code == 409
-    assert "工单尚未签收，不能办结" in response.get_data(as_text=True)
+    assert response.status_code == 303  # post-redirect-get: back on the case page, with the reason
+    assert "工单尚未签收，不能办结" in client.get(response.headers["Location"]).get_data(as_text=True)
     assert fingerprint(session, case) == before
 
 
@@ -339,8 +341,8 @@ def test_an_invalid_payload_is_422_with_the_reason(client: Any, session: Session
         f"/workbench/cases/{case.tracking_number}/request_extension",
         data={"request_extension-new_date": "2000-01-01", "request_extension-reason": "晚一点"},
     )
-    assert response.status_code == 422
-    assert "申请的新时限必须晚于当前时限" in response.get_data(as_text=True)
+    assert response.status_code == 303
+    assert "申请的新时限必须晚于当前时限" in client.get(response.headers["Location"]).get_data(as_text=True)
     assert fingerprint(session, case) == before
 
 
