@@ -106,9 +106,16 @@ def _retry_after() -> int:
     return max(1, math.ceil(current.reset_at - time.time()))
 
 
-def reset_all() -> None:
-    """Clear every counter, in Redis and in the in-memory fallback, and forget a dead Redis (tests)."""
+def reset_all(app: Flask | None = None) -> None:
+    """Clear every counter, in Redis and in the in-memory fallback, and forget a dead Redis (tests).
+
+    With ``app``, its Redis is cleared too even when the limiter's storage has not used it yet (another
+    app built later re-points the shared limiter to a fresh storage that knows only its own pools)."""
     if limiter.initialized:
+        connect = getattr(limiter.storage, "get_connection", None)
+        if app is not None and connect is not None:
+            with app.app_context():
+                connect()
         limiter.storage.reset()
         fallback = getattr(limiter, "_fallback_storage", None)
         if fallback is not None:

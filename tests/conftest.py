@@ -104,9 +104,11 @@ def session(app: Flask) -> Iterator[Session]:
 @contextmanager
 def rolled_back_session(app: Flask) -> Iterator[Session]:
     """The ``session`` fixture's transaction, for fixtures of a wider scope (e.g. one per module)."""
+    from app.ratelimit import reset_all
     from routing.intake import reference_cache
 
     reference_cache.clear()  # cached look-ups must not outlive the rolled-back rows they came from
+    reset_all(app)  # this app's own counters, whichever app the shared limiter was last bound to
     with app.app_context():
         connection = db.engine.connect()
         outer = connection.begin()

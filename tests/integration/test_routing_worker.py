@@ -93,6 +93,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "RQ_QUEUE_PREFIX": prefix,
             "SECRET_KEY": "it-secret",
             "RQ_ASYNC": True,
+            # One loopback client files every case: this test is about routing, not abuse limits.
+            "API_LIMIT": "100000 per minute",
+            "INTAKE_LIMIT": "100000 per minute",
         }
     )
     with app.app_context():
