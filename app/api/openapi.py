@@ -39,6 +39,16 @@ ERRORS = {
 API_KEY = {"in": "header", "name": "X-Api-Key", "required": False, "schema": {"type": "string"}}
 
 
+def _query(name: str, description: str, kind: str = "string", required: bool = False) -> dict[str, Any]:
+    return {
+        "in": "query",
+        "name": name,
+        "required": required,
+        "description": description,
+        "schema": {"type": kind},
+    }
+
+
 def _errors(*codes: str) -> dict[str, Any]:
     return {code: ERRORS[code] for code in codes}
 
@@ -136,6 +146,74 @@ def document() -> dict[str, Any]:
                             {"type": "array", "items": _ref(UnitOut)}, "parent 的下级单位（缺省为各区）"
                         ),
                         **_errors("400", "404", "429"),
+                    },
+                }
+            },
+            "/api/v1/topics": {
+                "get": {
+                    "operationId": "listTopics",
+                    "summary": "社区议题（五步议事）",
+                    "parameters": [
+                        _query("community", "社区编码"),
+                        _query("stage", "raise | discuss | decide | carry_out | evaluate"),
+                        _query("limit", "最多返回条数（默认 50）", kind="integer"),
+                    ],
+                    "responses": {
+                        "200": _json({"type": "array", "items": {"type": "object"}}, "议题及其所处步骤"),
+                        **_errors("400", "422", "429"),
+                    },
+                }
+            },
+            "/api/v1/topics/{topic_id}": {
+                "get": {
+                    "operationId": "getTopic",
+                    "summary": "一个议题：步骤、关联诉求编号、表决结果、项目进度与评价",
+                    "parameters": [
+                        {"in": "path", "name": "topic_id", "required": True, "schema": {"type": "integer"}}
+                    ],
+                    "responses": {
+                        "200": _json({"type": "object"}, "议题详情"),
+                        **_errors("400", "404", "429"),
+                    },
+                }
+            },
+            "/api/v1/duplicates": {
+                "get": {
+                    "operationId": "possibleDuplicates",
+                    "summary": "提交前：同社区同类别的相似未办结诉求",
+                    "parameters": [
+                        _query("category", "诉求类别编码"),
+                        _query("community", "社区编码"),
+                        _query("description", "正在填写的描述"),
+                    ],
+                    "responses": {
+                        "200": _json({"type": "object"}, "possible_duplicates：编号、状态、“我也遇到了”人数"),
+                        **_errors("400", "429"),
+                    },
+                }
+            },
+            "/api/v1/places/suggest": {
+                "get": {
+                    "operationId": "suggestPlace",
+                    "summary": "由地图坐标推荐所在社区（按导入的社区边界）",
+                    "parameters": [
+                        _query("lat", "纬度", kind="number", required=True),
+                        _query("lng", "经度", kind="number", required=True),
+                    ],
+                    "responses": {
+                        "200": _json({"type": "object"}, "community 为 null 表示不在任何已导入边界内"),
+                        **_errors("400", "422", "429"),
+                    },
+                }
+            },
+            "/api/v1/places/addresses": {
+                "get": {
+                    "operationId": "knownAddresses",
+                    "summary": "地址自动补全：本社区已有诉求的地址",
+                    "parameters": [_query("community", "社区编码"), _query("q", "地址开头")],
+                    "responses": {
+                        "200": _json({"type": "array", "items": {"type": "string"}}, "地址"),
+                        **_errors("400", "429"),
                     },
                 }
             },
