@@ -1,6 +1,6 @@
 """Local fake servers for the message channels: an HTTP SMS gateway (http.server) and SMTP (aiosmtpd).
 
-Both listen on 127.0.0.1 on a free port of the messages range (5230–5239) and record what they got.
+Both listen on 127.0.0.1 on a free loopback port chosen by the OS and record what they got.
 """
 
 from __future__ import annotations
@@ -16,19 +16,12 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-PORTS = range(5230, 5240)
-
 
 def free_port() -> int:
-    """A port of the range that nothing listens on now."""
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 5230-5239")
+    """A loopback port nothing listens on now, chosen by the OS (parallel test workers never collide)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass
