@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.utils import secure_filename
 
+from app.audit import audit
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
 from app.web.assessment_forms import (
@@ -220,11 +221,12 @@ def publish(quarter: str) -> Any:
     """Publish (freeze) the quarter's draft."""
     q = _quarter(quarter)
     try:
-        services.publish_run(_db(), q, _user_id())
+        run = services.publish_run(_db(), q, _user_id())
     except DomainError as error:
         _db().rollback()
         flash(error.message)
     else:
+        audit("scoring.publish", signed_in_user(), "scoring_run", run.id, {"quarter": str(q)})
         _db().commit()
         flash(f"{q.label_zh}的考评结果已发布")
     return redirect(url_for("assessment.dashboard", quarter=str(q)))
@@ -409,6 +411,10 @@ def system(system_id: int) -> Any:
         except FormInvalid as invalid:
             errors.extend(invalid.messages)
         else:
+            audit(
+                "indicators.change", signed_in_user(), "indicator_system", new.id,
+                {"action": action, "quarter": new.quarter, "version": new.version, "from": system_id},
+            )  # fmt: skip
             _db().commit()
             flash(f"已保存为 {new.quarter} 新版本 v{new.version}：{new.note}")
             return redirect(url_for("assessment.system", system_id=new.id))

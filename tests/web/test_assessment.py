@@ -833,3 +833,19 @@ def test_three_rates_with_counts_on_dashboard_drilldown_and_ledger(
     scores = list(book["社区得分"].iter_rows(values_only=True))
     flags = next(r for r in scores if r[1] == "420102-S1-C1")[-1]
     assert "样本不足" in flags
+
+
+def test_scoring_publication_and_indicator_changes_are_in_the_audit_trail(
+    client: Any, session: Session, tiny: dict[str, Unit], editable: IndicatorSystem
+) -> None:
+    from core.audit import AuditEvent
+
+    login(client, "evaluator")
+    client.post(f"/assessment/{Q}/run")
+    assert client.post(f"/assessment/{Q}/publish").status_code == 302
+    published = session.scalars(select(AuditEvent).where(AuditEvent.action == "scoring.publish")).all()
+    assert [e.details["quarter"] for e in published] == [Q]
+    response = client.post(f"/assessment/systems/{editable.id}", data={"action": "copy", "quarter": "2020Q2"})
+    assert response.status_code == 302
+    changed = session.scalars(select(AuditEvent).where(AuditEvent.action == "indicators.change")).all()
+    assert [(e.details["action"], e.details["from"]) for e in changed] == [("copy", editable.id)]
