@@ -118,6 +118,10 @@ def _forget(session: Session, _previous: Any) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _hand_over(session: Session) -> None:
+    # after_commit also fires when a SAVEPOINT is released, while the outer transaction still holds
+    # its locks (on SQLite a new connection would wait out busy_timeout): only the outermost commit.
+    if session.get_nested_transaction() is not None:
+        return
     found = session.info.pop(_PENDING, None)
     if not found or not has_app_context():
         return

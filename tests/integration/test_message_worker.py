@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.integration]
 
 CI = os.environ.get("CI", "").lower() == "true"
 _DB = os.environ.get("DATABASE_URL", "")
-DATABASE_URL = _DB if _DB.startswith("postgres") else "postgresql://postgres@127.0.0.1:5432/test_messages"
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/13"
+DATABASE_URL = _DB if _DB.startswith("postgres") else "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def _services_missing() -> str | None:

@@ -126,6 +126,23 @@ def test_fan_out_twice_delivers_once(
     assert len(deliveries(session, row)) == 1
 
 
+def test_released_savepoint_waits_for_the_outer_commit(
+    session: Session, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Releasing a SAVEPOINT fires after_commit while the outer transaction still holds its locks (on
+    SQLite a fan-out there waited out busy_timeout): the hand-over happens at the outermost commit."""
+    from tests.builders import new_case
+
+    held: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(jobs, "enqueue", lambda task, *args: held.append((task, args)))
+    hook(session, receiver.url, ["submitted"])
+    with session.begin_nested():
+        case = new_case(session)
+    assert held == []
+    session.commit()
+    assert held == [("app.api.webhooks.fan_out", (case.events[0].id,))]
+
+
 def test_failing_receiver_is_retried_and_logged(
     session: Session, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
