@@ -95,6 +95,28 @@ def _fresh_rate_limits() -> Iterator[None]:
 
 
 @pytest.fixture
+def csrf_app(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """A second app on the same database and instance with CSRF on (the shared fixture turns it off)."""
+    # create_app rewires the global job ports; put them back afterwards.
+    monkeypatch.setattr(jobs, "_session_factory", jobs._session_factory)
+    monkeypatch.setattr(jobs, "_enqueuer", jobs._enqueuer)
+    protected = create_app(
+        {
+            "INSTANCE_PATH": app.instance_path,
+            "DATABASE_URL": app.config["DATABASE_URL"],
+            "SECRET_KEY": "csrf-test-secret",
+            "RQ_ASYNC": False,
+            "WTF_CSRF_ENABLED": True,
+            "TESTING": True,
+        }
+    )
+    yield protected
+    with protected.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
     """A session inside a transaction rolled back after the test; also serves db.session and jobs."""
     with rolled_back_session(app) as scoped:

@@ -32,12 +32,14 @@ bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
 OPTIONAL = ("street", "district", "lat", "lng", "anonymous", "sms_opt_in")
 API_FIELDS = {"idempotency_key": "Idempotency-Key"}  # intake field names the API spells differently
+# One budget for the whole API, declared once with the blueprint: declaring it in init_app added
+# another copy of the limit for every app a process builds, so each call was counted once per app.
+limiter.shared_limit(limit_from_config("API_LIMIT"), scope="api")(bp)
 
 
 def init_app(app: Flask) -> None:
     """Register the API; it takes JSON bodies, not forms, so CSRF does not apply (see README)."""
     csrf.exempt(bp)
-    limiter.shared_limit(limit_from_config("API_LIMIT"), scope="api")(bp)  # one budget for the whole API
     from app.api import topics  # noqa: F401 - adds the co-governance routes to this blueprint
 
     app.register_blueprint(bp)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,10 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import create_app
 from app.auth import authenticate, create_user
-from app.extensions import db
-from core import jobs
 from core.i18n import DomainError
 from core.models import Role, User
 from tests.conftest import login
@@ -107,28 +103,6 @@ def test_create_user_rules(session: Session, args: tuple[Any, ...], code: str) -
 
 
 # --- CSRF on an app that enforces it -------------------------------------------------------------------
-
-
-@pytest.fixture
-def csrf_app(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    """A second app on the same database and instance with CSRF on (the shared fixture turns it off)."""
-    # create_app rewires the global job ports; put them back afterwards.
-    monkeypatch.setattr(jobs, "_session_factory", jobs._session_factory)
-    monkeypatch.setattr(jobs, "_enqueuer", jobs._enqueuer)
-    protected = create_app(
-        {
-            "INSTANCE_PATH": app.instance_path,
-            "DATABASE_URL": app.config["DATABASE_URL"],
-            "SECRET_KEY": "csrf-test-secret",
-            "RQ_ASYNC": False,
-            "WTF_CSRF_ENABLED": True,
-            "TESTING": True,
-        }
-    )
-    yield protected
-    with protected.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def _csrf_token(client: FlaskClient, path: str) -> str:
