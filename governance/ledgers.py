@@ -260,6 +260,13 @@ def _scoped(spec: Ledger, stmt: Any, root: Unit | None) -> Any:
     return stmt.join(Unit, Unit.id == unit_column).where(Unit.path.startswith(root.path, autoescape=True))
 
 
+def in_subtree(session: DbSession, kind: str, row_id: int, root: Unit | None) -> bool:
+    """Whether the ledger row ``row_id`` of ``kind`` belongs to ``root``'s subtree (None: the city)."""
+    spec = ledger(kind)
+    stmt = _scoped(spec, select(spec.model.id), root).where(spec.model.id == row_id)
+    return session.scalar(stmt) is not None
+
+
 def rows(
     session: DbSession,
     kind: str,

@@ -525,12 +525,19 @@ def hide(topic_id: int, comment_id: int) -> Any:
 
 @bp.route("/governance/files/<int:file_id>")
 def download(file_id: int) -> Any:
-    """An attachment of a public topic record (comments, project photos); ledger files need staff."""
+    """An attachment of a public topic record (comments, project photos); a ledger's evidence only for
+    staff whose subtree holds that row, admins and evaluators."""
     attachment = db.session.get(Attachment, file_id)
     if attachment is None:
         abort(404)
     user = signed_in_user()
-    if attachment.owner_kind not in PUBLIC_FILES and (
+    from app.web.ledgers import may_read_evidence  # ledgers' views import this module
+    from governance.ledgers import LEDGERS
+
+    if attachment.owner_kind in LEDGERS:
+        if not may_read_evidence(user, attachment.owner_kind, attachment.owner_id):
+            abort(404)  # another community's evidence: as if it did not exist
+    elif attachment.owner_kind not in PUBLIC_FILES and (
         user is None or user.role not in (*STAFF, Role.evaluator)
     ):
         abort(404)

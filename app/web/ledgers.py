@@ -36,6 +36,13 @@ def _root(user: User) -> Unit | None:
     return None if user.role in (Role.admin, Role.evaluator) else user.unit
 
 
+def may_read_evidence(user: User | None, kind: str, row_id: int) -> bool:
+    """A ledger row's evidence file: for those who may read that ledger row (its unit's subtree)."""
+    if user is None or user.role not in READERS:
+        return False
+    return ledgers.in_subtree(db.session, kind, row_id, _root(user))
+
+
 def _spec(kind: str) -> ledgers.Ledger:
     if kind not in ledgers.LEDGERS:
         abort(404)

@@ -200,3 +200,35 @@ def test_party_service_hours_are_bounded(client: Any, session: Session) -> None:
         data={"member_id": str(member.id), "served_on": "2026-08-01", "service": "清扫", "hours": "2.5"},
     )
     assert session.scalar(select(PartyService.hours)) == 2.5
+
+
+def test_ledger_evidence_is_read_only_within_the_rows_subtree(client: Any, session: Session) -> None:
+    """A meeting's evidence file: its community's staff, admins and evaluators; another district's
+    handler gets 404 as if it did not exist."""
+    import io
+
+    from governance.models import Attachment
+    from tests.conftest import STRONG_PASSWORD, new_user
+
+    login(client, "handler-community")
+    data = {
+        "unit": "420102-S1-C1",
+        "held_on": "2026-09-16",
+        "attendees": "社区党委",
+        "attendee_count": "5",
+        "issues": "楼道照明",
+        "resolutions": "更换灯具",
+        "evidence": (io.BytesIO(b"%PDF-1.4 minutes"), "minutes.pdf"),
+    }
+    assert client.post("/ledgers/meetings", data=data, content_type="multipart/form-data").status_code == 302
+    file = session.scalars(select(Attachment).where(Attachment.owner_kind == "meetings")).all()[-1]
+    url = f"/governance/files/{file.id}"
+    with client.get(url) as response:  # a streamed file: close it
+        assert response.data == b"%PDF-1.4 minutes"
+    new_user(session, "handler-far", "handler", OTHER_DISTRICT_COMMUNITY)
+    session.commit()  # a refused request rolls back to here
+    for name, status in (("handler-far", 404), ("evaluator", 200), ("admin", 200), ("resident", 404)):
+        client.post("/logout")
+        login(client, name, STRONG_PASSWORD if name == "handler-far" else "demo-pass-2026")
+        with client.get(url) as response:
+            assert response.status_code == status, name
