@@ -76,8 +76,11 @@ DEFAULTS: dict[str, Any] = {
     "OPEN311_JURISDICTION": "minhu.city",  # the one jurisdiction_id Open311 accepts
     "OPEN311_CONTACT": "12345 市民服务热线",  # discovery's contact
     "OPEN311_KEY_SERVICE": "向市 12345 平台管理员申请 api_key",  # discovery's key_service
-    "API_KEY_LIMIT_STORAGE_URI": "",  # limits storage of per-key rate limits ("" → in-process memory)
+    "API_KEY_LIMIT_STORAGE_URI": "",  # limits storage of per-key limits ("" → the app's Redis, shared)
     "WEBHOOK_TIMEOUT_SECONDS": 5.0,  # one delivery attempt's connect + read timeout
+    # Deliver to loopback / private / link-local addresses (a partner on the city's own network).
+    # Off by default: an endpoint URL must not turn the worker into a probe of internal services.
+    "WEBHOOK_ALLOW_PRIVATE": False,
 }
 
 # Environment variables read at start-up (README lists them); the type converts the string.
@@ -136,6 +139,7 @@ ENVIRONMENT: dict[str, type] = {
     "OPEN311_KEY_SERVICE": str,
     "API_KEY_LIMIT_STORAGE_URI": str,
     "WEBHOOK_TIMEOUT_SECONDS": float,
+    "WEBHOOK_ALLOW_PRIVATE": bool,
 }
 
 

@@ -121,6 +121,9 @@ def reset_all(app: Flask | None = None) -> None:
         if fallback is not None:
             fallback.reset()
         limiter._storage_dead = False
+    from app.api.keys import reset_counters
+
+    reset_counters()
 
 
 def init_app(app: Flask) -> None:

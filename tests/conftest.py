@@ -54,6 +54,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
             "WTF_CSRF_ENABLED": False,
             "TESTING": True,
             "SERVER_NAME": "localhost",
+            "WEBHOOK_ALLOW_PRIVATE": True,  # the test receivers listen on loopback
         }
     )
     with application.app_context():

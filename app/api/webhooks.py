@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app, has_app_context
 from sqlalchemy import event, select
@@ -30,6 +33,7 @@ from sqlalchemy.orm import Session
 from app.api.models import WEBHOOK_EVENTS, Webhook, WebhookDelivery
 from core import jobs
 from core.db import utcnow
+from core.i18n import N_
 from routing.models import CaseEvent
 
 log = logging.getLogger(__name__)
@@ -186,10 +190,48 @@ def _attempts_allowed() -> int:
     return 1 + len(policy_for("app.api.webhooks.deliver").retry_intervals)
 
 
+def destination_problem(url: str, allow_private: bool) -> tuple[str, dict[str, str]] | None:
+    """Why ``url`` may not receive deliveries (a Chinese message id and its parameters), or None.
+
+    Only http(s); unless ``allow_private``, every address the host resolves to must be a public one
+    (not loopback, private, link-local such as 169.254.169.254, or reserved), so an endpoint cannot
+    make the worker call the city's internal services. Checked when registering and before each attempt.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return N_("接收地址必须是 http:// 或 https:// 开头的完整地址"), {}
+    if allow_private:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return N_("无法解析主机名 %(host)s"), {"host": parts.hostname}
+    for *_, address in found:
+        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+        if not ip.is_global:
+            return N_("接收地址指向内网或本机地址（%(ip)s），不予投递"), {"ip": str(ip)}
+    return None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is the endpoint's answer (logged, retried), never followed to another host."""
+
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str]:
+    allow_private = bool(current_app.config.get("WEBHOOK_ALLOW_PRIVATE")) if has_app_context() else False
+    problem = destination_problem(url, allow_private)
+    if problem is not None:
+        return None, problem[0] % problem[1]
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with _opener.open(request, timeout=timeout) as answer:
             return answer.status, answer.read(RESPONSE_KEPT).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(RESPONSE_KEPT).decode("utf-8", "replace")

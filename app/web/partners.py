@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any, cast
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from limits import parse
 from sqlalchemy import select
@@ -88,9 +88,14 @@ class WebhookForm(Form):
     )
 
     def validate_url(self, field: Any) -> None:
-        """Only http and https."""
+        """Only http and https, and (unless WEBHOOK_ALLOW_PRIVATE) only public addresses."""
         if not (field.data or "").lower().startswith(("http://", "https://")):
             raise ValidationError(_("接收地址必须以 http:// 或 https:// 开头"))
+        from app.api.webhooks import destination_problem
+
+        problem = destination_problem(field.data.strip(), bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"]))
+        if problem is not None:
+            raise ValidationError(_(problem[0], **problem[1]))
 
 
 def _keys_page(form: ApiKeyForm, issued: str | None = None, status: int = 200) -> Any:

@@ -278,6 +278,12 @@ def test_scopes_and_rate_limit(client: Any, session: Session) -> None:
     tight = api_key(session, ("read",), rate_limit="2/hour")
     statuses = [client.get(f"{BASE}/requests.json?api_key={tight}").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+    # Counted in the app's Redis, so every web process shares the key's window.
+    from flask import current_app
+
+    from app.redis_conn import redis_for
+
+    assert any(redis_for(current_app).scan_iter(match="*minhu-api-keys*"))
 
 
 def test_key_is_stored_hashed(session: Session) -> None:

@@ -220,3 +220,69 @@ def test_verify_rejects_old_timestamps() -> None:
     assert not webhooks.verify(
         SECRET, str(int(now) - 3600), body, webhooks.sign(SECRET, int(now) - 3600, body), now=now
     )
+
+
+def test_private_destinations_are_refused_unless_allowed(
+    app: Any, client: Any, session: Session, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint may not point the worker at loopback, private or link-local addresses (cloud
+    metadata at 169.254.169.254 included): refused when registering and before every attempt."""
+    from tests.builders import new_case
+    from tests.conftest import login
+
+    for url in ("http://127.0.0.1/x", "http://10.1.2.3/x", "http://169.254.169.254/latest", "http://[::1]/"):
+        problem = webhooks.destination_problem(url, allow_private=False)
+        assert problem is not None and "内网或本机" in problem[0], url
+    assert webhooks.destination_problem("ftp://example.cn/x", allow_private=True) is not None
+    assert webhooks.destination_problem("http://127.0.0.1/x", allow_private=True) is None
+
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", False)
+    login(client, "admin")
+    page = client.post(
+        "/admin/partners/webhooks",
+        data={"name": "内网", "url": "http://127.0.0.1:8080/", "events": ["submitted"]},
+    )
+    assert page.status_code == 422 and "内网或本机地址（127.0.0.1）" in page.get_data(as_text=True)
+
+    monkeypatch.setattr(jobs, "enqueue", lambda task, *args: None)
+    row = hook(session, receiver.url, ["submitted"])  # registered earlier, while it was allowed
+    case = new_case(session)
+    session.commit()
+    webhooks.fan_out(case.events[0].id)
+    [delivery] = deliveries(session, row)
+    with pytest.raises(webhooks.DeliveryFailed):
+        webhooks.deliver(delivery.id)
+    [delivery] = deliveries(session, row)
+    assert receiver.received == [] and "不予投递" in (delivery.last_response or "")
+
+
+def test_a_redirect_is_an_answer_not_followed(
+    session: Session, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.builders import new_case
+
+    class Redirector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", receiver.url)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(jobs, "enqueue", lambda task, *args: None)
+        row = hook(session, f"http://127.0.0.1:{server.server_address[1]}/hook", ["submitted"])
+        case = new_case(session)
+        session.commit()
+        webhooks.fan_out(case.events[0].id)
+        [delivery] = deliveries(session, row)
+        with pytest.raises(webhooks.DeliveryFailed):
+            webhooks.deliver(delivery.id)
+        [delivery] = deliveries(session, row)
+        assert delivery.last_status_code == 307 and receiver.received == []
+    finally:
+        server.shutdown()
+        server.server_close()
