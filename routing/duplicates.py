@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import select, update
 
@@ -32,20 +33,27 @@ def normalise(text: str) -> str:
     return "".join(ch for ch in folded if ch.isalnum())
 
 
-def bigrams(text: str) -> set[str]:
-    """The set of two-character sequences of the normalised text (the text itself when shorter)."""
+@lru_cache(maxsize=8192)
+def bigrams(text: str) -> frozenset[str]:
+    """The set of two-character sequences of the normalised text (the text itself when shorter).
+
+    Cached: every intake compares against up to CANDIDATES recent descriptions, mostly the same ones."""
     plain = normalise(text)
     if len(plain) < 2:
-        return {plain} if plain else set()
-    return {plain[i : i + 2] for i in range(len(plain) - 1)}
+        return frozenset({plain} if plain else ())
+    return frozenset(plain[i : i + 2] for i in range(len(plain) - 1))
+
+
+def dice(left: frozenset[str], right: frozenset[str]) -> float:
+    """Dice coefficient of two bigram sets, from 0.0 (nothing shared) to 1.0."""
+    if not left or not right:
+        return 0.0
+    return 2 * len(left & right) / (len(left) + len(right))
 
 
 def similarity(a: str, b: str) -> float:
     """Dice coefficient of the two texts' character bigrams, from 0.0 (nothing shared) to 1.0."""
-    left, right = bigrams(a), bigrams(b)
-    if not left or not right:
-        return 0.0
-    return 2 * len(left & right) / (len(left) + len(right))
+    return dice(bigrams(a), bigrams(b))
 
 
 @dataclass(frozen=True)
@@ -96,24 +104,18 @@ def possible_duplicates(
         .order_by(Case.created_at.desc())
         .limit(CANDIDATES)
     ).all()
-    found = []
-    for row in rows:
-        if row.id == exclude_id:
-            continue
-        score = similarity(description, row.description)
-        if score >= threshold:
-            found.append(
-                Duplicate(
-                    row.tracking_number,
-                    row.state,
-                    row.created_at,
-                    row.me_too_count,
-                    snippet(row.description),
-                    score,
-                )
-            )
-    found.sort(key=lambda d: (-d.score, d.tracking_number))
-    return found[:MAX_SUGGESTIONS]
+    wanted = bigrams(description)
+    scored = [(dice(wanted, bigrams(row.description)), row) for row in rows if row.id != exclude_id]
+    best = sorted(
+        ((score, row) for score, row in scored if score >= threshold),
+        key=lambda pair: (-pair[0], pair[1].tracking_number),
+    )[:MAX_SUGGESTIONS]
+    return [
+        Duplicate(
+            row.tracking_number, row.state, row.created_at, row.me_too_count, snippet(row.description), score
+        )
+        for score, row in best
+    ]
 
 
 def add_me_too(session: DbSession, case: Case) -> bool:
