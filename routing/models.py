@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -28,6 +29,8 @@ class Case(Base):
     """A resident's request and where it stands."""
 
     __tablename__ = "cases"
+    # The duplicate check at every intake: the newest cases of one community and category.
+    __table_args__ = (Index("ix_cases_duplicate_lookup", "community_id", "category_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tracking_number: Mapped[str] = mapped_column(String(32), unique=True)
