@@ -1,4 +1,5 @@
-"""SMS delivery on real PostgreSQL and Redis with a real RQ worker: a failing gateway is retried by RQ.
+"""Outbound messages on real PostgreSQL and Redis with a real RQ worker: a failing SMS gateway and a
+failing webhook receiver are retried by RQ until they answer.
 
 Runs when PostgreSQL and Redis answer (always under CI=true, where a missing service fails instead of
 skipping). The schema lives in a database created for this test and dropped afterwards, because the
@@ -83,6 +84,7 @@ def stack(
                 "RQ_ASYNC": True,
                 "SMS_GATEWAY_URL": gateway.url,
                 "PUBLIC_BASE_URL": "https://12345.example.cn",
+                "WEBHOOK_ALLOW_PRIVATE": True,  # the test receiver listens on loopback
             }
         )
         with app.app_context():
@@ -136,3 +138,58 @@ def test_failing_gateway_is_retried_by_the_worker_until_sent(stack: dict[str, An
         assert (row.status, row.attempts, row.last_code) == (messages.SENT, 3, 200)
         assert len(gateway.received) == 3 and all(m["to"] == "13812345678" for m in gateway.received)
         db.session.remove()
+
+
+def test_failing_webhook_receiver_is_retried_by_the_worker_until_delivered(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rq import Queue, SimpleWorker
+
+    from app import queue
+    from app.api import webhooks
+    from app.api.models import Webhook, WebhookDelivery
+    from app.extensions import db
+    from app.redis_conn import redis_for
+    from core.db import utcnow
+    from tests.builders import new_case
+    from tests.web.test_webhooks import SECRET, Receiver
+
+    monkeypatch.setitem(
+        queue.TASKS, "app.api.webhooks.deliver", queue.Policy("default", timeout=60, retry_intervals=(0, 0))
+    )
+    receiver = Receiver()
+    receiver.status = 503  # the first attempt fails; every later one is answered 200
+
+    class ThenOk(list[dict[str, Any]]):
+        def append(self, entry: dict[str, Any]) -> None:  # called before the handler answers
+            receiver.status = 200 if self else 503
+            super().append(entry)
+
+    receiver.received = ThenOk()
+    app = stack["app"]
+    try:
+        with app.app_context():
+            session = db.session()
+            hook = Webhook(
+                name="区平台", url=receiver.url, secret=SECRET, events=["submitted"], active=True,
+                created_at=utcnow(),
+            )  # fmt: skip
+            session.add(hook)
+            session.commit()
+            webhooks.forget_subscriptions()
+            new_case(session)
+            session.commit()  # after commit: fan_out on the real queue, nothing sent yet
+            assert receiver.received == []
+            connection = redis_for(app)
+            worker = SimpleWorker(
+                [Queue(f"{stack['prefix']}default", connection=connection)], connection=connection
+            )
+            worker.work(burst=True)
+            row = session.scalar(select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id))
+            assert row is not None
+            assert (row.status, row.attempts, row.last_status_code) == ("delivered", 2, 200)
+            assert [r["valid"] for r in receiver.received] == [True, True]
+            assert len({r["id"] for r in receiver.received}) == 1  # one idempotency id on every attempt
+            db.session.remove()
+    finally:
+        receiver.close()
