@@ -87,16 +87,30 @@ def bind_problem(host: str, port: int) -> str | None:
     return None
 
 
+def has_cjk_font() -> bool:
+    """Whether fontconfig knows a font with Chinese glyphs (else screenshots show empty boxes)."""
+    if not shutil.which("fc-list"):
+        return False
+    found = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False)
+    return bool(found.stdout.strip())
+
+
 def ensure_chromium() -> None:
-    """End-to-end tests drive Debian's chromium; install it with apt when we may (root), else say why not."""
-    if shutil.which("chromium") or shutil.which("chromium-browser"):
+    """End-to-end tests drive Debian's chromium with a CJK font (readable screenshots); install them
+    with apt when we may (root), else say why not."""
+    wanted = []
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        wanted.append("chromium")
+    if not has_cjk_font():
+        wanted.append("fonts-wqy-microhei")
+    if not wanted:
         return
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("安装 chromium（端到端测试用）…", flush=True)
+        print(f"安装 {' '.join(wanted)}（端到端测试用）…", flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, stdout=subprocess.DEVNULL)
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env, stdout=subprocess.DEVNULL
+            ["apt-get", "install", "-y", "-qq", *wanted], check=False, env=env, stdout=subprocess.DEVNULL
         )
     if not shutil.which("chromium"):
         print(
