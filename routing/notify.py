@@ -110,6 +110,11 @@ def announce(session: Session, case: Case, event: str, unit_id: int | None = Non
         session.info.setdefault(_PLANNED, []).extend(row.id for row in planned)
 
 
+def hand_over(session: Session, delivery_ids: list[int]) -> None:
+    """Hand planned delivery rows (e.g. a one-time code's SMS) to the delivery channel after the commit."""
+    session.info.setdefault(_PLANNED, []).extend(delivery_ids)
+
+
 def _enqueue_delivery(delivery_id: int) -> None:
     jobs.enqueue(DELIVER_TASK, delivery_id)
 
