@@ -109,7 +109,9 @@ def set_password(session: DbSession, user: User, new: str) -> None:
     session.flush()
 
 
-def reset_password_by_code(session: DbSession, identifier: str, code: str, new: str, key: bytes) -> User | None:
+def reset_password_by_code(
+    session: DbSession, identifier: str, code: str, new: str, key: bytes
+) -> User | None:
     """Set a resident's new password with the SMS code sent for the reset (flush only).
 
     None when there is no such resident account or the code is not its live reset code (a wrong try is

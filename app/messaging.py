@@ -70,7 +70,9 @@ def code_text(row: phone_codes.PhoneCode) -> str:
     """The SMS carrying a one-time code: the purpose's template with the code and its minutes."""
     template = _templates("SMS_TEMPLATES", messages.SMS_TEMPLATES)[row.purpose]
     minutes = int(phone_codes.CODE_TTL.total_seconds() // 60)
-    return gettext(template).format(code=phone_codes.derive_code(phone_code_key(), row.nonce), minutes=minutes)
+    return gettext(template).format(
+        code=phone_codes.derive_code(phone_code_key(), row.nonce), minutes=minutes
+    )
 
 
 def email_text(case: Case, event: str) -> tuple[str, str]:

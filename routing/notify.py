@@ -21,7 +21,7 @@ from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from core import jobs
-from core.db import utcnow
+from core.db import DbSession, utcnow
 from routing import messages
 from routing.models import Case, Notice
 
@@ -110,7 +110,7 @@ def announce(session: Session, case: Case, event: str, unit_id: int | None = Non
         session.info.setdefault(_PLANNED, []).extend(row.id for row in planned)
 
 
-def hand_over(session: Session, delivery_ids: list[int]) -> None:
+def hand_over(session: DbSession, delivery_ids: list[int]) -> None:
     """Hand planned delivery rows (e.g. a one-time code's SMS) to the delivery channel after the commit."""
     session.info.setdefault(_PLANNED, []).extend(delivery_ids)
 

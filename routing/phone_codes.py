@@ -24,9 +24,9 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, utcnow
+from core.db import Base, DbSession, utcnow
 from core.i18n import N_, DomainError
 from core.models import Role, User
 from core.privacy import mask_phone
@@ -81,7 +81,7 @@ NO_PHONE = N_("账号没有登记手机号码，无法发送验证码")
 INVALID = N_("验证码不正确或已失效，请核对短信或重新获取")
 
 
-def check_rate(session: Session, phone: str, now: datetime, max_per_hour: int = MAX_PER_HOUR) -> None:
+def check_rate(session: DbSession, phone: str, now: datetime, max_per_hour: int = MAX_PER_HOUR) -> None:
     """Refuse a new code to ``phone`` within RESEND_SECONDS of the last one, or over the hourly number."""
     recent = session.scalar(
         select(func.count(PhoneCode.id)).where(
@@ -100,7 +100,7 @@ def check_rate(session: Session, phone: str, now: datetime, max_per_hour: int = 
 
 
 def issue_code(
-    session: Session,
+    session: DbSession,
     user: User,
     purpose: str,
     key: bytes,
@@ -165,7 +165,7 @@ def is_live(row: PhoneCode, now: datetime | None = None) -> bool:
 
 
 def check_code(
-    session: Session, user: User, purpose: str, code: str, key: bytes, *, now: datetime | None = None
+    session: DbSession, user: User, purpose: str, code: str, key: bytes, *, now: datetime | None = None
 ) -> PhoneCode | None:
     """The user's live code of ``purpose`` when ``code`` is it, else None (a wrong try is counted, flushed).
 
@@ -188,14 +188,14 @@ def check_code(
     return row
 
 
-def consume(session: Session, row: PhoneCode, now: datetime | None = None) -> None:
+def consume(session: DbSession, row: PhoneCode, now: datetime | None = None) -> None:
     """Use the code up (single use); flush only."""
     row.used_at = now or utcnow()
     session.flush()
 
 
 def verify_phone(
-    session: Session, user: User, code: str, key: bytes, *, now: datetime | None = None
+    session: DbSession, user: User, code: str, key: bytes, *, now: datetime | None = None
 ) -> list[Case] | None:
     """Mark the account's phone verified by ``code`` and join its earlier requests; None for a wrong code.
 
@@ -211,16 +211,14 @@ def verify_phone(
     return join_earlier_cases(session, user)
 
 
-def join_earlier_cases(session: Session, user: User) -> list[Case]:
+def join_earlier_cases(session: DbSession, user: User) -> list[Case]:
     """Give a resident with a *verified* phone the cases with that contact phone that have no account."""
     if user.role != Role.resident or user.phone_verified_at is None or not user.phone:
         return []
     phone = normalise_phone(user.phone)
     cases = list(
         session.scalars(
-            select(Case)
-            .where(Case.contact_phone == phone, Case.resident_id.is_(None))
-            .order_by(Case.id)
+            select(Case).where(Case.contact_phone == phone, Case.resident_id.is_(None)).order_by(Case.id)
         )
     )
     for case in cases:
@@ -229,7 +227,7 @@ def join_earlier_cases(session: Session, user: User) -> list[Case]:
     return cases
 
 
-def reset_account(session: Session, identifier: str) -> User | None:
+def reset_account(session: DbSession, identifier: str) -> User | None:
     """The active resident account a password reset by SMS is for: by username, or by its mobile phone.
 
     Staff accounts are never found (admins reset staff passwords). A phone shared by several resident

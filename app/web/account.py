@@ -19,8 +19,8 @@ from app.accounts import change_password, disable_totp, enable_totp, new_totp_se
 from app.audit import audit
 from app.auth import SessionUser, roles_required, signed_in_user
 from app.extensions import db, limiter
-from app.security import phone_code_key
 from app.ratelimit import limit_from_config
+from app.security import phone_code_key
 from core.i18n import DomainError
 from core.models import Role, User
 from core.privacy import mask_phone

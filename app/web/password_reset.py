@@ -20,8 +20,8 @@ from wtforms.validators import DataRequired, Length
 from app.accounts import reset_password_by_code
 from app.audit import audit
 from app.extensions import db, limiter
-from app.security import phone_code_key
 from app.ratelimit import limit_from_config
+from app.security import phone_code_key
 from core.i18n import DomainError
 from routing import phone_codes
 from routing.intake import normalise_phone

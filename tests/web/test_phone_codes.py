@@ -100,8 +100,9 @@ def test_code_is_sent_and_verifies_the_phone_joining_only_unowned_matching_cases
     signed_in(client)
     page = client.get("/account/").get_data(as_text=True)
     assert "验证手机号" in page and "138****5678" in page and "未验证" in page
-    # Nothing is joined or named before the code.
-    assert earlier.tracking_number not in client.get("/my/requests").get_data(as_text=True)
+    # Nothing is joined or named before the code; 我的诉求 points to the verification.
+    mine = client.get("/my/requests").get_data(as_text=True)
+    assert earlier.tracking_number not in mine and "verify-phone-hint" in mine
 
     response = send(client)
     assert response.status_code == 302
@@ -136,6 +137,12 @@ def test_code_is_sent_and_verifies_the_phone_joining_only_unowned_matching_cases
     assert event is not None and event.actor_id == resident.id
     assert sorted(event.details["joined_cases"]) == sorted([earlier.tracking_number, hotline.tracking_number])
     assert "已验证" in client.get("/account/").get_data(as_text=True)
+    assert "verify-phone-hint" not in mine
+    # The admins' delivery log lists the code SMS (no case, masked recipient).
+    client.post("/logout")
+    login(client, "admin")
+    log = client.get("/admin/messages").get_data(as_text=True)
+    assert "手机验证码" in log and "138****5678" in log
 
 
 def test_wrong_code_is_refused_keeps_the_input_and_counts(
@@ -156,7 +163,9 @@ def test_wrong_code_is_refused_keeps_the_input_and_counts(
     assert session.get(User, resident.id).phone_verified_at is None  # type: ignore[union-attr]
 
 
-def test_five_wrong_tries_kill_the_code(client: Any, session: Session, gateway: Gateway, resident: User) -> None:
+def test_five_wrong_tries_kill_the_code(
+    client: Any, session: Session, gateway: Gateway, resident: User
+) -> None:
     signed_in(client)
     send(client)
     code = last_code(gateway)
@@ -207,7 +216,12 @@ def test_new_codes_are_limited_per_minute_by_the_limiter(
 
 
 def test_new_codes_are_limited_in_the_database_too(
-    app: Flask, client: Any, session: Session, gateway: Gateway, resident: User, monkeypatch: pytest.MonkeyPatch
+    app: Flask,
+    client: Any,
+    session: Session,
+    gateway: Gateway,
+    resident: User,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(app.config, "PHONE_CODE_LIMIT_TARGET", "100 per minute")
     monkeypatch.setitem(app.config, "PHONE_CODE_MAX_PER_HOUR", 2)
@@ -252,7 +266,9 @@ def reset(client: Any, code: str, password: str = NEW_PASSWORD, confirm: str | N
     )
 
 
-def test_password_reset_end_to_end(app: Flask, client: Any, session: Session, gateway: Gateway, resident: User) -> None:
+def test_password_reset_end_to_end(
+    app: Flask, client: Any, session: Session, gateway: Gateway, resident: User
+) -> None:
     other_device = signed_in(app.test_client())
     assert other_device.get("/account/").status_code == 200
     assert 'href="/login/forgot"' in client.get("/login").get_data(as_text=True)
@@ -292,7 +308,9 @@ def test_reset_by_phone_number(client: Any, session: Session, gateway: Gateway, 
     login(client, "li_si", NEW_PASSWORD)
 
 
-def test_reset_code_allows_five_wrong_tries(client: Any, session: Session, gateway: Gateway, resident: User) -> None:
+def test_reset_code_allows_five_wrong_tries(
+    client: Any, session: Session, gateway: Gateway, resident: User
+) -> None:
     forgot(client, "li_si")
     code = last_code(gateway)
     for _ in range(phone_codes.MAX_WRONG):
@@ -315,9 +333,7 @@ def test_a_verify_code_does_not_reset_the_password(
     assert reset(client, code).status_code == 422
 
 
-def test_no_account_enumeration(
-    app: Flask, session: Session, gateway: Gateway, resident: User
-) -> None:
+def test_no_account_enumeration(app: Flask, session: Session, gateway: Gateway, resident: User) -> None:
     admin = user(session, "admin")
     admin.phone = "13700001111"
     session.commit()
@@ -329,7 +345,13 @@ def test_no_account_enumeration(
         page = client.get("/login/reset").get_data(as_text=True)
         wrong_try = reset(client, "123456")
         answers.append(
-            (response.status_code, response.headers["Location"], page, wrong_try.status_code, wrong_try.get_data(as_text=True))
+            (
+                response.status_code,
+                response.headers["Location"],
+                page,
+                wrong_try.status_code,
+                wrong_try.get_data(as_text=True),
+            )
         )
     assert all(answer == answers[0] for answer in answers), "the answers differ between accounts"
     assert len(gateway.received) == 1 and gateway.received[0]["to"] == PHONE  # only the resident's
