@@ -23,6 +23,7 @@ from core.db import DbSession
 from core.i18n import N_, DomainError
 from core.models import STAFF_ROLES, Role, Unit, User
 from core.passwords import check_password
+from routing import phone_codes
 from routing.intake import MOBILE, normalise_phone
 
 USERNAME = re.compile(r"^[A-Za-z0-9_-]{3,40}$")
@@ -106,6 +107,26 @@ def set_password(session: DbSession, user: User, new: str) -> None:
     user.password_hash = generate_password_hash(new)
     user.end_sessions()
     session.flush()
+
+
+def reset_password_by_code(
+    session: DbSession, identifier: str, code: str, new: str, key: bytes
+) -> User | None:
+    """Set a resident's new password with the SMS code sent for the reset (flush only).
+
+    None when there is no such resident account or the code is not its live reset code (a wrong try is
+    counted: the caller commits either way). A password refused by the policy raises DomainError and
+    leaves the code unused. The reset ends every session of the account.
+    """
+    user = phone_codes.reset_account(session, identifier)
+    if user is None:
+        return None
+    row = phone_codes.check_code(session, user, phone_codes.RESET, code, key)
+    if row is None:
+        return None
+    set_password(session, user, new)
+    phone_codes.consume(session, row)
+    return user
 
 
 @dataclass(frozen=True)

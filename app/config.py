@@ -55,6 +55,13 @@ DEFAULTS: dict[str, Any] = {
     "INTAKE_LIMIT": "30 per hour",  # web intake submissions per address
     "SURVEY_ANSWER_LIMIT": "60 per hour",  # survey answers per address (a community centre shares one)
     "API_LIMIT": "300 per minute",  # every JSON API call per address (partner systems included)
+    # One-time SMS codes (verify a resident's phone, reset a password; routing/phone_codes.py): new codes
+    # per account or typed username/phone, per address, and wrong-code checks per address. The database
+    # also refuses a second code to one phone within 60 s and more than PHONE_CODE_MAX_PER_HOUR an hour.
+    "PHONE_CODE_LIMIT_TARGET": "1 per minute;5 per hour",
+    "PHONE_CODE_LIMIT_ADDRESS": "20 per hour",
+    "PHONE_CODE_CHECK_LIMIT_ADDRESS": "30 per 15 minutes",
+    "PHONE_CODE_MAX_PER_HOUR": 5,
     # Staff sessions end after this long without a request, and this long after sign-in in any case.
     "STAFF_SESSION_IDLE_MINUTES": 30,
     "STAFF_SESSION_MAX_HOURS": 12,
@@ -120,6 +127,10 @@ ENVIRONMENT: dict[str, type] = {
     "INTAKE_LIMIT": str,
     "SURVEY_ANSWER_LIMIT": str,
     "API_LIMIT": str,
+    "PHONE_CODE_LIMIT_TARGET": str,
+    "PHONE_CODE_LIMIT_ADDRESS": str,
+    "PHONE_CODE_CHECK_LIMIT_ADDRESS": str,
+    "PHONE_CODE_MAX_PER_HOUR": int,
     "STAFF_SESSION_IDLE_MINUTES": int,
     "STAFF_SESSION_MAX_HOURS": int,
     "SMS_GATEWAY_URL": str,

@@ -22,12 +22,12 @@ from typing import Any
 from flask import current_app, has_request_context
 from flask_babel import gettext
 
-from app.security import public_url
+from app.security import phone_code_key, public_url
 from app.web.public import token_key
 from core import jobs
 from core.db import utcnow
 from core.models import User
-from routing import messages
+from routing import messages, phone_codes
 from routing.intake import case_token
 from routing.messages import EMAIL, SMS, MessageDelivery, Outcome
 from routing.models import Case
@@ -64,6 +64,15 @@ def sms_text(case: Case, event: str) -> str:
         k=case_token(token_key(), case.tracking_number),
     )
     return gettext(template).format(tracking_number=case.tracking_number, link=link)
+
+
+def code_text(row: phone_codes.PhoneCode) -> str:
+    """The SMS carrying a one-time code: the purpose's template with the code and its minutes."""
+    template = _templates("SMS_TEMPLATES", messages.SMS_TEMPLATES)[row.purpose]
+    minutes = int(phone_codes.CODE_TTL.total_seconds() // 60)
+    return gettext(template).format(
+        code=phone_codes.derive_code(phone_code_key(), row.nonce), minutes=minutes
+    )
 
 
 def email_text(case: Case, event: str) -> tuple[str, str]:
@@ -136,7 +145,18 @@ def send_email(to: str, subject: str, body: str) -> Outcome:
     return Outcome(True, code=250)
 
 
+def _attempt_code(session: Any, delivery: MessageDelivery) -> Outcome:
+    row = session.get(phone_codes.PhoneCode, delivery.phone_code_id)
+    if row is None:
+        return Outcome(False, error="code gone")
+    if not phone_codes.is_live(row):  # a late retry must not send a code that no longer works
+        return Outcome(False, error="code no longer valid")
+    return send_sms(row.phone, code_text(row), f"msg-{delivery.id}")
+
+
 def _attempt(session: Any, delivery: MessageDelivery) -> Outcome:
+    if delivery.phone_code_id is not None:
+        return _attempt_code(session, delivery)
     case = session.get(Case, delivery.case_id)
     if case is None:
         return Outcome(False, error="case gone")

@@ -6,7 +6,9 @@ import core.audit
 import core.models
 import core.unit_imports
 import governance.models
+import routing.messages
 import routing.models
+import routing.phone_codes
 import surveys.models
 
 __all__ = ["app", "assessment", "core", "governance", "routing", "surveys"]

@@ -8,6 +8,8 @@ styles come from /static only: the CSP has no ``'unsafe-inline'`` for either (te
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from typing import Any
 
@@ -164,3 +166,9 @@ def public_base_url() -> str:
 def public_url(endpoint: str, **values: Any) -> str:
     """An absolute link for residents (status page, survey and QR links) on PUBLIC_BASE_URL."""
     return public_base_url() + url_for(endpoint, _external=False, **values)
+
+
+def phone_code_key() -> bytes:
+    """The key one-time SMS codes are derived and hashed with (from SECRET_KEY, for this use only)."""
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(secret, b"minhu-phone-codes", hashlib.sha256).digest()

@@ -168,6 +168,8 @@ class User(Base):
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(20))
+    # When the resident proved by an SMS code that the phone is theirs (routing.phone_codes); None: not yet.
+    phone_verified_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Staff e-mail for new-case and overdue messages (routing.messages); optional.
     email: Mapped[str | None] = mapped_column(String(254))
     active: Mapped[bool] = mapped_column(Boolean, default=True)

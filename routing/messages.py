@@ -30,6 +30,8 @@ CHANNELS = (SMS, EMAIL)
 RESIDENT_EVENTS = ("accepted", "dispatched", "resolved", "reopened")
 STAFF_EVENTS = ("new_case", "overdue")
 EVENTS = RESIDENT_EVENTS + STAFF_EVENTS
+# One-time codes to an account's phone (routing.phone_codes); not planned by events.
+CODE_EVENTS = ("phone_verify", "password_reset")
 
 QUEUED, SENT, RETRYING, FAILED, SKIPPED = "queued", "sent", "retrying", "failed", "skipped"
 STATUSES = (QUEUED, SENT, RETRYING, FAILED, SKIPPED)
@@ -43,6 +45,11 @@ SMS_TEMPLATES: dict[str, str] = {
     "dispatched": N_("【民呼我应】您的诉求 {tracking_number} 已派至承办单位办理，进展请查看：{link}"),
     "resolved": N_("【民呼我应】您的诉求 {tracking_number} 已办结，请查看答复并评价：{link}"),
     "reopened": N_("【民呼我应】您的诉求 {tracking_number} 已重新办理，进展请查看：{link}"),
+    # One-time codes: placeholders {code} and {minutes}.
+    "phone_verify": N_("【民呼我应】您正在验证手机号，验证码 {code}，{minutes} 分钟内有效。请勿告诉他人。"),
+    "password_reset": N_(
+        "【民呼我应】您正在重置密码，验证码 {code}，{minutes} 分钟内有效。如非本人操作，请忽略本短信。"
+    ),
 }
 EMAIL_TEMPLATES: dict[str, tuple[str, str]] = {
     "new_case": (
@@ -68,6 +75,8 @@ EVENT_LABELS = {
     "reopened": N_("重办"),
     "new_case": N_("新工单"),
     "overdue": N_("超时"),
+    "phone_verify": N_("手机验证码"),
+    "password_reset": N_("重置密码验证码"),
 }
 
 
@@ -77,7 +86,9 @@ class MessageDelivery(Base):
     __tablename__ = "message_deliveries"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # The case the message is about; None for a one-time code (then ``phone_code_id`` names the code).
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    phone_code_id: Mapped[int | None] = mapped_column(ForeignKey("phone_codes.id"), index=True)
     channel: Mapped[str] = mapped_column(String(10))
     event: Mapped[str] = mapped_column(String(20))
     # E-mail: the staff member (the address is read at send time); SMS: none (the case's contact phone).

@@ -21,7 +21,7 @@ from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from core import jobs
-from core.db import utcnow
+from core.db import DbSession, utcnow
 from routing import messages
 from routing.models import Case, Notice
 
@@ -108,6 +108,11 @@ def announce(session: Session, case: Case, event: str, unit_id: int | None = Non
     planned = messages.plan(session, case, event, unit_id=unit_id)
     if planned:
         session.info.setdefault(_PLANNED, []).extend(row.id for row in planned)
+
+
+def hand_over(session: DbSession, delivery_ids: list[int]) -> None:
+    """Hand planned delivery rows (e.g. a one-time code's SMS) to the delivery channel after the commit."""
+    session.info.setdefault(_PLANNED, []).extend(delivery_ids)
 
 
 def _enqueue_delivery(delivery_id: int) -> None:

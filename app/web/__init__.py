@@ -17,6 +17,7 @@ from app.web import (
     ledgers,
     messages_admin,
     partners,
+    password_reset,
     photos,
     present,
     public,
@@ -75,6 +76,7 @@ def init_app(app: Flask) -> None:
         governance,
         ledgers,
         partners,
+        password_reset,
     ):
         app.register_blueprint(module.bp)
     app.register_blueprint(messages_admin.bp)

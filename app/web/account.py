@@ -1,4 +1,5 @@
-"""A signed-in user's own account: change the password, turn the TOTP second factor on or off (staff)."""
+"""A signed-in user's own account: change the password, turn the TOTP second factor on or off (staff),
+verify the phone by an SMS code (residents), which joins the earlier requests filed with that phone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import segno
 from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import login_required, login_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -15,10 +17,14 @@ from wtforms.validators import DataRequired, Length
 
 from app.accounts import change_password, disable_totp, enable_totp, new_totp_secret, totp_uri, verify_totp
 from app.audit import audit
-from app.auth import SessionUser, signed_in_user
-from app.extensions import db
+from app.auth import SessionUser, roles_required, signed_in_user
+from app.extensions import db, limiter
+from app.ratelimit import limit_from_config
+from app.security import phone_code_key
 from core.i18n import DomainError
-from core.models import User
+from core.models import Role, User
+from core.privacy import mask_phone
+from routing import phone_codes
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -45,6 +51,16 @@ class CodeForm(FlaskForm):
     )
 
 
+class PhoneCodeForm(FlaskForm):
+    """The 6-digit code of the SMS sent to the account's phone."""
+
+    code = StringField(
+        "短信验证码",
+        validators=[DataRequired(message="请输入短信中的 6 位验证码"), Length(max=10)],
+        render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"},
+    )
+
+
 def _me() -> User:
     user = signed_in_user()
     assert user is not None  # login_required
@@ -63,6 +79,9 @@ def _page(status: int = 200, **forms: Any) -> Any:
         user=user,
         password_form=forms.get("password_form") or PasswordChangeForm(formdata=None),
         code_form=forms.get("code_form") or CodeForm(formdata=None),
+        phone_form=forms.get("phone_form") or PhoneCodeForm(formdata=None),
+        phone_masked=mask_phone(user.phone),
+        send_form=FlaskForm(formdata=None),
         enrol_secret=enrol_secret,
         qr=qr,
     )
@@ -146,3 +165,72 @@ def totp_disable() -> Any:
     db.session.commit()
     flash(_("已关闭两步验证"))
     return redirect(url_for("account.index"))
+
+
+def _user_key() -> str:
+    user = signed_in_user()
+    return f"user:{user.id if user else ''}"
+
+
+@bp.route("/phone/code", methods=["POST"])
+@roles_required(Role.resident)
+@limiter.limit(limit_from_config("PHONE_CODE_LIMIT_TARGET"), key_func=_user_key, scope="code-account")
+@limiter.limit(limit_from_config("PHONE_CODE_LIMIT_ADDRESS"), scope="code-address")
+def phone_code() -> Any:
+    """验证手机号: send a one-time code to the account's phone."""
+    user = _me()
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        return _page(422)
+    try:
+        phone_codes.issue_code(
+            db.session,
+            user,
+            phone_codes.VERIFY,
+            phone_code_key(),
+            max_per_hour=int(current_app.config["PHONE_CODE_MAX_PER_HOUR"]),
+        )
+    except DomainError as error:
+        db.session.rollback()
+        phone_form = PhoneCodeForm(formdata=None)
+        phone_form.code.errors = [_(error.message)]
+        return _page(422, phone_form=phone_form)
+    audit("phone.code_sent", user, "user", user.id, {"purpose": phone_codes.VERIFY})
+    db.session.commit()
+    flash(_("验证码已发送至 %(phone)s，10 分钟内有效", phone=mask_phone(user.phone)))
+    return redirect(url_for("account.index", _anchor="phone"))
+
+
+@bp.route("/phone/verify", methods=["POST"])
+@roles_required(Role.resident)
+@limiter.limit(limit_from_config("PHONE_CODE_CHECK_LIMIT_ADDRESS"), scope="code-check")
+def phone_verify() -> Any:
+    """Check the code: the phone is verified and earlier requests with that phone join the account."""
+    user = _me()
+    form = PhoneCodeForm()
+    if not form.validate_on_submit():
+        return _page(422, phone_form=form)
+    joined = phone_codes.verify_phone(db.session, user, form.code.data or "", phone_code_key())
+    if joined is None:
+        db.session.commit()  # the wrong try counts against the code
+        form.code.errors = [*form.code.errors, _(phone_codes.INVALID)]
+        return _page(422, phone_form=form)
+    audit(
+        "phone.verify",
+        user,
+        "user",
+        user.id,
+        {"joined_cases": [case.tracking_number for case in joined]},
+    )
+    db.session.commit()
+    if joined:
+        flash(
+            ngettext(
+                "手机号已验证，以前用此号码反映的 %(num)s 件诉求已加入“我的诉求”",
+                "手机号已验证，以前用此号码反映的 %(num)s 件诉求已加入“我的诉求”",
+                len(joined),
+            )
+        )
+        return redirect(url_for("web.my_requests"))
+    flash(_("手机号已验证"))
+    return redirect(url_for("account.index", _anchor="phone"))

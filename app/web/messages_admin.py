@@ -28,7 +28,7 @@ def index() -> Any:
     status = request.args.get("status") or None
     channel = request.args.get("channel") or None
     rows = messages.log_page(session, status=status, channel=channel, limit=LIMIT)
-    case_ids = {row.case_id for row in rows}
+    case_ids = {row.case_id for row in rows if row.case_id is not None}
     numbers = (
         {
             row.id: row.tracking_number

@@ -105,6 +105,13 @@ EXPECT: dict[str, Expect] = {
     "account.password": Expect(SIGNED_IN),
     "account.totp_enable": Expect(SIGNED_IN),
     "account.totp_disable": Expect(SIGNED_IN),
+    # a resident's phone verified by an SMS code (joins earlier requests); residents only
+    "account.phone_code": Expect(RESIDENT),
+    "account.phone_verify": Expect(RESIDENT),
+    # 忘记密码: public forms (the same answer for every account); the reset page without a pending
+    # request goes back to /login/forgot
+    "password.forgot": Expect(EVERYONE, post=False),
+    "password.reset": Expect(EVERYONE, ok=302, post=False),
     "surveys.respond": Expect(frozenset(), denied=404, anonymous=404),  # an unknown link code
     "api_v1.categories": Expect(EVERYONE),
     "api_v1.units": Expect(EVERYONE),
