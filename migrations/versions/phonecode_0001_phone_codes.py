@@ -5,7 +5,7 @@ lets a message delivery be about a code instead of a case (message_deliveries.ca
 message_deliveries.phone_code_id).
 
 Revision ID: phonecode_0001
-Revises: messages_0001
+Revises: intakeidx_0001
 Create Date: 2026-12-01 10:30:00
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "phonecode_0001"
-down_revision = "messages_0001"
+down_revision = "intakeidx_0001"
 branch_labels = None
 depends_on = None
 
