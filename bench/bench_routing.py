@@ -6,7 +6,8 @@
 Works in a database it creates and drops (never the one DATABASE_URL names) and on queues with a
 unique prefix. Throughput is measured between the first job's start and the last job's end (from
 RQ's own timestamps), so worker start-up is not counted. A community case takes three hops (city →
-district → street → community), a departmental one a single hop.
+district → street → community), a departmental one a single hop; one job runs the hops that follow each
+other automatically (each its own transaction), so hops are counted from the routing_hops table.
 """
 
 from __future__ import annotations
@@ -115,19 +116,20 @@ def main() -> None:
                 worker_env,
                 workers,
             )
-            hops, seconds = span(redis, f"{run_prefix}routing")
+            job_count, seconds = span(redis, f"{run_prefix}routing")
             with app.app_context():
-                from routing.models import Case
+                from routing.models import Case, RoutingHop
 
                 routed = db.session.scalar(
                     select(func.count()).where(Case.id.in_(ids), Case.state.in_(("dispatched", "triage")))
                 )
+                hops = db.session.scalar(select(func.count()).where(RoutingHop.case_id.in_(ids))) or 0
                 db.session.remove()
             rate = (routed or 0) / seconds
             print(
                 f"routing, {workers} worker(s):        {rate:8.1f} cases/s  ({routed}/{len(ids)} cases, "
-                f"{hops} hop jobs, {hops / seconds:.1f} hops/s; ratio to empty-job ceiling "
-                f"{rate / ceiling:.3f} cases, {hops / seconds / ceiling:.3f} jobs)"
+                f"{hops} hops in {job_count} jobs, {hops / seconds:.1f} hops/s; ratio to empty-job ceiling "
+                f"{rate / ceiling:.3f} cases, {hops / seconds / ceiling:.3f} per hop)"
             )
     finally:
         for key in redis.scan_iter(f"*{prefix}*"):

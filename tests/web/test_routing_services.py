@@ -14,40 +14,12 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.models import Role, User, unit_by_code
 from routing import jobs, notify, services
-from routing.intake import Submission, submit
 from routing.lifecycle import Action, State, TransitionError
 from routing.models import Case, DeadlineFlag, Notice, RoutingHop
 from routing.rules import Rule
+from tests.builders import make_user, new_case, user
 
 COMMUNITY = "420102-S1-C1"
-
-
-def user(session: Session, username: str) -> User:
-    found = session.scalar(select(User).where(User.username == username))
-    assert found is not None
-    return found
-
-
-def make_user(session: Session, username: str, role: Role, unit_code: str | None) -> User:
-    unit = unit_by_code(session, unit_code) if unit_code else None
-    created = User(username=username, password_hash="x", role=role, unit=unit)
-    session.add(created)
-    session.flush()
-    return created
-
-
-def new_case(
-    session: Session, category: str = "HW-01", community: str = COMMUNITY, resident: User | None = None
-) -> Case:
-    data = Submission(
-        category=category,
-        community=community,
-        address="测试路 1 号",
-        description="垃圾桶三天没有清运，气味很大",
-        contact_name="测试",
-        contact_phone="13800001234",
-    )
-    return submit(session, data, channel="web", token_key=b"k", resident=resident).case
 
 
 def route(session: Session, case: Case) -> list[str]:
@@ -415,6 +387,54 @@ def test_sweeper_routes_a_case_stuck_in_submitted(session: Session) -> None:
     assert jobs.sweep(older_than_seconds=60, now=utcnow() + timedelta(minutes=5)) >= 1
     session.expire_all()
     assert case.state == State.dispatched and case.current_unit.code == COMMUNITY
+
+
+def test_one_job_routes_a_case_down_every_level(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """City → district → street → community in one job, each hop its own committed unit of work."""
+    from core import jobs as ports
+
+    held: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(ports, "enqueue", lambda task, *args: held.append((task, args)))
+    case = new_case(session)
+    session.commit()
+    held.clear()
+    assert jobs.route_case(case.id) == "dispatch"
+    session.expire_all()
+    assert case.state == State.dispatched and case.current_unit.code == COMMUNITY
+    hops = session.scalars(select(RoutingHop.hop_no).where(RoutingHop.case_id == case.id)).all()
+    assert sorted(hops) == [1, 2, 3]
+    assert [t for t, _ in held if t == jobs.ROUTE_CASE] == []  # no job per hop
+    assert jobs.route_case(case.id, 1) == "noop"  # a repeated job changes nothing
+
+
+def test_a_later_hop_failing_transiently_becomes_its_own_job(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from core import jobs as ports
+
+    held: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(ports, "enqueue", lambda task, *args: held.append((task, args)))
+    case = new_case(session)
+    session.commit()
+    held.clear()
+    real = services.route_step
+    calls: list[int | None] = []
+
+    def flaky(db: Any, case_id: int, hop_no: int | None = None) -> Any:
+        calls.append(hop_no)
+        if len(calls) == 2:
+            raise OperationalError("SELECT 1", {}, Exception("connection lost"))
+        return real(db, case_id, hop_no=hop_no)
+
+    monkeypatch.setattr(services, "route_step", flaky)
+    assert jobs.route_case(case.id) == "deferred"
+    assert held == [(jobs.ROUTE_CASE, (case.id, 2))]  # hop 1 is committed; hop 2 retries on its own
+    with pytest.raises(OperationalError):  # a failing first hop is retried by RQ as before
+        calls.clear()
+        calls.append(None)
+        jobs.route_case(case.id, 2)
 
 
 def test_route_job_records_permanent_failures(session: Session) -> None:
