@@ -1,5 +1,6 @@
 // Intake form: dependent selects district → street → community, the map picker with the suggested
-// community, known addresses, photo previews, and possible duplicates shown before submitting.
+// community, known addresses, photo previews, possible duplicates shown before submitting, and a
+// draft kept in the tab until the request is accepted.
 (function () {
   var form = document.getElementById("intake");
   if (!form) return;
@@ -169,8 +170,40 @@
   community.addEventListener("change", later);
   if (box && !box.hidden) { /* the server already showed the hint */ } else { later(); }
 
+  // A draft of what was typed, kept in this tab (sessionStorage: gone when the tab closes) until the
+  // request is accepted, so a lost session or an expired page (CSRF) does not lose the request.
+  var draftKey = "minhu-draft:" + location.pathname;
+  var DRAFTED = ["category", "description", "address", "lat", "lng", "contact_name", "contact_phone"];
+  function saveDraft() {
+    var draft = {district: district.value, street: street.value, community: community.value};
+    DRAFTED.forEach(function (name) { var el = form.elements[name]; if (el) draft[name] = el.value; });
+    ["anonymous", "sms_opt_in"].forEach(function (name) { var el = form.elements[name]; if (el) draft[name] = el.checked; });
+    try { sessionStorage.setItem(draftKey, JSON.stringify(draft)); } catch (e) { /* storage full or off */ }
+  }
+  function restoreDraft() {
+    var raw = null;
+    try { raw = sessionStorage.getItem(draftKey); } catch (e) { return; }
+    var description = form.elements.description;
+    if (!raw || (description && description.value.trim())) return;  // the server kept what was typed
+    var draft = JSON.parse(raw);
+    DRAFTED.forEach(function (name) { var el = form.elements[name]; if (el && draft[name]) el.value = draft[name]; });
+    ["anonymous", "sms_opt_in"].forEach(function (name) { var el = form.elements[name]; if (el) el.checked = !!draft[name]; });
+    if (draft.district && draft.street && draft.community) choose(draft);
+    var note = document.getElementById("draft-restored");
+    if (note) note.hidden = false;
+  }
+  var discard = document.getElementById("draft-discard");
+  if (discard) discard.addEventListener("click", function () {
+    try { sessionStorage.removeItem(draftKey); } catch (e) { /* nothing kept */ }
+    location.replace(location.pathname);
+  });
+  restoreDraft();
+  form.addEventListener("input", saveDraft);
+  form.addEventListener("change", saveDraft);
+
   form.addEventListener("submit", function (event) {
     if (photos && photos.files.length > maxPhotos) { event.preventDefault(); photos.reportValidity(); return; }
+    saveDraft();
     var b = form.querySelector("button[type=submit]"); b.disabled = true; b.textContent = "正在提交…";
   });
 })();

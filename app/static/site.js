@@ -34,6 +34,14 @@
       });
     });
   });
+  // A request was accepted: the drafts kept by the intake forms in this tab are no longer needed.
+  if (document.querySelector("[data-clear-drafts]")) {
+    try {
+      Object.keys(sessionStorage).forEach(function (key) {
+        if (key.indexOf("minhu-draft:") === 0) { sessionStorage.removeItem(key); }
+      });
+    } catch (e) { /* storage off: nothing was kept */ }
+  }
   // A page showing a running job (e.g. a paper upload) reloads itself until the job is done.
   var refresh = document.querySelector("[data-refresh]");
   if (refresh) {
