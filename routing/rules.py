@@ -208,13 +208,14 @@ def _row_problems(line: int, row: dict[str, str], known: KnownCodes | None) -> l
     if known is not None:
         if "category" not in long and category != ANY and category not in known.categories:
             bad("category", N_("类别编码不存在"))
-        if "group" not in long and group and group not in known.groups:
+        conflict = category != ANY and group
+        if "group" not in long and group and not conflict and group not in known.groups:
             bad("group", N_("类别分组不存在"))
         for column in ("place", "unit"):
             value = row.get(column, "")
             if column not in long and value and value not in known.units:
                 bad(column, N_("地点单位不存在") if column == "place" else N_("承办单位不存在"))
-    return problems
+    return sorted(problems, key=lambda p: CSV_COLUMNS.index(p.column or "category"))  # column order
 
 
 def _priority(raw: str) -> int | None:

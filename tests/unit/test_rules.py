@@ -89,7 +89,7 @@ def test_csv_round_trip_and_rejections() -> None:
         parse_rules_csv("category,group,place,level,unit,priority\nHW-01,,,city,,0\nHW-01,环境,,street,,x\n")
     # every problem of every row, each with its column and value (row 3 has two)
     found = [(e.line, e.column, e.value) for e in rejected.value.errors]
-    assert found == [(2, "level", "city"), (3, "priority", "x"), (3, "group", "环境")]
+    assert found == [(2, "level", "city"), (3, "group", "环境"), (3, "priority", "x")]
     with pytest.raises(ImportRejected):
         parse_rules_csv("category,level\n")
 
