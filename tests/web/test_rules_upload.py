@@ -77,7 +77,14 @@ def test_every_bad_row_is_reported_with_column_value_and_reason(client: Any, ses
     ]
     for text in ("planet", "NOPE-9", "NOWHERE", "NO-UNIT", "abc", "不存在的分组", "1.5"):
         assert f"<code>{text}</code>" in html
-    for reason in ("处理层级应为", "类别编码不存在", "地点单位不存在", "承办单位不存在", "优先级必须是", "只能填一个"):
+    for reason in (
+        "处理层级应为",
+        "类别编码不存在",
+        "地点单位不存在",
+        "承办单位不存在",
+        "优先级必须是",
+        "只能填一个",
+    ):
         assert reason in html
     assert "文件有 9 处问题，未发布任何规则" in html and "过长（最多" in html
     assert latest_version(session) == before
