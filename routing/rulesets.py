@@ -188,10 +188,11 @@ def publish_rules(
 
 
 def import_rules_csv(session: Session, data: bytes | str, actor: User | None, *, note: str = "") -> RuleSet:
-    """Publish a new version from CSV (category,group,place,level,unit,priority); all-or-nothing."""
+    """Publish a new version from CSV (category,group,place,level,unit,priority) at once, without a
+    preview (the command line); all-or-nothing, every bad row reported."""
     if actor is not None and actor.role != Role.admin:
         raise RulesForbidden()
-    return publish_rules(session, parse_rules_csv(data), actor, note=note, source="csv")
+    return publish_rules(session, check_rules_csv(session, data), actor, note=note, source="csv")
 
 
 def rule_set_versions(session: Session) -> list[RuleSet]:
