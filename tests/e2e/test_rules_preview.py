@@ -75,3 +75,10 @@ def test_rule_upload_lists_every_bad_row_then_previews_and_publishes(live_server
     page.wait_for_load_state()
     assert int(page.locator("#current-version").inner_text()) == before + 1
     assert f"已发布派单规则第 {before + 1} 版" in " ".join(page.locator(".flash").all_inner_texts())
+    # The live server is shared by the session's e2e tests: publish the original rules again.
+    upload(page, live_server, current)
+    page.locator("#confirm-publish").click()
+    page.wait_for_load_state()
+    assert int(page.locator("#current-version").inner_text()) == before + 2
+    restored = page.request.get(f"{live_server}/admin/rules/current.csv").text().lstrip("\ufeff")
+    assert restored == current
