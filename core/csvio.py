@@ -44,14 +44,17 @@ XLSFORM_LIMITS = Limits(max_bytes=10 * 1024 * 1024, max_rows=5_000, max_columns=
 
 @dataclass(frozen=True)
 class RowError:
-    """One rejected row: its line number in the file, the column (if known) and why."""
+    """One rejected row: its line number in the file, the column (if known), why, and the offending
+    value (if known, as read from the file)."""
 
     line: int
     message: str
     column: str | None = None
+    value: str | None = None
 
     def __str__(self) -> str:
-        where = f"第 {self.line} 行" + (f"（{self.column}）" if self.column else "")
+        shown = f" = {self.value}" if self.value and self.column else ""
+        where = f"第 {self.line} 行" + (f"（{self.column}{shown}）" if self.column else "")
         return f"{where}：{self.message}"
 
 

@@ -53,6 +53,8 @@ def describe(event: CaseEvent, for_resident: bool = True) -> str:
         channel = "12345 热线" if details.get("channel") == "phone" else "网上"
         return f"{label}（{channel}渠道），正在分派给负责单位"
     if action in ("dispatch", "pass_down") and to_unit:
+        if details.get("forced") and not for_resident:  # the audited override of the no-ping-pong rule
+            return f"强制指派至 {to_unit}（该单位曾退回此工单），等待签收"
         return f"{label}至 {to_unit}，等待签收"
     if action == "route" and to_unit:
         return f"已转交 {to_unit} 继续分派"

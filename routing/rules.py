@@ -22,7 +22,8 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from core.csvio import ImportRejected, RowError, read_rows
+from core.csvio import ErrorLog, ImportRejected, RowError, read_rows
+from core.i18n import N_
 from core.inputs import bounded_number, column_length
 from routing.models import DispatchRule
 
@@ -171,47 +172,86 @@ RULE_LENGTHS = {
 MAX_PRIORITY = 1_000_000
 
 
-def parse_rules_csv(data: bytes | str) -> list[Rule]:
-    """Parse rules from CSV (category,group,place,level,unit,priority); all-or-nothing with line errors."""
+@dataclass(frozen=True)
+class KnownCodes:
+    """The codes a rule may name: categories, category groups and units (from the database)."""
+
+    categories: frozenset[str]
+    groups: frozenset[str]
+    units: frozenset[str]
+
+
+SHOWN_VALUE_CHARS = 60  # a rejected value is quoted up to this length
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= SHOWN_VALUE_CHARS else value[:SHOWN_VALUE_CHARS] + "…"
+
+
+def _row_problems(line: int, row: dict[str, str], known: KnownCodes | None) -> list[RowError]:
+    """Every problem of one row (not only the first), each with its column and value."""
+    problems: list[RowError] = []
+
+    def bad(column: str, message: str) -> None:
+        problems.append(RowError(line, message, column, _shown(row.get(column, ""))))
+
+    long = {c for c, n in RULE_LENGTHS.items() if n and len(row.get(c, "")) > n}
+    for column in sorted(long, key=CSV_COLUMNS.index):
+        bad(column, N_("过长（最多 %(n)s 个字符）") % {"n": RULE_LENGTHS[column]})
+    if row.get("level", "") not in LEVELS:
+        bad("level", N_("处理层级应为 %(levels)s 之一") % {"levels": "/".join(LEVELS)})
+    if _priority(row.get("priority", "")) is None:
+        bad("priority", N_("优先级必须是 ±%(n)s 以内的整数") % {"n": MAX_PRIORITY})
+    category, group = row.get("category", "") or ANY, row.get("group", "")
+    if category != ANY and group:
+        bad("group", N_("类别编码与类别分组只能填一个"))
+    if known is not None:
+        if "category" not in long and category != ANY and category not in known.categories:
+            bad("category", N_("类别编码不存在"))
+        conflict = category != ANY and group
+        if "group" not in long and group and not conflict and group not in known.groups:
+            bad("group", N_("类别分组不存在"))
+        for column in ("place", "unit"):
+            value = row.get(column, "")
+            if column not in long and value and value not in known.units:
+                bad(column, N_("地点单位不存在") if column == "place" else N_("承办单位不存在"))
+    return sorted(problems, key=lambda p: CSV_COLUMNS.index(p.column or "category"))  # column order
+
+
+def _priority(raw: str) -> int | None:
+    try:
+        value = bounded_number(raw or "0", -MAX_PRIORITY, MAX_PRIORITY)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def parse_rules_csv(data: bytes | str, known: KnownCodes | None = None) -> list[Rule]:
+    """Parse rules from CSV (category,group,place,level,unit,priority); all-or-nothing. Every bad row
+    is reported, each with all its problems (line, column, value, reason); with ``known`` the codes a
+    row names are checked too. A file-level problem (encoding, missing column, size) rejects at once."""
     rules: list[Rule] = []
-    errors: list[RowError] = []
-    for line, row in read_rows(data, ("category", "level")):
-        level = row.get("level", "")
-        if level not in LEVELS:
-            errors.append(RowError(line, f"处理层级应为 {'/'.join(LEVELS)} 之一", "level"))
-            continue
-        raw_priority = row.get("priority", "") or "0"
-        try:
-            value = bounded_number(raw_priority, -MAX_PRIORITY, MAX_PRIORITY)
-            if not value.is_integer():
-                raise ValueError(raw_priority)
-            priority = int(value)
-        except ValueError:
-            errors.append(RowError(line, f"优先级必须是 ±{MAX_PRIORITY} 以内的整数", "priority"))
-            continue
-        long = [c for c, n in RULE_LENGTHS.items() if n and len(row.get(c, "")) > n]
-        if long:
-            errors.extend(RowError(line, f"过长（最多 {RULE_LENGTHS[c]} 个字符）", c) for c in long)
-            continue
-        category = row.get("category", "") or ANY
-        group = row.get("group", "")
-        if category != ANY and group:
-            errors.append(RowError(line, "类别编码与类别分组只能填一个", "group"))
+    errors = ErrorLog()
+    for line, row in read_rows(data, ("category", "level"), errors=errors):
+        problems = _row_problems(line, row, known)
+        if problems:
+            errors.extend(problems)
             continue
         rules.append(
             Rule(
-                level=level,
-                category=category,
-                group=group,
+                level=row["level"],
+                category=row.get("category", "") or ANY,
+                group=row.get("group", ""),
                 place=row.get("place", ""),
                 unit_code=row.get("unit", "") or None,
-                priority=priority,
+                priority=_priority(row.get("priority", "")) or 0,
             )
         )
     if errors:
-        raise ImportRejected(errors)
+        ordered = sorted(errors.errors, key=lambda e: e.line)  # cell problems are logged as read
+        raise ImportRejected(ordered, total=errors.total)
     if not rules:
-        raise ImportRejected([RowError(1, "文件中没有任何规则")])
+        raise ImportRejected([RowError(1, N_("文件中没有任何规则"))])
     return rules
 
 

@@ -1,4 +1,4 @@
-"""Routing use cases: automatic hops, every lifecycle action, rule publishing, deadline scans, queues.
+"""Routing use cases: automatic hops, every lifecycle action, deadline scans, queues (rule sets: routing.rulesets).
 
 Every action is ``fn(session, case_id, actor, **plain values, now=None) -> CaseEvent``: it loads the
 case, refuses it if ``actor`` may not see it, asks :func:`routing.lifecycle.decide` (which raises
@@ -23,7 +23,6 @@ from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from core.csvio import ImportRejected, RowError
 from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError
 from core.models import Category, Level, LimitUnit, Role, Unit, UnitKind, User, city_root, unit_by_code
@@ -71,7 +70,6 @@ from routing.models import (
     Case,
     CaseEvent,
     DeadlineFlag,
-    DispatchRule,
     RoutingFailure,
     RoutingHop,
     RuleSet,
@@ -79,16 +77,33 @@ from routing.models import (
 )
 from routing.rules import (
     HOTLINE_CENTRE_CODE,
-    CategoryRef,
     PlaceUnit,
-    Rule,
-    default_rules,
     escalation_departments,
-    parse_rules_csv,
     triage_place,
 )
 from routing.rules import (
     resolve as resolve_placement,
+)
+
+# The rule-set section moved to routing.rulesets; these names stay importable from here.
+from routing.rulesets import (  # noqa: F401 (re-exports)
+    _RULES_CACHE,
+    RoutingFailed,
+    RuleDiff,
+    RuleSetView,
+    RulesForbidden,
+    StaleRuleSet,
+    _cached_view,
+    category_ref,
+    check_rules_csv,
+    current_rules,
+    diff_rules,
+    import_rules_csv,
+    known_codes,
+    publish_rules,
+    rule_set_versions,
+    rules_of_version,
+    validate_rules,
 )
 
 log = logging.getLogger(__name__)
@@ -109,19 +124,6 @@ class CaseNotFound(TransitionError):
 
     def __init__(self) -> None:
         super().__init__("not_found", N_("工单不存在或无权查看"))
-
-
-class RoutingFailed(DomainError):
-    """A routing hop that can never succeed (the case is gone); recorded, not retried."""
-
-
-class RulesForbidden(DomainError):
-    """Only administrators publish dispatch rules."""
-
-    status = 403
-
-    def __init__(self) -> None:
-        super().__init__("role_forbidden", N_("只有管理员可以发布派单规则"))
 
 
 # --- time and deadlines -------------------------------------------------------------------------
@@ -875,146 +877,6 @@ def pending_summons(session: Session, dispatcher: User, *, limit: int = 100) -> 
         subtree = select(Unit.id).where(Unit.path.startswith(dispatcher.unit.path))
         stmt = stmt.where(Case.current_unit_id.in_(subtree))
     return list(session.scalars(stmt.order_by(Summons.requested_at, Summons.id).limit(limit)))
-
-
-# --- dispatch rules ----------------------------------------------------------------------------
-
-# Published versions never change, so their rules are cached per process; the key includes the row's
-# id and creation time so a version number reused after a rollback (tests) never hits a stale entry.
-_RULES_CACHE: dict[tuple[int, int, datetime], tuple[Rule, ...]] = {}
-
-
-@dataclass(frozen=True)
-class RuleSetView:
-    """A published rule set: its version and rules."""
-
-    version: int
-    rules: tuple[Rule, ...]
-
-
-def _category_refs(session: Session) -> list[CategoryRef]:
-    rows = session.scalars(select(Category).where(Category.active.is_(True)).order_by(Category.code))
-    return [category_ref(c) for c in rows]
-
-
-def category_ref(category: Category) -> CategoryRef:
-    """What the rules need to know of a category."""
-    dept = category.department
-    return CategoryRef(
-        category.code, category.group or "", category.default_level, dept.code if dept else None
-    )
-
-
-def _store(session: Session, rules: Iterable[Rule], actor: User | None, note: str, source: str) -> RuleSet:
-    latest = session.scalar(select(func.max(RuleSet.version))) or 0
-    rule_set = RuleSet(
-        version=latest + 1,
-        note=note,
-        source=source,
-        created_by_id=actor.id if actor is not None else None,
-        created_at=utcnow(),
-    )
-    for position, rule in enumerate(rules):
-        rule_set.rules.append(
-            DispatchRule(
-                position=position,
-                category=rule.category,
-                group=rule.group,
-                place=rule.place,
-                level=rule.level,
-                unit_code=rule.unit_code,
-                priority=rule.priority,
-            )
-        )
-    session.add(rule_set)
-    session.flush()
-    return rule_set
-
-
-def current_rules(session: Session) -> RuleSetView:
-    """The newest rule set, creating version 1 from the catalogue when none was ever published."""
-    latest = session.scalar(select(RuleSet).order_by(RuleSet.version.desc()).limit(1))
-    if latest is None:
-        try:
-            with session.begin_nested():
-                latest = _store(
-                    session, default_rules(_category_refs(session)), None, "由派单目录生成", "default"
-                )
-        except IntegrityError:  # another worker created it at the same moment
-            latest = session.scalar(select(RuleSet).order_by(RuleSet.version.desc()).limit(1))
-    assert latest is not None
-    return _view(session, latest)
-
-
-def rules_of_version(session: Session, version: int) -> RuleSetView:
-    """The rules of one published version."""
-    rule_set = session.scalar(select(RuleSet).where(RuleSet.version == version))
-    if rule_set is None:
-        raise RoutingFailed("unknown_rule_set", N_("派单规则版本不存在"))
-    return _view(session, rule_set)
-
-
-def _view(session: Session, rule_set: RuleSet) -> RuleSetView:
-    return _cached_view(session, rule_set.id, rule_set.version, rule_set.created_at)
-
-
-def _cached_view(session: Session, rule_set_id: int, version: int, created_at: datetime) -> RuleSetView:
-    key = (version, rule_set_id, created_at)
-    cached = _RULES_CACHE.get(key)
-    if cached is None:
-        rows = session.scalars(
-            select(DispatchRule)
-            .where(DispatchRule.rule_set_id == rule_set_id)
-            .order_by(DispatchRule.position)
-        )
-        cached = tuple(Rule(r.level, r.category, r.group, r.place, r.unit_code, r.priority) for r in rows)
-        _RULES_CACHE[key] = cached
-    return RuleSetView(version, cached)
-
-
-def validate_rules(session: Session, rules: Sequence[Rule]) -> list[RowError]:
-    """Check that every category, group, place and unit a rule names exists (line = row + 1)."""
-    codes = set(session.scalars(select(Category.code)))
-    groups = set(session.scalars(select(Category.group)))
-    units = set(session.scalars(select(Unit.code)))
-    errors = []
-    for i, rule in enumerate(rules, start=2):
-        if rule.category not in ("*", "") and rule.category not in codes:
-            errors.append(RowError(i, f"类别编码 {rule.category} 不存在", "category"))
-        if rule.group and rule.group not in groups:
-            errors.append(RowError(i, f"类别分组 {rule.group} 不存在", "group"))
-        if rule.place and rule.place not in units:
-            errors.append(RowError(i, f"地点单位 {rule.place} 不存在", "place"))
-        if rule.unit_code and rule.unit_code not in units:
-            errors.append(RowError(i, f"承办单位 {rule.unit_code} 不存在", "unit"))
-    return errors
-
-
-def publish_rules(
-    session: Session, rules: Sequence[Rule], actor: User | None, *, note: str = "", source: str = "admin"
-) -> RuleSet:
-    """Publish a new rule-set version (admins; ``actor=None`` is the command line). Cases already
-    routed keep the version they were routed with."""
-    if actor is not None and actor.role != Role.admin:
-        raise RulesForbidden()
-    errors = validate_rules(session, rules)
-    if errors:
-        raise ImportRejected(errors)
-    if not rules:
-        raise ImportRejected([RowError(1, "规则集不能为空")])
-    return _store(session, rules, actor, note, source)
-
-
-def import_rules_csv(session: Session, data: bytes | str, actor: User | None, *, note: str = "") -> RuleSet:
-    """Publish a new version from CSV (category,group,place,level,unit,priority); all-or-nothing."""
-    if actor is not None and actor.role != Role.admin:
-        raise RulesForbidden()
-    return publish_rules(session, parse_rules_csv(data), actor, note=note, source="csv")
-
-
-def rule_set_versions(session: Session) -> list[RuleSet]:
-    """Every published version, newest first."""
-    return list(session.scalars(select(RuleSet).order_by(RuleSet.version.desc())))
 
 
 # --- automatic routing hops --------------------------------------------------------------------

@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -25,6 +36,7 @@ from wtforms import BooleanField, DateField, PasswordField, SelectField, StringF
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
+from app import staged_rules
 from app.accounts import UserChange, create_user, disable_totp, set_password, update_user
 from app.audit import audit
 from app.auth import roles_required, signed_in_user
@@ -61,6 +73,17 @@ class RulesUploadForm(FlaskForm):
 
     file = FileField("规则文件（CSV）", validators=[FileRequired(message="请选择 CSV 文件")])
     note = StringField("版本说明", validators=[Optional(), Length(max=200)])
+
+
+# The CSV columns of a rules file as the error list and the preview name them.
+RULE_COLUMN_LABELS = {
+    "category": "类别编码",
+    "group": "类别分组",
+    "place": "地点",
+    "level": "处理层级",
+    "unit": "承办单位",
+    "priority": "优先级",
+}
 
 
 @dataclass(frozen=True)
@@ -110,28 +133,110 @@ def rule_set(version: int) -> Any:
 @bp.route("/rules/upload", methods=["POST"])
 @roles_required(Role.admin)
 def upload_rules() -> Any:
-    """Publish a new version from an uploaded CSV (all or nothing, errors by line)."""
+    """Check a whole uploaded CSV: every bad row listed (nothing published), or, when it is valid,
+    the upload staged and the admin sent to its preview (the diff against the active rule set)."""
     form = RulesUploadForm()
-    if form.validate_on_submit():
-        try:
-            published = services.import_rules_csv(
-                dbs(), form.file.data.read(), signed_in_user(), note=form.note.data or ""
-            )
-        except ImportRejected as rejected:
-            dbs().rollback()
-            errors = [
-                _("第 %(line)s 行：%(message)s", line=e.line, message=_(e.message)) for e in rejected.errors
-            ]
-            return _rules_page(form, errors, 422)
-        audit("rules.publish", object_type="rule_set", object_id=published.version, details={"source": "csv"})
-        dbs().commit()
-        flash(_("已发布派单规则第 %(version)s 版", version=published.version))
-        return redirect(url_for("admin.rules"))
-    errors = [_(str(e)) for field_errors in form.errors.values() for e in field_errors]
-    return _rules_page(form, errors, 422)
+    if not form.validate_on_submit():
+        errors = [_(str(e)) for field_errors in form.errors.values() for e in field_errors]
+        return _rules_page(form, errors, 422)
+    try:
+        parsed = services.check_rules_csv(dbs(), form.file.data.read())
+    except ImportRejected as rejected:
+        dbs().rollback()
+        return _rules_page(form, [], 422, rejected=rejected)
+    current = services.current_rules(dbs())
+    dbs().commit()  # version 1 may just have been generated from the catalogue
+    user = signed_in_user()
+    assert user is not None
+    filename = (getattr(form.file.data, "filename", "") or "")[:200]
+    token = staged_rules.stage(user.id, current.version, parsed, form.note.data or "", filename)
+    return redirect(url_for("admin.preview_rules", token=token))
 
 
-def _rules_page(form: RulesUploadForm, errors: list[str], status: int) -> Any:
+def _staged_or_404(token: str) -> staged_rules.StagedRules:
+    user = signed_in_user()
+    staged = staged_rules.load(token, user.id) if user is not None else None
+    if staged is None:
+        message = _("该预览不存在、已发布、已取消或已过期，未发布任何规则；请重新上传规则文件")
+        abort(make_response(render_template("error.html", status=404, message=message), 404))
+    return staged
+
+
+@bp.route("/rules/preview/<token>")
+@roles_required(Role.admin)
+def preview_rules(token: str) -> Any:
+    """A staged upload: what publishing it would add, remove and change, and the confirm button."""
+    staged = _staged_or_404(token)
+    current = services.current_rules(dbs())
+    dbs().commit()
+    stale = current.version != staged.based_on
+    diff = services.diff_rules(current.rules, staged.rules)
+    return render_template(
+        "admin/rules_preview.html",
+        staged=staged,
+        current=current,
+        diff=diff,
+        stale=stale,
+        columns=RULE_COLUMN_LABELS,
+    ), (409 if stale else 200)
+
+
+@bp.route("/rules/preview/<token>/publish", methods=["POST"])
+@roles_required(Role.admin)
+def publish_staged_rules(token: str) -> Any:
+    """Publish exactly the previewed upload (read back from the server), unless the active rule set
+    changed since the preview: then nothing is published and the admin is told to upload again."""
+    staged = _staged_or_404(token)
+    current = services.current_rules(dbs())
+    diff = services.diff_rules(current.rules, staged.rules)
+    try:
+        published = services.publish_rules(
+            dbs(),
+            staged.rules,
+            signed_in_user(),
+            note=staged.note,
+            source="csv",
+            based_on=staged.based_on,
+        )
+    except services.StaleRuleSet as stale:
+        dbs().rollback()
+        staged_rules.discard(token)
+        return _rules_page(RulesUploadForm(formdata=None), [_(stale.message)], 409)
+    except ImportRejected as rejected:  # a unit or category named by the file was removed meanwhile
+        dbs().rollback()
+        staged_rules.discard(token)
+        return _rules_page(RulesUploadForm(formdata=None), [], 409, rejected=rejected)
+    audit(
+        "rules.publish",
+        object_type="rule_set",
+        object_id=published.version,
+        details={
+            "source": "csv",
+            "based_on": staged.based_on,
+            "added": len(diff.added),
+            "removed": len(diff.removed),
+            "changed": len(diff.changed),
+        },
+    )
+    dbs().commit()
+    staged_rules.discard(token)
+    flash(_("已发布派单规则第 %(version)s 版", version=published.version))
+    return redirect(url_for("admin.rules"))
+
+
+@bp.route("/rules/preview/<token>/cancel", methods=["POST"])
+@roles_required(Role.admin)
+def cancel_staged_rules(token: str) -> Any:
+    """Drop a staged upload without publishing it."""
+    _staged_or_404(token)
+    staged_rules.discard(token)
+    flash(_("已取消，本次上传的规则未发布"))
+    return redirect(url_for("admin.rules"))
+
+
+def _rules_page(
+    form: RulesUploadForm, errors: list[str], status: int, rejected: ImportRejected | None = None
+) -> Any:
     current = services.current_rules(dbs())
     page = render_template(
         "admin/rules.html",
@@ -139,6 +244,8 @@ def _rules_page(form: RulesUploadForm, errors: list[str], status: int) -> Any:
         current=current,
         form=form,
         errors=errors,
+        rejected=rejected,
+        columns=RULE_COLUMN_LABELS,
     )
     return page, status
 

@@ -182,6 +182,9 @@ class EscalateForm(ActionForm):
         validators=[DataRequired(message="请至少选择一个吹哨对象")],
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
+        # Not `required` on each box: a browser would then insist on ticking every one of them.
+        # "At least one" is checked on the server, which keeps what was typed (post-redirect-get).
+        render_kw={"required": False},
     )
     note = TextAreaField("上报事由", validators=[DataRequired(message="请填写上报事由"), Length(max=1000)])
 
@@ -468,11 +471,15 @@ def _draft_form(case: Case, user: User) -> tuple[Action, ActionForm] | None:
         action = Action(draft.get("action"))
     except ValueError:
         return None
-    form = FORMS[action](
-        prefix=action.value, formdata=MultiDict(_pairs(draft.get("form") or {})), meta={"csrf": False}
-    )
+    # CSRF stays on: the re-bound form must render a fresh token, or the corrected form cannot be
+    # sent again (a browser got 400 "表单凭证无效" on the second try); the draft holds no token, so that
+    # one check's error is dropped after re-validation.
+    form = FORMS[action](prefix=action.value, formdata=MultiDict(_pairs(draft.get("form") or {})))
     _fill_choices(form, action, case, user)
     form.validate()  # the field errors again, beside the fields
+    token = getattr(form, "csrf_token", None)
+    if token is not None:
+        token.errors = []
     return action, form
 
 

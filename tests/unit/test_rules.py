@@ -87,7 +87,9 @@ def test_csv_round_trip_and_rejections() -> None:
     assert parse_rules_csv(rules_to_csv(rules)) == rules
     with pytest.raises(ImportRejected) as rejected:
         parse_rules_csv("category,group,place,level,unit,priority\nHW-01,,,city,,0\nHW-01,环境,,street,,x\n")
-    assert [e.line for e in rejected.value.errors] == [2, 3]
+    # every problem of every row, each with its column and value (row 3 has two)
+    found = [(e.line, e.column, e.value) for e in rejected.value.errors]
+    assert found == [(2, "level", "city"), (3, "group", "环境"), (3, "priority", "x")]
     with pytest.raises(ImportRejected):
         parse_rules_csv("category,level\n")
 

@@ -78,6 +78,9 @@ def test_upload_publishes_a_new_version(client: Any, session: Session) -> None:
     before = latest_version(session)
     csv_text = "category,group,place,level,unit,priority\nHW-01,,420102-S1,street,,5\n*,,,community,,0\n"
     response = upload(client, csv_text, note="街道统一处理垃圾清运")
+    assert response.status_code == 302 and "/admin/rules/preview/" in response.headers["Location"]
+    assert latest_version(session) == before  # previewed, not yet published
+    response = client.post(response.headers["Location"] + "/publish")
     assert response.status_code == 302
     assert latest_version(session) == before + 1
     html = client.get("/admin/rules").get_data(as_text=True)
@@ -96,7 +99,7 @@ def test_a_bad_upload_names_the_line_and_publishes_nothing(client: Any, session:
     response = upload(client, "category,level,unit\nHW-01,community,\nNOPE-9,community,\n")
     assert response.status_code == 422
     html = response.get_data(as_text=True)
-    assert "第 3 行" in html and "NOPE-9" in html
+    assert "第 3 行" in html and "NOPE-9" in html and "类别编码不存在" in html
     assert latest_version(session) == before
     assert upload(client, "category,level\nHW-01,planet\n").status_code == 422
     assert latest_version(session) == before

@@ -123,6 +123,8 @@ def test_exports_and_rule_publication_are_recorded(client: Any, session: Session
     data = {"file": (io.BytesIO(body.encode()), "rules.csv"), "note": "x"}
     response = client.post("/admin/rules/upload", data=data, content_type="multipart/form-data")
     assert response.status_code == 302
+    assert _events(session, "rules.publish") == []  # a preview publishes nothing
+    assert client.post(response.headers["Location"] + "/publish").status_code == 302
     (published,) = _events(session, "rules.publish")
     assert published.object_type == "rule_set" and published.actor_id == _uid(session, "admin")
 

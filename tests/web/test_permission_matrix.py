@@ -197,6 +197,9 @@ EXPECT: dict[str, Expect] = {
     "admin.rule_set": Expect(ADMIN),
     "admin.download_rules": Expect(ADMIN),
     "admin.upload_rules": Expect(ADMIN),
+    "admin.preview_rules": Expect(ADMIN, ok=404),  # no such staged upload
+    "admin.publish_staged_rules": Expect(ADMIN),
+    "admin.cancel_staged_rules": Expect(ADMIN),
     "admin.jobs": Expect(ADMIN),
     "admin.requeue": Expect(ADMIN),
     "imports.units": Expect(ADMIN),
