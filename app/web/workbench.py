@@ -335,7 +335,8 @@ def callback_queue(limit: int = 50) -> list[Case]:
 
 
 def case_notices(case: Case, kind: str, recipient_id: int | None) -> list[Notice]:
-    """The notices about ``case`` sent to one unit or resident, newest first."""
+    """The notices about ``case`` sent to one unit or resident, newest first, each text once (a case
+    dispatched to the unit twice sent the same 新工单 notice twice)."""
     if recipient_id is None:
         return []
     stmt = (
@@ -343,7 +344,10 @@ def case_notices(case: Case, kind: str, recipient_id: int | None) -> list[Notice
         .where(Notice.case_id == case.id, Notice.recipient_kind == kind, Notice.recipient_id == recipient_id)
         .order_by(Notice.id.desc())
     )
-    return list(dbs().scalars(stmt))
+    once: dict[str, Notice] = {}
+    for notice in dbs().scalars(stmt):
+        once.setdefault(notice.message, notice)
+    return list(once.values())
 
 
 def _unit_label(unit: Unit) -> str:
@@ -366,8 +370,12 @@ def _places_below(unit: Unit | None, everything: bool) -> list[Unit]:
 def _fill_choices(form: ActionForm, action: Action, case: Case, user: User) -> None:
     """Unit options of the forms that choose units."""
     if action is Action.pass_down and isinstance(form, UnitChoiceForm):
+        # A blank first option: nothing is preselected, the dispatcher chooses (DataRequired refuses "").
         form.unit_code.choices = options(
-            (u.code, _unit_label(u)) for u in children_of(dbs(), case.current_unit)
+            [
+                ("", _("请选择单位")),
+                *((u.code, _unit_label(u)) for u in children_of(dbs(), case.current_unit)),
+            ]
         )
     elif action is Action.dispatch and isinstance(form, UnitChoiceForm):
         everything = user.role == Role.admin or services.acts_for_city(user)
@@ -375,8 +383,13 @@ def _fill_choices(form: ActionForm, action: Action, case: Case, user: User) -> N
         depts = departments(dbs()) if everything else []
         returned = services.snapshot(case, summons=False).returned_by
         form.unit_code.choices = options(
-            (u.code, _unit_label(u) + (_("（曾退回，需强制指派）") if u.id in returned else ""))
-            for u in [*depts, *places]
+            [
+                ("", _("请选择单位")),
+                *(
+                    (u.code, _unit_label(u) + (_("（曾退回，需强制指派）") if u.id in returned else ""))
+                    for u in [*depts, *places]
+                ),
+            ]
         )
     elif action is Action.resolve and isinstance(form, ResolveForm):
         if not any(s.closed_at is None for s in case.summons):
