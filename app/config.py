@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "MAP_TILE_URL": "",  # e.g. https://tile.example/{z}/{x}/{y}.png; empty → the map picker shows no tiles
     "MAP_CENTER": "30.5928,114.3055",  # lat,lng the map picker opens at (the demo city)
     "DUPLICATE_WINDOW_DAYS": 30,  # open cases this recent are offered as possible duplicates at intake
+    # Address autocompletion shows an address only once this many different phones gave it (a shared
+    # place, not one resident's home).
+    "KNOWN_ADDRESS_MIN_REPORTERS": 3,
     "IMPORT_INLINE_BYTES": 256 * 1024,  # paper uploads above this are imported by an RQ job, with progress
     "RQ_ASYNC": True,  # False runs jobs inline (tests of the web tier without a worker)
     "RQ_QUEUE_PREFIX": "",  # lets parallel test runs share one Redis without sharing queues
@@ -104,6 +107,7 @@ ENVIRONMENT: dict[str, type] = {
     "MAP_TILE_URL": str,
     "MAP_CENTER": str,
     "DUPLICATE_WINDOW_DAYS": int,
+    "KNOWN_ADDRESS_MIN_REPORTERS": int,
     "SESSION_COOKIE_SECURE": bool,
     "TRUSTED_PROXIES": int,
     "PUBLIC_BASE_URL": str,

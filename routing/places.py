@@ -140,13 +140,21 @@ class BoundaryIndex:
 boundary_index = BoundaryIndex()
 
 
-def known_addresses(session: DbSession, community: str, prefix: str = "", limit: int = 20) -> list[str]:
-    """Addresses of earlier cases in the community (most used first), for autocompletion."""
+def known_addresses(
+    session: DbSession, community: str, prefix: str = "", limit: int = 20, min_reporters: int = 3
+) -> list[str]:
+    """Addresses of earlier cases in the community (most used first), for autocompletion.
+
+    Only addresses that at least ``min_reporters`` different phone numbers gave: a shared place (a
+    compound's gate, a road) rather than one resident's home, which would otherwise be shown to anyone.
+    """
+    reporters = func.count(func.distinct(Case.contact_phone))
     query = (
         select(Case.address, func.count(Case.id).label("uses"))
         .join(Unit, Unit.id == Case.community_id)
         .where(Unit.code == community)
         .group_by(Case.address)
+        .having(reporters >= min_reporters)
         .order_by(func.count(Case.id).desc(), Case.address)
         .limit(limit)
     )

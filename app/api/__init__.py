@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -339,8 +339,9 @@ def suggest_place() -> Any:
 
 @bp.get("/places/addresses")
 def addresses() -> Any:
-    """Addresses of earlier requests in ``community`` starting with ``q``, for autocompletion."""
+    """Addresses several residents gave for earlier requests in ``community`` starting with ``q``."""
     community = _text_arg("community", 40)
     if not community:
         return jsonify([])
-    return jsonify(known_addresses(db.session, community, _text_arg("q", 100)))
+    least = int(current_app.config["KNOWN_ADDRESS_MIN_REPORTERS"])
+    return jsonify(known_addresses(db.session, community, _text_arg("q", 100), min_reporters=least))
