@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_limiter import RequestLimit
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -205,11 +206,25 @@ def _landing(user: User) -> str:
     return url_for(_LANDINGS.get(user.role, "web.home"))
 
 
+def _account_here() -> str:
+    """Rate-limit key: the typed account at this client address. Someone failing at another address
+    cannot lock the owner out; LOGIN_LIMIT_ACCOUNT_ALL still caps guesses spread over many addresses."""
+    return f"{form_key('username')()}@{get_remote_address()}"
+
+
 LOGIN_LIMITS = [
     limiter.limit(
         limit_from_config("LOGIN_LIMIT_ACCOUNT"),
-        key_func=form_key("username"),
+        key_func=_account_here,
         scope="login-account",
+        methods=["POST"],
+        deduct_when=_failed,
+        on_breach=_login_breached,
+    ),
+    limiter.limit(
+        limit_from_config("LOGIN_LIMIT_ACCOUNT_ALL"),
+        key_func=form_key("username"),
+        scope="login-account-all",
         methods=["POST"],
         deduct_when=_failed,
         on_breach=_login_breached,
@@ -227,6 +242,7 @@ LOGIN_LIMITS = [
 @bp.route("/login", methods=["GET", "POST"])
 @LOGIN_LIMITS[0]
 @LOGIN_LIMITS[1]
+@LOGIN_LIMITS[2]
 def login() -> Any:
     """Sign in (then the second factor, when the account has one)."""
     form = LoginForm()

@@ -50,7 +50,8 @@ DEFAULTS: dict[str, Any] = {
     "SURVEY_BURST_COUNT": 5,
     # Abuse protection (Flask-Limiter on the app's Redis, shared by every process); "N per period" strings.
     "RATELIMIT_ENABLED": True,
-    "LOGIN_LIMIT_ACCOUNT": "5 per 15 minutes",  # failed sign-ins per account, then locked for the window
+    "LOGIN_LIMIT_ACCOUNT": "5 per 15 minutes",  # failed sign-ins per account and address, then locked
+    "LOGIN_LIMIT_ACCOUNT_ALL": "50 per hour",  # failed sign-ins per account from all addresses together
     "LOGIN_LIMIT_ADDRESS": "30 per 15 minutes",  # failed sign-ins per client address
     "LOOKUP_LIMIT_NUMBER": "10 per hour",  # private-link recovery attempts per tracking number
     "LOOKUP_LIMIT_ADDRESS": "30 per hour",
@@ -124,6 +125,7 @@ ENVIRONMENT: dict[str, type] = {
     "SURVEY_BURST_COUNT": int,
     "RATELIMIT_ENABLED": bool,
     "LOGIN_LIMIT_ACCOUNT": str,
+    "LOGIN_LIMIT_ACCOUNT_ALL": str,
     "LOGIN_LIMIT_ADDRESS": str,
     "LOOKUP_LIMIT_NUMBER": str,
     "LOOKUP_LIMIT_ADDRESS": str,

@@ -41,6 +41,28 @@ def test_account_is_locked_after_five_failures_even_with_the_right_password(
     assert actions.count("login.failure") == 5 and "login.rate_limited" in actions
 
 
+def test_failures_elsewhere_do_not_lock_the_owner_out_but_the_account_ceiling_holds(
+    app: Flask, client: Any, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_ACCOUNT_ALL", "8 per hour")
+    for _ in range(5):
+        assert _fail(client, "operator").status_code == 200
+    assert _fail(client, "operator").status_code == 429  # locked at the stranger's address
+    owner = app.test_client()
+    home = {"REMOTE_ADDR": "203.0.113.20"}
+    response = owner.post(
+        "/login", data={"username": "operator", "password": "demo-pass-2026"}, environ_base=home
+    )
+    assert response.status_code == 302  # the owner, elsewhere, still signs in
+    for n in range(3):  # guesses spread over addresses add up on the account
+        spread = {"REMOTE_ADDR": f"198.51.100.{n + 1}"}
+        client.post("/login", data={"username": "operator", "password": "nope-x"}, environ_base=spread)
+    blocked = owner.post(
+        "/login", data={"username": "operator", "password": "demo-pass-2026"}, environ_base=home
+    )
+    assert blocked.status_code == 429
+
+
 def test_account_key_ignores_case_and_spaces(client: Any, session: Session) -> None:
     for name in ("admin", "ADMIN", " admin ", "Admin", "admin"):
         _fail(client, name)
