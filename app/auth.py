@@ -27,6 +27,7 @@ from wtforms.validators import DataRequired, Length
 from app.accounts import USERNAME, authenticate, create_user, dummy_hash, register_resident, verify_totp
 from app.audit import audit
 from app.extensions import db, limiter, login_manager
+from app.i18n import message_of
 from app.ratelimit import form_key, limit_from_config
 from core.i18n import DomainError
 from core.models import Role, User
@@ -326,7 +327,7 @@ def register() -> Any:
                 )
             except DomainError as error:
                 db.session.rollback()
-                getattr(form, error.field or "username").errors.append(_(error.message))
+                getattr(form, error.field or "username").errors.append(message_of(error))
             else:
                 db.session.commit()
                 login_user(SessionUser(user))

@@ -13,12 +13,23 @@ def N_(message: str) -> str:
 
 
 class DomainError(ValueError):
-    """A refused operation with a machine code, an optional field and a user-facing (zh-CN) message."""
+    """A refused operation with a machine code, an optional field and a user-facing (zh-CN) message.
+
+    ``message`` is a message id (marked with ``N_``) that may hold ``%(name)s`` placeholders, filled from
+    ``params`` when the web shell translates it (``app.i18n.message_of``): ``DomainError("too_long",
+    N_("不能超过 %(max)s 个字"), "name", max=20)``. ``str(error)`` is the Chinese text, filled in.
+    """
 
     status = 422
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, message: str, field: str | None = None, **params: object) -> None:
+        super().__init__(fill(message, params))
         self.code = code
         self.message = message
         self.field = field
+        self.params: dict[str, object] = params
+
+
+def fill(message: str, params: dict[str, object]) -> str:
+    """The source-language text of a message id with its parameters (no translation)."""
+    return message % params if params else message

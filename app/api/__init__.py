@@ -13,6 +13,7 @@ from app.api.schemas import read_request
 from app.auth import signed_in_user
 from app.errors import api_error
 from app.extensions import csrf, db, limiter
+from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
 from app.ratelimit import limit_from_config
 from app.security import MAX_JSON_DEPTH, json_too_deep
@@ -179,11 +180,11 @@ def create_request() -> Any:
         db.session.rollback()
         return api_error(
             422,
-            [_field_error(API_FIELDS.get(e.field, e.field), e.code, _(e.message)) for e in rejected.errors],
+            [_field_error(API_FIELDS.get(e.field, e.field), e.code, message_of(e)) for e in rejected.errors],
         )
     except IdempotencyConflict as conflict:
         db.session.rollback()
-        return api_error(409, [_field_error("Idempotency-Key", conflict.code, _(conflict.message))])
+        return api_error(409, [_field_error("Idempotency-Key", conflict.code, message_of(conflict))])
     if result.created:
         # Built before the commit from what was just stored, so the commit expires nothing we reload.
         case = result.case

@@ -17,6 +17,7 @@ from app.accounts import change_password, disable_totp, enable_totp, new_totp_se
 from app.audit import audit
 from app.auth import SessionUser, signed_in_user
 from app.extensions import db
+from app.i18n import message_of
 from core.i18n import DomainError
 from core.models import User
 
@@ -94,7 +95,7 @@ def password() -> Any:
         change_password(db.session, user, form.current.data or "", form.password.data or "")
     except DomainError as error:
         db.session.rollback()
-        getattr(form, error.field or "password").errors.append(_(error.message))
+        getattr(form, error.field or "password").errors.append(message_of(error))
         return _page(422, password_form=form)
     if user.is_staff:
         audit("password.change", user, "user", user.id)
@@ -119,7 +120,7 @@ def totp_enable() -> Any:
         enable_totp(db.session, user, secret, form.code.data or "")
     except DomainError as error:
         db.session.rollback()
-        form.code.errors = [*form.code.errors, _(error.message)]
+        form.code.errors = [*form.code.errors, message_of(error)]
         return _page(422, code_form=form)
     audit("totp.enrol", user, "user", user.id)
     db.session.commit()

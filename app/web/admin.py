@@ -30,6 +30,7 @@ from app.audit import audit
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text
 from app.extensions import db
+from app.i18n import message_of
 from app.queue import QUEUES, queue_name
 from app.redis_conn import redis_for
 from app.web.present import local, register_nav
@@ -120,7 +121,7 @@ def upload_rules() -> Any:
         except ImportRejected as rejected:
             dbs().rollback()
             errors = [
-                _("第 %(line)s 行：%(message)s", line=e.line, message=_(e.message)) for e in rejected.errors
+                _("第 %(line)s 行：%(message)s", line=e.line, message=message_of(e)) for e in rejected.errors
             ]
             return _rules_page(form, errors, 422)
         audit("rules.publish", object_type="rule_set", object_id=published.version, details={"source": "csv"})
@@ -298,7 +299,7 @@ def users() -> Any:
                 )
             except DomainError as error:
                 dbs().rollback()
-                getattr(form, error.field or "username").errors.append(_(error.message))
+                getattr(form, error.field or "username").errors.append(message_of(error))
             else:
                 audit(
                     "user.create",
@@ -351,7 +352,7 @@ def user(user_id: int) -> Any:
         changed = update_user(dbs(), target, change)
     except DomainError as error:
         dbs().rollback()
-        getattr(form, error.field or "unit").errors.append(_(error.message))
+        getattr(form, error.field or "unit").errors.append(message_of(error))
         return _user_page(target, 422, edit=form)
     if changed:
         # Names are personal data: the trail says that the name changed, not what it was.
@@ -376,7 +377,7 @@ def reset_password(user_id: int) -> Any:
         set_password(dbs(), target, form.password.data or "")
     except DomainError as error:
         dbs().rollback()
-        form.password.errors = [*form.password.errors, _(error.message)]
+        form.password.errors = [*form.password.errors, message_of(error)]
         return _user_page(target, 422, reset=form)
     audit("user.password_reset", object_type="user", object_id=target.id)
     dbs().commit()

@@ -30,6 +30,7 @@ from werkzeug.utils import secure_filename
 from app.audit import audit
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.i18n import message_of
 from app.web.assessment_forms import (
     ActionForm,
     CompositeForm,
@@ -207,7 +208,7 @@ def run_quarter(quarter: str) -> Any:
     try:
         jobs.enqueue(RUN_QUARTER, str(q))
     except DomainError as error:
-        flash(error.message)
+        flash(message_of(error))
     except Exception:  # inline mode (RQ_ASYNC off) runs the job here; it recorded its failure for the page
         flash(f"{q.label_zh}的考评计算失败，详见下方任务状态")
     else:
@@ -224,7 +225,7 @@ def publish(quarter: str) -> Any:
         run = services.publish_run(_db(), q, _user_id())
     except DomainError as error:
         _db().rollback()
-        flash(error.message)
+        flash(message_of(error))
     else:
         audit("scoring.publish", signed_in_user(), "scoring_run", run.id, {"quarter": str(q)})
         _db().commit()
@@ -407,7 +408,7 @@ def system(system_id: int) -> Any:
             new = _save_system(current, action, form)
         except DomainError as error:
             _db().rollback()
-            errors.append(error.message)
+            errors.append(message_of(error))
         except FormInvalid as invalid:
             errors.extend(invalid.messages)
         else:
@@ -606,7 +607,7 @@ def composite() -> Any:
         )
     except DomainError as error:
         _db().rollback()
-        flash(error.message)
+        flash(message_of(error))
     else:
         _db().commit()
         flash("已保存新的三率权重版本")
@@ -649,7 +650,7 @@ def entries() -> Any:
                 )  # fmt: skip
             except DomainError as error:
                 _db().rollback()
-                errors.append(error.message)
+                errors.append(message_of(error))
             else:
                 if upload is not None:
                     upload.save(_evidence_dir() / stored)  # only once the entry is valid: no orphan files
@@ -737,7 +738,7 @@ def decide(item_id: int) -> Any:
         services.record_decision(_db(), item_id, form.decision.data, _user_id())
     except DomainError as error:
         _db().rollback()
-        flash(error.message)
+        flash(message_of(error))
     else:
         _db().commit()
         flash("已记录审核结论")

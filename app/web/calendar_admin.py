@@ -20,6 +20,7 @@ from wtforms.validators import Length, Optional
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.i18n import message_of
 from app.web.present import register_nav
 from core.csvio import ImportRejected
 from core.db import utcnow
@@ -115,7 +116,7 @@ def upload() -> Any:
         dbs().rollback()
         calendar_store.invalidate()
         errors = [
-            _("第 %(line)s 行：%(message)s", line=e.line, message=_(e.message)) for e in rejected.errors
+            _("第 %(line)s 行：%(message)s", line=e.line, message=message_of(e)) for e in rejected.errors
         ]
         return _index_page(form, errors, 422)
     dbs().commit()

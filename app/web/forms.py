@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -23,6 +22,7 @@ from wtforms import (
 )
 from wtforms.validators import Length, Optional, ValidationError
 
+from app.i18n import message_of
 from core.inputs import column_length, text_problem
 from routing.intake import LIMITS
 from routing.models import Case
@@ -41,7 +41,7 @@ class CleanText:
         value = field.data if isinstance(field.data, str) else None
         problem = text_problem(value, self.max_length, multiline=isinstance(field, TextAreaField))
         if problem is not None:
-            raise ValidationError(_(problem.message))
+            raise ValidationError(message_of(problem))
 
 
 class Form(FlaskForm):

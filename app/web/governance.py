@@ -17,6 +17,7 @@ from wtforms.fields.choices import SelectChoice
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.i18n import message_of
 from app.web import governance_forms as forms
 from app.web.present import register_nav
 from core.db import utcnow
@@ -89,8 +90,8 @@ def _refused(error: GovernanceError, form: Any = None) -> None:
     db.session.rollback()
     field = getattr(form, error.field, None) if form is not None and error.field else None
     if field is not None:
-        field.errors = [*field.errors, _(error.message)]
-    flash(_(error.message))
+        field.errors = [*field.errors, message_of(error)]
+    flash(message_of(error))
 
 
 # --- public and residents --------------------------------------------------------------------

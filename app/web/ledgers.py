@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_row
 from app.extensions import db
+from app.i18n import message_of
 from app.web.governance import _save, attachments
 from app.web.present import register_nav
 from assessment.inputs import co_governance_frame
@@ -116,7 +117,7 @@ def ledger(kind: str) -> Any:
             db.session.rollback()
             if error.code == "out_of_scope":
                 abort(404)
-            errors = {error.field or "unit": _(error.message)}
+            errors = {error.field or "unit": message_of(error)}
         else:
             _save(request.files.get("evidence"), kind, row.id, user)
             db.session.commit()

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db, limiter
+from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
 from app.ratelimit import form_key, limit_from_config
 from app.security import public_url
@@ -106,7 +107,7 @@ def _intake(channel: str, template: str) -> Any:
         if problems:  # nothing stored; every other problem is shown with them
             form.photos.errors = [p.message for p in problems]
             for error in validate_submission(db.session, data)[2]:
-                getattr(form, error.field).errors.append(_(error.message))
+                getattr(form, error.field).errors.append(message_of(error))
             return render_template(template, form=form, **context), 422
         if not form.duplicates_seen.data and not validate_submission(db.session, data)[2]:
             duplicates = duplicates_for(data.category, data.community, data.description)
@@ -128,7 +129,7 @@ def _intake(channel: str, template: str) -> Any:
         except IntakeRejected as rejected:
             db.session.rollback()
             for error in rejected.errors:
-                getattr(form, error.field).errors.append(_(error.message))
+                getattr(form, error.field).errors.append(message_of(error))
         except IdempotencyConflict:
             db.session.rollback()
             flash(_("该表单已提交过，请刷新页面后重新填写"))

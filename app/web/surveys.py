@@ -33,6 +33,7 @@ from wtforms.validators import DataRequired, Length, NumberRange
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_frame
 from app.extensions import db, limiter
+from app.i18n import message_of
 from app.ratelimit import limit_from_config
 from app.security import public_url
 from app.web.forms import Form
@@ -270,7 +271,7 @@ def _section_choices(survey: Survey) -> list[SelectChoice]:
 def _error_page(survey: Survey, error: SurveyError) -> Any:
     _db().rollback()
     status = 409 if error.code == "frozen" else 422
-    return _editor(survey, error=_(error.message)), status
+    return _editor(survey, error=message_of(error)), status
 
 
 # --------------------------------------------------------------------------------------- evaluator pages
@@ -296,7 +297,7 @@ def index() -> Any:
             problems, status = rejected.errors, 422
         except SurveyError as error:
             _db().rollback()
-            getattr(form, error.field or "title").errors.append(_(error.message))
+            getattr(form, error.field or "title").errors.append(message_of(error))
             status = 422
         else:
             _db().commit()
@@ -393,7 +394,7 @@ def _save_question(survey: Survey, form: QuestionForm, question_id: int | None) 
             return _error_page(survey, error)
         _db().rollback()
         target = getattr(form, error.field or "label", form.label)
-        target.errors = [*target.errors, _(error.message)]
+        target.errors = [*target.errors, message_of(error)]
         if question_id is None:
             return _editor(survey, question_form=form), 422
         return _question_page(survey, question_id, form), 422
@@ -614,7 +615,7 @@ def community_link(survey_id: int, code: str) -> Any:
             tokens = services.generate_tokens(_db(), survey, community, form.count.data or 0)
         except SurveyError as error:
             _db().rollback()
-            form.count.errors = [*form.count.errors, _(error.message)]
+            form.count.errors = [*form.count.errors, message_of(error)]
             status = 422
         else:
             _db().commit()
@@ -659,7 +660,7 @@ def paper(survey_id: int) -> Any:
                 error, status = str(rejected), 422
             except SurveyError as exc:
                 _db().rollback()
-                error, status = _(exc.message), 422
+                error, status = message_of(exc), 422
             else:
                 _db().commit()
                 status = 200 if not upload.rejected else 422
@@ -760,7 +761,7 @@ def review(survey_id: int) -> Any:
             changed = integrity.decide(_db(), survey, form.responses.data or [], decision, signed_in_user())
         except SurveyError as error:
             _db().rollback()
-            form.responses.errors = [*form.responses.errors, _(error.message)]
+            form.responses.errors = [*form.responses.errors, message_of(error)]
             status = 422
         else:
             _db().commit()
@@ -931,14 +932,14 @@ def respond(survey_id: int, code: str) -> Any:
             _db().rollback()
             integrity.record_refusal(_db(), survey, client, refused.outcome)
             _db().commit()
-            message, status = _(refused.message), 429
+            message, status = message_of(refused), 429
         except services.InvalidAnswers as invalid:
             _db().rollback()
             errors = {k: _(v) for k, v in invalid.errors.items()}
-            message, status = _(invalid.message), 422
+            message, status = message_of(invalid), 422
         except SurveyError as error:
             _db().rollback()
-            message = _(error.message)
+            message = message_of(error)
             status = 409 if error.code in ("token_used", "duplicate") else 422
             if error.field:
                 errors[error.field] = message

@@ -38,6 +38,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
 from app.redis_conn import current_redis
 from app.web.present import STATE_LABELS, register_nav
@@ -591,7 +592,7 @@ def act(tracking_number: str, action: str) -> Any:
     if refused is not None:
         if refused.code in FORBIDDEN_CODES:
             abort(403)
-        flash(_(refused.message))
+        flash(message_of(refused))
         return _back_with_draft(case, chosen)
     form = _form(chosen, case, user, formdata=request.form)
     if not form.validate_on_submit():
@@ -604,7 +605,7 @@ def act(tracking_number: str, action: str) -> Any:
         evidence, problems = read_photos(request.files.getlist(form.evidence.name))
         if problems:
             for problem in problems:
-                flash(problem.message)
+                flash(problem.message)  # already translated by read_photos
             return _back_with_draft(case, chosen)
     try:
         services.perform(dbs(), chosen.value, case.id, user, **form.values())
@@ -612,7 +613,7 @@ def act(tracking_number: str, action: str) -> Any:
             attach(dbs(), case, evidence, "evidence")
     except TransitionError as refusal:
         dbs().rollback()
-        flash(_(refusal.message))
+        flash(message_of(refusal))
         return _back_with_draft(case, chosen)
     dbs().commit()
     flash(_("已完成：%(action)s", action=_(chosen.label)))
@@ -695,7 +696,7 @@ def resident_callback(tracking_number: str) -> Any:
         services.callback(dbs(), case.id, actor, **form.values())
     except TransitionError as refusal:
         dbs().rollback()
-        flash(_(refusal.message))
+        flash(message_of(refusal))
         return redirect(back)
     dbs().commit()
     if case.state == State.resolved.value:
