@@ -65,9 +65,13 @@ class Translatable(Protocol):
 
 
 def message_of(error: Translatable) -> str:
-    """The user-facing text of a domain error or problem: its message id translated, parameters filled."""
+    """The user-facing text of a domain error or problem: its message id translated, parameters filled.
+
+    Text parameters are looked up too: domain code passes labels it marked with ``N_`` (an action, a
+    state phrase); any other text (a name, a code) has no catalogue entry and comes through unchanged.
+    """
     params = getattr(error, "params", None) or {}
-    return _(error.message, **params)
+    return _(error.message, **{k: _(v) if isinstance(v, str) and v else v for k, v in params.items()})
 
 
 K = TypeVar("K")

@@ -40,7 +40,7 @@ from routing import notify
 from routing.models import Case, CaseEvent
 
 CHANNELS = ("web", "phone", "api")
-CHANNEL_LABELS = {"web": "网上", "phone": "12345 热线", "api": "接口"}
+CHANNEL_LABELS = {"web": N_("网上"), "phone": N_("12345 热线"), "api": N_("接口")}
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
 # A mainland landline with its area code, once dashes are stripped: 027-88886666, 010-12345678,
 # 0755-1234567. Accepted only from the hotline (a caller's home phone); online channels need a mobile.
@@ -390,7 +390,7 @@ def submit(
     key = (idempotency_key or "").strip()[: column_length(Case.idempotency_key)] or None
     if key and forbidden_character(key, multiline=False):
         raise IntakeRejected(
-            [FieldError("idempotency_key", "control_characters", "幂等键不能包含控制字符或不可见的格式字符")]
+            [FieldError("idempotency_key", "control_characters", N_("幂等键不能包含控制字符或不可见的格式字符"))]
         )
     if key:
         replay = _replay(session, key, fingerprint, token_key)

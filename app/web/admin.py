@@ -36,7 +36,7 @@ from app.redis_conn import redis_for
 from app.web.present import local, register_nav
 from core.audit import ACTIONS, AuditEvent, AuditQuery, search
 from core.csvio import ImportRejected
-from core.i18n import DomainError
+from core.i18n import N_, DomainError
 from core.models import ROLE_LABELS, Role, User
 from core.quarter import beijing_midnight_utc
 from routing import services
@@ -51,7 +51,7 @@ def dbs() -> Session:
     return cast(Session, db.session)
 
 
-register_nav("admin.index", "系统管理", Role.admin)
+register_nav("admin.index", N_("系统管理"), Role.admin)
 REDIS_DOWN = (
     "无法连接任务队列（Redis），暂时无法查看或重新执行失败任务；工单数据不受影响，Redis 恢复后会自动补派。"
 )

@@ -52,14 +52,14 @@ from assessment.jobs import RUN_QUARTER
 from assessment.models import RUN_PUBLISHED, EvaluatorEntry, IndicatorSystem, ReviewItem, ScoringRun
 from assessment.weights import SAATY_1980_RANDOM_INDEX
 from core import jobs
-from core.i18n import DomainError
+from core.i18n import N_, DomainError
 from core.inputs import column_length, fit_filename
 from core.models import LEVEL_LABELS, Level, Role, Unit
 from core.quarter import Quarter
 
 bp = Blueprint("assessment", __name__, url_prefix="/assessment")
 STAFF = (Role.evaluator, Role.admin)
-register_nav("assessment.dashboard", "考评", *STAFF)
+register_nav("assessment.dashboard", N_("考评"), *STAFF)
 
 
 @bp.context_processor

@@ -24,6 +24,7 @@ from app.i18n import message_of
 from app.web.present import register_nav
 from core.csvio import ImportRejected
 from core.db import utcnow
+from core.i18n import N_
 from core.models import Role
 from routing import calendar_store
 from routing.calendar import DayKind, statutory_holidays
@@ -32,7 +33,7 @@ from routing.models import CalendarDate, CalendarYear, Case
 from routing.services import to_local
 
 bp = Blueprint("calendar_admin", __name__, url_prefix="/admin/calendar")
-register_nav("calendar_admin.index", "工作日历", Role.admin)
+register_nav("calendar_admin.index", N_("工作日历"), Role.admin)
 # Blueprints whose pages carry the uncovered-calendar banner.
 ADMIN_AREA = frozenset({"admin", "calendar_admin"})
 WINDOW_DAYS = 90

@@ -21,6 +21,7 @@ from app.i18n import message_of
 from app.web import governance_forms as forms
 from app.web.present import register_nav
 from core.db import utcnow
+from core.i18n import N_
 from core.models import Level, Role, Unit, User
 from core.quarter import beijing_to_utc
 from governance import clusters, rules
@@ -541,6 +542,6 @@ def download(file_id: int) -> Any:
     return send_file(path, as_attachment=True, download_name=attachment.filename)
 
 
-register_nav("governance.topics", "社区议事", Role.resident)
-register_nav("governance.my_home", "我的小区", Role.resident)
-register_nav("governance.manage", "议事协商", *STAFF)
+register_nav("governance.topics", N_("社区议事"), Role.resident)
+register_nav("governance.my_home", N_("我的小区"), Role.resident)
+register_nav("governance.manage", N_("议事协商"), *STAFF)

@@ -21,6 +21,7 @@ from app.i18n import message_of
 from app.web.governance import _save, attachments
 from app.web.present import register_nav
 from assessment.inputs import co_governance_frame
+from core.i18n import N_
 from core.models import Level, Role, Unit, User
 from core.quarter import Quarter
 from governance import ledgers
@@ -199,4 +200,4 @@ def add_co_governance_sheets(book: Workbook, quarter: Quarter) -> None:
         sheet.append(safe_row([names.get(int(unit_id), unit_id), *cells]))
 
 
-register_nav("ledgers.index", "电子台帐", Role.evaluator)
+register_nav("ledgers.index", N_("电子台帐"), Role.evaluator)

@@ -42,6 +42,7 @@ from assessment.inputs import callback_results
 from assessment.missing import MIN_SAMPLE
 from core import jobs
 from core.csvio import ImportRejected, RowError
+from core.i18n import N_
 from core.models import Level, Role, Unit
 from core.quarter import Quarter
 from surveys import expressions, frames, integrity, services
@@ -1028,5 +1029,5 @@ def _relevance(survey: Survey) -> dict[str, str]:
     return out
 
 
-register_nav("surveys.index", "问卷调查", *EVALUATORS)
-register_nav("surveys.results", "调查结果", *EVALUATORS)
+register_nav("surveys.index", N_("问卷调查"), *EVALUATORS)
+register_nav("surveys.results", N_("调查结果"), *EVALUATORS)

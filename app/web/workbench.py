@@ -44,6 +44,7 @@ from app.redis_conn import current_redis
 from app.web.present import STATE_LABELS, register_nav
 from app.web.public import duplicates_for, token_key
 from core.db import utcnow
+from core.i18n import N_
 from core.images import ProcessedImage
 from core.models import ROLE_LABELS, Category, Level, Role, Unit, UnitKind, User
 from core.units import children_of, departments
@@ -74,7 +75,7 @@ QUEUE_ROLES = (Role.handler, Role.dispatcher, Role.operator, Role.admin)
 FORBIDDEN_CODES = frozenset({"role_forbidden", "out_of_scope", "not_summoned"})
 OPEN_STATES = tuple(s.value for s in lifecycle.OPEN_STATES)
 
-register_nav("workbench.queue", "工作台", Role.handler, Role.dispatcher, Role.operator, Role.admin)
+register_nav("workbench.queue", N_("工作台"), Role.handler, Role.dispatcher, Role.operator, Role.admin)
 
 
 def options(pairs: Iterable[tuple[str, str]]) -> list[SelectChoice]:
