@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter import RequestLimit
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -42,16 +43,18 @@ TOTP_PENDING_SECONDS = 300  # between the password and the code
 class LoginForm(FlaskForm):
     """Username and password."""
 
-    username = StringField("用户名", validators=[DataRequired(message="请输入用户名"), Length(max=80)])
-    password = PasswordField("密码", validators=[DataRequired(message="请输入密码"), Length(max=200)])
+    username = StringField(
+        _l("用户名"), validators=[DataRequired(message=_l("请输入用户名")), Length(max=80)]
+    )
+    password = PasswordField(_l("密码"), validators=[DataRequired(message=_l("请输入密码")), Length(max=200)])
 
 
 class TotpForm(FlaskForm):
     """The 6-digit code of the authenticator app."""
 
     code = StringField(
-        "验证码",
-        validators=[DataRequired(message="请输入 6 位验证码"), Length(max=10)],
+        _l("验证码"),
+        validators=[DataRequired(message=_l("请输入 6 位验证码")), Length(max=10)],
         render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"},
     )
 
@@ -292,20 +295,20 @@ class RegisterForm(FlaskForm):
     """A resident's own account: follow all one's requests in one place."""
 
     username = StringField(
-        "用户名",
+        _l("用户名"),
         validators=[
-            DataRequired(message="请输入用户名"),
-            Length(min=3, max=40, message="用户名长度应为 3–40 个字符"),
+            DataRequired(message=_l("请输入用户名")),
+            Length(min=3, max=40, message=_l("用户名长度应为 3–40 个字符")),
         ],
     )
-    display_name = StringField("称呼", validators=[Length(max=40)])
-    phone = StringField("手机号码", render_kw={"inputmode": "tel", "autocomplete": "tel"})
+    display_name = StringField(_l("称呼"), validators=[Length(max=40)])
+    phone = StringField(_l("手机号码"), render_kw={"inputmode": "tel", "autocomplete": "tel"})
     password = PasswordField(
-        "密码（至少 10 位，不能是常见密码）",
-        validators=[DataRequired(message="请输入密码"), Length(max=200)],
+        _l("密码（至少 10 位，不能是常见密码）"),
+        validators=[DataRequired(message=_l("请输入密码")), Length(max=200)],
         render_kw={"autocomplete": "new-password"},
     )
-    confirm = PasswordField("再次输入密码", validators=[DataRequired(message="请再次输入密码")])
+    confirm = PasswordField(_l("再次输入密码"), validators=[DataRequired(message=_l("请再次输入密码"))])
 
 
 @bp.route("/register", methods=["GET", "POST"])

@@ -7,6 +7,7 @@ from typing import Any
 import segno
 from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required, login_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -27,21 +28,23 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 class PasswordChangeForm(FlaskForm):
     """Current and new password."""
 
-    current = PasswordField("当前密码", validators=[DataRequired(message="请输入当前密码"), Length(max=200)])
+    current = PasswordField(
+        _l("当前密码"), validators=[DataRequired(message=_l("请输入当前密码")), Length(max=200)]
+    )
     password = PasswordField(
-        "新密码（至少 10 位，不能是常见密码）",
-        validators=[DataRequired(message="请输入新密码"), Length(max=200)],
+        _l("新密码（至少 10 位，不能是常见密码）"),
+        validators=[DataRequired(message=_l("请输入新密码")), Length(max=200)],
         render_kw={"autocomplete": "new-password"},
     )
-    confirm = PasswordField("再次输入新密码", validators=[DataRequired(message="请再次输入新密码")])
+    confirm = PasswordField(_l("再次输入新密码"), validators=[DataRequired(message=_l("请再次输入新密码"))])
 
 
 class CodeForm(FlaskForm):
     """A 6-digit code from the authenticator app."""
 
     code = StringField(
-        "验证码",
-        validators=[DataRequired(message="请输入 6 位验证码"), Length(max=10)],
+        _l("验证码"),
+        validators=[DataRequired(message=_l("请输入 6 位验证码")), Length(max=10)],
         render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"},
     )
 

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from redis.exceptions import RedisError
@@ -60,8 +61,8 @@ REDIS_DOWN = (
 class RulesUploadForm(FlaskForm):
     """A CSV of dispatch rules to publish as a new version."""
 
-    file = FileField("规则文件（CSV）", validators=[FileRequired(message="请选择 CSV 文件")])
-    note = StringField("版本说明", validators=[Optional(), Length(max=200)])
+    file = FileField(_l("规则文件（CSV）"), validators=[FileRequired(message=_l("请选择 CSV 文件"))])
+    note = StringField(_l("版本说明"), validators=[Optional(), Length(max=200)])
 
 
 @dataclass(frozen=True)
@@ -229,29 +230,31 @@ ROLE_CHOICES = [SelectChoice(role.value, ROLE_LABELS[role]) for role in Role]
 class UserCreateForm(FlaskForm):
     """A new account: staff are bound to a unit (by its code)."""
 
-    username = StringField("用户名", validators=[DataRequired(message="请输入用户名"), Length(max=40)])
-    display_name = StringField("姓名或称呼", validators=[Optional(), Length(max=40)])
-    role = SelectField("角色", choices=ROLE_CHOICES, default=Role.handler.value)
-    unit = StringField("单位代码", validators=[Optional(), Length(max=40)])
+    username = StringField(
+        _l("用户名"), validators=[DataRequired(message=_l("请输入用户名")), Length(max=40)]
+    )
+    display_name = StringField(_l("姓名或称呼"), validators=[Optional(), Length(max=40)])
+    role = SelectField(_l("角色"), choices=ROLE_CHOICES, default=Role.handler.value)
+    unit = StringField(_l("单位代码"), validators=[Optional(), Length(max=40)])
     password = PasswordField(
-        "初始密码（至少 10 位）", validators=[DataRequired(message="请输入密码"), Length(max=200)]
+        _l("初始密码（至少 10 位）"), validators=[DataRequired(message=_l("请输入密码")), Length(max=200)]
     )
 
 
 class UserEditForm(FlaskForm):
     """Role, unit, active and display name of an account."""
 
-    display_name = StringField("姓名或称呼", validators=[Optional(), Length(max=40)])
-    role = SelectField("角色", choices=ROLE_CHOICES)
-    unit = StringField("单位代码", validators=[Optional(), Length(max=40)])
-    active = BooleanField("启用（取消勾选即停用，停用后立即退出所有会话）")
+    display_name = StringField(_l("姓名或称呼"), validators=[Optional(), Length(max=40)])
+    role = SelectField(_l("角色"), choices=ROLE_CHOICES)
+    unit = StringField(_l("单位代码"), validators=[Optional(), Length(max=40)])
+    active = BooleanField(_l("启用（取消勾选即停用，停用后立即退出所有会话）"))
 
 
 class PasswordResetForm(FlaskForm):
     """A new password set by an admin (the user's sessions end)."""
 
     password = PasswordField(
-        "新密码（至少 10 位）", validators=[DataRequired(message="请输入密码"), Length(max=200)]
+        _l("新密码（至少 10 位）"), validators=[DataRequired(message=_l("请输入密码")), Length(max=200)]
     )
 
 
@@ -408,14 +411,14 @@ class AuditSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search changes nothing
 
-    username = StringField("用户名", validators=[Optional(), Length(max=80)])
+    username = StringField(_l("用户名"), validators=[Optional(), Length(max=80)])
     action = SelectField(
-        "操作",
-        choices=[SelectChoice("", "全部")] + [SelectChoice(k, v) for k, v in ACTIONS.items()],
+        _l("操作"),
+        choices=[SelectChoice("", _l("全部"))] + [SelectChoice(k, v) for k, v in ACTIONS.items()],
         default="",
     )
-    since = DateField("起始日期", validators=[Optional()])
-    until = DateField("截止日期", validators=[Optional()])
+    since = DateField(_l("起始日期"), validators=[Optional()])
+    until = DateField(_l("截止日期"), validators=[Optional()])
 
 
 def _audit_query(form: AuditSearchForm) -> AuditQuery:

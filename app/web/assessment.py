@@ -21,6 +21,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from sqlalchemy import select
@@ -199,7 +200,7 @@ def run_quarter(quarter: str) -> Any:
     q = _quarter(quarter)
     run = _run_or_none(q)
     if run is not None and run.status == RUN_PUBLISHED:
-        flash(f"{q.label_zh}的考评结果已发布，不能重新计算")
+        flash(_("%(quarter)s的考评结果已发布，不能重新计算", quarter=q.label_zh))
         return redirect(url_for("assessment.dashboard", quarter=str(q)))
     indicator_systems.ensure_system(_db(), q, _user_id())
     indicator_systems.current_composite(_db())
@@ -210,9 +211,9 @@ def run_quarter(quarter: str) -> Any:
     except DomainError as error:
         flash(message_of(error))
     except Exception:  # inline mode (RQ_ASYNC off) runs the job here; it recorded its failure for the page
-        flash(f"{q.label_zh}的考评计算失败，详见下方任务状态")
+        flash(_("%(quarter)s的考评计算失败，详见下方任务状态", quarter=q.label_zh))
     else:
-        flash(f"已提交{q.label_zh}的考评计算")
+        flash(_("已提交%(quarter)s的考评计算", quarter=q.label_zh))
     return redirect(url_for("assessment.dashboard", quarter=str(q)))
 
 
@@ -229,7 +230,7 @@ def publish(quarter: str) -> Any:
     else:
         audit("scoring.publish", signed_in_user(), "scoring_run", run.id, {"quarter": str(q)})
         _db().commit()
-        flash(f"{q.label_zh}的考评结果已发布")
+        flash(_("%(quarter)s的考评结果已发布", quarter=q.label_zh))
     return redirect(url_for("assessment.dashboard", quarter=str(q)))
 
 
@@ -417,7 +418,14 @@ def system(system_id: int) -> Any:
                 {"action": action, "quarter": new.quarter, "version": new.version, "from": system_id},
             )  # fmt: skip
             _db().commit()
-            flash(f"已保存为 {new.quarter} 新版本 v{new.version}：{new.note}")
+            flash(
+                _(
+                    "已保存为 %(quarter)s 新版本 v%(version)s：%(note)s",
+                    quarter=new.quarter,
+                    version=new.version,
+                    note=new.note,
+                )
+            )
             return redirect(url_for("assessment.system", system_id=new.id))
         current = _db().get(IndicatorSystem, system_id) or abort(404)
     values = request.values
@@ -610,7 +618,7 @@ def composite() -> Any:
         flash(message_of(error))
     else:
         _db().commit()
-        flash("已保存新的三率权重版本")
+        flash(_("已保存新的三率权重版本"))
     return redirect(url_for("assessment.dashboard"))
 
 
@@ -655,7 +663,7 @@ def entries() -> Any:
                 if upload is not None:
                     upload.save(_evidence_dir() / stored)  # only once the entry is valid: no orphan files
                 _db().commit()
-                flash("已保存录入")
+                flash(_("已保存录入"))
                 return redirect(url_for("assessment.entries", quarter=str(quarter)))
     rows = (
         _db()
@@ -741,5 +749,5 @@ def decide(item_id: int) -> Any:
         flash(message_of(error))
     else:
         _db().commit()
-        flash("已记录审核结论")
+        flash(_("已记录审核结论"))
     return redirect(url_for("assessment.review"))

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from flask import Blueprint, abort, flash, has_request_context, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import func, select
@@ -53,8 +54,8 @@ def beijing_today() -> date:
 class NoticeUploadForm(FlaskForm):
     """A State Council holiday notice as CSV (date,kind,name)."""
 
-    file = FileField("节假日安排文件（CSV）", validators=[FileRequired(message="请选择 CSV 文件")])
-    note = StringField("说明（如通知文号）", validators=[Optional(), Length(max=200)])
+    file = FileField(_l("节假日安排文件（CSV）"), validators=[FileRequired(message=_l("请选择 CSV 文件"))])
+    note = StringField(_l("说明（如通知文号）"), validators=[Optional(), Length(max=200)])
 
 
 def calendar_warning() -> str | None:

@@ -12,6 +12,7 @@ from typing import Any, cast
 import segno
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from markupsafe import Markup, escape
@@ -85,65 +86,69 @@ def _db() -> Session:
 class CreateForm(Form):
     """A new survey, optionally from an XLSForm workbook."""
 
-    quarter = StringField("季度", validators=[DataRequired(message="请填写季度"), Length(max=6)])
-    title = StringField("问卷标题", validators=[Length(max=200)])
-    xlsform = FileField("XLSForm 文件（可选，.xlsx）")
+    quarter = StringField(_l("季度"), validators=[DataRequired(message=_l("请填写季度")), Length(max=6)])
+    title = StringField(_l("问卷标题"), validators=[Length(max=200)])
+    xlsform = FileField(_l("XLSForm 文件（可选，.xlsx）"))
 
 
 class SectionForm(Form):
     """A new section."""
 
-    title = StringField("分组标题", validators=[DataRequired(message="请填写分组标题"), Length(max=200)])
+    title = StringField(
+        _l("分组标题"), validators=[DataRequired(message=_l("请填写分组标题")), Length(max=200)]
+    )
 
 
 class QuestionForm(Form):
     """A new question."""
 
-    name = StringField("题目代码", validators=[DataRequired(message="请填写题目代码"), Length(max=80)])
-    label = TextAreaField("题目文字", validators=[DataRequired(message="请填写题目文字")])
-    kind = SelectField("题型", choices=[SelectChoice(k.value, label) for k, label in KIND_LABELS.items()])
-    section = SelectField("所属分组", validate_choice=False)
-    required = BooleanField("必答")
-    dont_know = BooleanField("提供“不了解/不适用”选项（不计入分母）")
-    choices = TextAreaField("选项（每行一个，可写成 代码=文字；五级量表可留空用默认标签）")
-    hint = StringField("提示", validators=[Length(max=500)])
-    indicator_code = StringField("对应指标代码", validators=[Length(max=40)])
-    service_area = StringField("服务领域", validators=[Length(max=80)])
+    name = StringField(
+        _l("题目代码"), validators=[DataRequired(message=_l("请填写题目代码")), Length(max=80)]
+    )
+    label = TextAreaField(_l("题目文字"), validators=[DataRequired(message=_l("请填写题目文字"))])
+    kind = SelectField(_l("题型"), choices=[SelectChoice(k.value, label) for k, label in KIND_LABELS.items()])
+    section = SelectField(_l("所属分组"), validate_choice=False)
+    required = BooleanField(_l("必答"))
+    dont_know = BooleanField(_l("提供“不了解/不适用”选项（不计入分母）"))
+    choices = TextAreaField(_l("选项（每行一个，可写成 代码=文字；五级量表可留空用默认标签）"))
+    hint = StringField(_l("提示"), validators=[Length(max=500)])
+    indicator_code = StringField(_l("对应指标代码"), validators=[Length(max=40)])
+    service_area = StringField(_l("服务领域"), validators=[Length(max=80)])
 
 
 class ImportForm(FlaskForm):
     """An XLSForm workbook for a draft survey."""
 
-    xlsform = FileField("XLSForm 文件（.xlsx）")
+    xlsform = FileField(_l("XLSForm 文件（.xlsx）"))
 
 
 class TokenForm(FlaskForm):
     """How many one-time panel tokens to make."""
 
     count = IntegerField(
-        "生成答卷码数量",
-        validators=[DataRequired(message="请填写数量"), NumberRange(1, 500, "1 到 500 之间")],
+        _l("生成答卷码数量"),
+        validators=[DataRequired(message=_l("请填写数量")), NumberRange(1, 500, _l("1 到 500 之间"))],
     )
 
 
 class PaperForm(FlaskForm):
     """A paper questionnaire file."""
 
-    file = FileField("CSV 或 XLSX 文件")
+    file = FileField(_l("CSV 或 XLSX 文件"))
 
 
 class ReviewForm(FlaskForm):
     """Accept or exclude the selected held answers."""
 
-    responses = SelectMultipleField("答卷", coerce=int, validate_choice=False)
-    accept = SubmitField("计入结果")
-    exclude = SubmitField("排除")
+    responses = SelectMultipleField(_l("答卷"), coerce=int, validate_choice=False)
+    accept = SubmitField(_l("计入结果"))
+    exclude = SubmitField(_l("排除"))
 
 
 class MarginsForm(FlaskForm):
     """Population margins for weighting (CSV: dimension, category, share_or_count)."""
 
-    file = FileField("总体边际分布（CSV）")
+    file = FileField(_l("总体边际分布（CSV）"))
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -92,13 +93,15 @@ class QueueFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    state = SelectField("状态", validate_choice=False, validators=[Optional()])
-    category = SelectField("类别", validate_choice=False, validators=[Optional()])
-    overdue = BooleanField("只看超时")
+    state = SelectField(_l("状态"), validate_choice=False, validators=[Optional()])
+    category = SelectField(_l("类别"), validate_choice=False, validators=[Optional()])
+    overdue = BooleanField(_l("只看超时"))
     q = StringField(
-        "搜索", validators=[Optional(), Length(max=100)], render_kw={"placeholder": "受理编号、地址或内容"}
+        _l("搜索"),
+        validators=[Optional(), Length(max=100)],
+        render_kw={"placeholder": _l("受理编号、地址或内容")},
     )
-    page = IntegerField("页码", default=1, validators=[Optional()])
+    page = IntegerField(_l("页码"), default=1, validators=[Optional()])
 
 
 class ActionForm(FlaskForm):
@@ -112,7 +115,7 @@ class ActionForm(FlaskForm):
 class NoteForm(ActionForm):
     """Sign for, approve an extension, close: an optional note."""
 
-    note = StringField("备注", validators=[Optional(), Length(max=500)])
+    note = StringField(_l("备注"), validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
         """The note."""
@@ -122,7 +125,7 @@ class NoteForm(ActionForm):
 class ReasonForm(ActionForm):
     """Refuse an extension, reopen, supervise: a required reason."""
 
-    reason = TextAreaField("理由", validators=[DataRequired(message="请填写理由"), Length(max=1000)])
+    reason = TextAreaField(_l("理由"), validators=[DataRequired(message=_l("请填写理由")), Length(max=1000)])
 
     def values(self) -> dict[str, Any]:
         """The reason."""
@@ -134,11 +137,13 @@ class ReturnForm(ActionForm):
 
     # No reason is preselected: the handler must pick one (a blank first option).
     reason = SelectField(
-        "退单理由",
-        choices=options([("", "请选择退单理由"), *((k.value, v) for k, v in RETURN_REASON_LABELS.items())]),
-        validators=[DataRequired(message="请选择退单理由")],
+        _l("退单理由"),
+        choices=options(
+            [("", _l("请选择退单理由")), *((k.value, v) for k, v in RETURN_REASON_LABELS.items())]
+        ),
+        validators=[DataRequired(message=_l("请选择退单理由"))],
     )
-    note = StringField("说明", validators=[Optional(), Length(max=500)])
+    note = StringField(_l("说明"), validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
         """Reason code and note."""
@@ -149,9 +154,9 @@ class UnitChoiceForm(ActionForm):
     """下派 / 派单: the unit to send the case to."""
 
     unit_code = SelectField(
-        "承办单位", validate_choice=False, validators=[DataRequired(message="请选择单位")]
+        _l("承办单位"), validate_choice=False, validators=[DataRequired(message=_l("请选择单位"))]
     )
-    note = StringField("备注", validators=[Optional(), Length(max=500)])
+    note = StringField(_l("备注"), validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
         """Unit code and note."""
@@ -161,8 +166,8 @@ class UnitChoiceForm(ActionForm):
 class DispatchForm(UnitChoiceForm):
     """派单 by a dispatcher: may force a unit that returned the case (强制指派), with the reason."""
 
-    force = BooleanField("强制指派（派回曾退回此工单的单位）")
-    note = StringField("备注（强制指派时必填理由）", validators=[Length(max=500)])
+    force = BooleanField(_l("强制指派（派回曾退回此工单的单位）"))
+    note = StringField(_l("备注（强制指派时必填理由）"), validators=[Length(max=500)])
 
     def validate_note(self, field: Any) -> None:
         """Forcing is audited: its reason is required."""
@@ -179,13 +184,15 @@ class EscalateForm(ActionForm):
 
     # Ticked boxes under a search box (site.js filters them), not a Ctrl-click list; no default target.
     to_unit_codes = SelectMultipleField(
-        "吹哨对象（可多选）",
+        _l("吹哨对象（可多选）"),
         validate_choice=False,
-        validators=[DataRequired(message="请至少选择一个吹哨对象")],
+        validators=[DataRequired(message=_l("请至少选择一个吹哨对象"))],
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
     )
-    note = TextAreaField("上报事由", validators=[DataRequired(message="请填写上报事由"), Length(max=1000)])
+    note = TextAreaField(
+        _l("上报事由"), validators=[DataRequired(message=_l("请填写上报事由")), Length(max=1000)]
+    )
 
     def values(self) -> dict[str, Any]:
         """Unit codes and note."""
@@ -196,7 +203,7 @@ class RespondForm(ActionForm):
     """部门报到: the summoned unit's response."""
 
     response = TextAreaField(
-        "响应内容", validators=[DataRequired(message="请填写响应内容"), Length(max=1000)]
+        _l("响应内容"), validators=[DataRequired(message=_l("请填写响应内容")), Length(max=1000)]
     )
 
     def values(self) -> dict[str, Any]:
@@ -207,8 +214,10 @@ class RespondForm(ActionForm):
 class ExtensionForm(ActionForm):
     """申请延期: the new date (deadline at the end of that working day) and why."""
 
-    new_date = DateField("延期至（日期）", validators=[InputRequired(message="请选择延期后的日期")])
-    reason = TextAreaField("延期理由", validators=[DataRequired(message="请填写延期理由"), Length(max=1000)])
+    new_date = DateField(_l("延期至（日期）"), validators=[InputRequired(message=_l("请选择延期后的日期"))])
+    reason = TextAreaField(
+        _l("延期理由"), validators=[DataRequired(message=_l("请填写延期理由")), Length(max=1000)]
+    )
 
     def values(self) -> dict[str, Any]:
         """New deadline (UTC) and reason."""
@@ -218,16 +227,18 @@ class ExtensionForm(ActionForm):
 class ResolveForm(ActionForm):
     """办结: what was done and the reply to the resident."""
 
-    result = TextAreaField("办理结果", validators=[DataRequired(message="请填写办理结果"), Length(max=2000)])
+    result = TextAreaField(
+        _l("办理结果"), validators=[DataRequired(message=_l("请填写办理结果")), Length(max=2000)]
+    )
     reply = TextAreaField(
-        "答复居民", validators=[DataRequired(message="请填写答复居民的内容"), Length(max=2000)]
+        _l("答复居民"), validators=[DataRequired(message=_l("请填写答复居民的内容")), Length(max=2000)]
     )
     evidence = MultipleFileField(
-        "办结照片（可选，居民可见）", render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
+        _l("办结照片（可选，居民可见）"), render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
     )
 
     # Offered only while summoned units have not reported in (see ``_fill_choices``).
-    despite_unanswered = BooleanField("仍有被吹哨单位未报到，我确认现在办结")
+    despite_unanswered = BooleanField(_l("仍有被吹哨单位未报到，我确认现在办结"))
 
     def values(self) -> dict[str, Any]:
         """Result, reply and whether unanswered summons were confirmed (the evidence photos are stored by
@@ -245,9 +256,9 @@ class MergeForm(ActionForm):
     """合并: the earlier case's tracking number."""
 
     into_tracking_number = StringField(
-        "合并到（受理编号）", validators=[DataRequired(message="请填写目标受理编号"), Length(max=32)]
+        _l("合并到（受理编号）"), validators=[DataRequired(message=_l("请填写目标受理编号")), Length(max=32)]
     )
-    reason = StringField("说明", validators=[Optional(), Length(max=500)])
+    reason = StringField(_l("说明"), validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
         """Target tracking number and reason."""
@@ -261,16 +272,16 @@ class CallbackForm(ActionForm):
     """回访: solved? and how satisfied, with a comment (operator by phone, or the resident online)."""
 
     solved = RadioField(
-        "问题是否解决",
-        choices=options([("yes", "已解决"), ("no", "未解决")]),
-        validators=[InputRequired("请选择是否解决")],
+        _l("问题是否解决"),
+        choices=options([("yes", _l("已解决")), ("no", _l("未解决"))]),
+        validators=[InputRequired(_l("请选择是否解决"))],
     )
     satisfaction = RadioField(
-        "满意程度",
+        _l("满意程度"),
         choices=options((k.value, v) for k, v in SATISFACTION_LABELS.items()),
-        validators=[InputRequired("请选择满意程度")],
+        validators=[InputRequired(_l("请选择满意程度"))],
     )
-    comment = TextAreaField("意见", validators=[Optional(), Length(max=1000)])
+    comment = TextAreaField(_l("意见"), validators=[Optional(), Length(max=1000)])
 
     def values(self) -> dict[str, Any]:
         """Solved flag, rating and comment."""
