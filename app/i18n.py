@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, redirect, request, url_for
-from flask_babel import get_locale
+from flask_babel import get_locale, refresh
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
@@ -97,6 +97,9 @@ def init_app(app: Flask, babel: Any) -> None:
     """Bind the locale selector and register the language switch."""
     babel.init_app(app, locale_selector=select_locale)
     app.register_blueprint(bp)
+    # Flask-Babel caches the locale on ``g``, which outlives a request when an app context was already
+    # pushed (tests, CLI code serving requests): choose afresh for every request.
+    app.before_request(refresh)
 
     @app.context_processor
     def language() -> dict[str, Any]:

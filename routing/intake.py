@@ -390,7 +390,11 @@ def submit(
     key = (idempotency_key or "").strip()[: column_length(Case.idempotency_key)] or None
     if key and forbidden_character(key, multiline=False):
         raise IntakeRejected(
-            [FieldError("idempotency_key", "control_characters", N_("幂等键不能包含控制字符或不可见的格式字符"))]
+            [
+                FieldError(
+                    "idempotency_key", "control_characters", N_("幂等键不能包含控制字符或不可见的格式字符")
+                )
+            ]
         )
     if key:
         replay = _replay(session, key, fingerprint, token_key)

@@ -50,9 +50,9 @@ UnitId: TypeAlias = int
 class TransitionError(DomainError):
     """A lifecycle action was refused; ``code`` says why, the message says it in Chinese."""
 
-    def __init__(self, code: str, message_zh: str) -> None:
-        super().__init__(code, message_zh)
-        self.message_zh = message_zh
+    def __init__(self, code: str, message_zh: str, **params: object) -> None:
+        super().__init__(code, message_zh, **params)
+        self.message_zh = str(self)  # the Chinese text, parameters filled in
 
 
 class State(StrEnum):

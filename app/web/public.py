@@ -54,16 +54,16 @@ def _unit(code: str | None) -> Unit | None:
 
 def _fill_choices(form: IntakeForm) -> None:
     """Options for the selects; street and community lists follow what is chosen (works without JS too)."""
-    form.category.choices = [("", "请选择诉求类别")] + [
+    form.category.choices = [("", _("请选择诉求类别"))] + [
         (c.code, f"{c.group} · {c.name}" if c.group else c.name) for c in active_categories(db.session)
     ]
-    form.district.choices = [("", "请选择区")] + [(u.code, u.name) for u in children_of(db.session, None)]
+    form.district.choices = [("", _("请选择区"))] + [(u.code, u.name) for u in children_of(db.session, None)]
     district = _unit(form.district.data)
     street = _unit(form.street.data)
     streets = children_of(db.session, district) if district else []
-    form.street.choices = [("", "请选择街道")] + [(u.code, u.name) for u in streets]
+    form.street.choices = [("", _("请选择街道"))] + [(u.code, u.name) for u in streets]
     communities = children_of(db.session, street) if street and street in streets else []
-    form.community.choices = [("", "请选择社区")] + [(u.code, u.name) for u in communities]
+    form.community.choices = [("", _("请选择社区"))] + [(u.code, u.name) for u in communities]
 
 
 def duplicates_for(
