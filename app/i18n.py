@@ -48,11 +48,11 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-@bp.route("/language")
+@bp.route("/language", methods=["POST"])
 def set_language() -> Response:
-    """Remember the chosen language (``?lang=en|zh_CN``) in a cookie and go back to ``next``."""
-    response = redirect(safe_next(request.args.get("next")))
-    lang = request.args.get("lang", "")
+    """Remember the chosen language (``lang=en|zh_CN``) in a cookie and go back to ``next`` (same site)."""
+    response = redirect(safe_next(request.form.get("next")))
+    lang = request.form.get("lang", "")
     if lang in LOCALES:
         response.set_cookie(COOKIE, lang, max_age=COOKIE_MAX_AGE, samesite="Lax", httponly=True)
     return response

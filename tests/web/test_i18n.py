@@ -79,13 +79,13 @@ def test_validation_errors_in_chinese_by_default(client: Any, session: Session) 
 
 
 def test_switch_sets_the_cookie_and_goes_back(client: Any) -> None:
-    response = client.get("/language?lang=en&next=/requests/new?x=1")
+    response = client.post("/language", data={"lang": "en", "next": "/requests/new?x=1"})
     assert response.status_code == 302
     assert response.headers["Location"] == "/requests/new?x=1"
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("lang=en") and "HttpOnly" in cookie
     assert "Check progress" in client.get("/").data.decode()
-    client.get("/language?lang=zh_CN&next=/")
+    client.post("/language", data={"lang": "zh_CN", "next": "/"})
     assert "查询办理进度" in client.get("/").data.decode()
 
 
@@ -94,13 +94,19 @@ def test_switch_sets_the_cookie_and_goes_back(client: Any) -> None:
     ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)", "evil", ""],
 )
 def test_switch_refuses_an_off_site_next(client: Any, target: str) -> None:
-    response = client.get("/language", query_string={"lang": "en", "next": target})
+    response = client.post("/language", data={"lang": "en", "next": target})
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
 
 
+def test_switch_needs_the_csrf_token(csrf_app: Any) -> None:
+    response = csrf_app.test_client().post("/language", data={"lang": "en", "next": "/"})
+    assert response.status_code == 400
+    assert "Set-Cookie" not in response.headers or "lang=" not in response.headers["Set-Cookie"]
+
+
 def test_switch_ignores_an_unknown_language(client: Any) -> None:
-    response = client.get("/language?lang=xx&next=/")
+    response = client.post("/language", data={"lang": "xx", "next": "/"})
     assert response.status_code == 302
     assert "Set-Cookie" not in response.headers
 
@@ -108,8 +114,8 @@ def test_switch_ignores_an_unknown_language(client: Any) -> None:
 def test_footer_offers_both_languages(client: Any) -> None:
     html = client.get("/requests/new").data.decode()
     assert 'id="language-switch"' in html
-    assert "/language?lang=en&amp;next=/requests/new" in html
-    assert "中文" in html and "English" in html
+    assert 'action="/language"' in html and 'name="next" value="/requests/new"' in html
+    assert 'name="lang" value="en"' in html and 'name="lang" value="zh_CN"' in html
 
 
 def test_domain_error_parameters_are_translated(app: Any) -> None:
