@@ -59,9 +59,10 @@ def set_language() -> Response:
 
 
 class Translatable(Protocol):
-    """A refused operation or problem carrying a message id and its parameters."""
+    """A refused operation or problem carrying a message id (and, optionally, ``params``)."""
 
-    message: str
+    @property
+    def message(self) -> str: ...
 
 
 def message_of(error: Translatable) -> str:
