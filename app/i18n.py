@@ -105,3 +105,12 @@ def init_app(app: Flask, babel: Any) -> None:
     @app.context_processor
     def language() -> dict[str, Any]:
         return {"current_language": current_language}
+
+    # ``{{ label|translate }}``: a domain text (marked with N_) looked up as it is. Unlike Jinja's ``_()``,
+    # no %-formatting is applied, so a label with a literal "%" is safe.
+    app.jinja_env.filters["translate"] = translate
+
+
+def translate(text: Any) -> Any:
+    """The catalogue's translation of a domain text; anything else (empty, a number) unchanged."""
+    return _(text) if isinstance(text, str) and text else text

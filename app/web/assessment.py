@@ -31,7 +31,7 @@ from werkzeug.utils import secure_filename
 from app.audit import audit
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
-from app.i18n import message_of
+from app.i18n import TranslatedLabels, message_of
 from app.web.assessment_forms import (
     ActionForm,
     CompositeForm,
@@ -67,8 +67,8 @@ register_nav("assessment.dashboard", N_("考评"), *STAFF)
 def _vocabulary() -> dict[str, Any]:
     """The assessment's label tables for its templates (one vocabulary, assessment.vocabulary)."""
     return {
-        "RUN_STATUS_LABELS": vocabulary.RUN_STATUS_LABELS,
-        "ROLLUP_LABELS": vocabulary.ROLLUP_LABELS,
+        "RUN_STATUS_LABELS": TranslatedLabels(vocabulary.RUN_STATUS_LABELS),
+        "ROLLUP_LABELS": TranslatedLabels(vocabulary.ROLLUP_LABELS),
         "label": labels.label,
     }
 
@@ -296,10 +296,10 @@ def unit(quarter: str, code: str) -> Any:
         sources=run.system.sources,
         children=children,
         chart=chart,
-        LEVEL_LABELS=LEVEL_LABELS,
+        LEVEL_LABELS=TranslatedLabels(LEVEL_LABELS),
         rates=inputs.three_rates(_db(), q, place.level.value).to_dict("index"),
         child_rates=inputs.three_rates(_db(), q, lower.value).to_dict("index") if lower else {},
-        FLAG_LABELS=missing.FLAG_LABELS,
+        FLAG_LABELS=TranslatedLabels(missing.FLAG_LABELS),
     )
 
 
@@ -697,7 +697,7 @@ def entries() -> Any:
         codes=codes,
         units=units,
         entry_names=dict(codes),
-        LEVEL_LABELS=LEVEL_LABELS,
+        LEVEL_LABELS=TranslatedLabels(LEVEL_LABELS),
     )
 
 
@@ -730,7 +730,9 @@ def _review_rows() -> list[ReviewItem]:
 @roles_required(*STAFF)
 def review() -> Any:
     """逐项审核: items residents stayed dissatisfied with, open ones first."""
-    return render_template("assessment/review.html", items=_review_rows(), KIND_LABELS=KIND_LABELS)
+    return render_template(
+        "assessment/review.html", items=_review_rows(), KIND_LABELS=TranslatedLabels(KIND_LABELS)
+    )
 
 
 @bp.route("/review/<int:item_id>/decision", methods=["POST"])

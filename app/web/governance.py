@@ -17,7 +17,7 @@ from wtforms.fields.choices import SelectChoice
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
-from app.i18n import message_of
+from app.i18n import TranslatedLabels, message_of
 from app.web import governance_forms as forms
 from app.web.present import register_nav
 from core.db import utcnow
@@ -112,7 +112,7 @@ def topics() -> Any:
         community=community,
         stage=stage,
         STAGES=list(Stage),
-        STAGE_LABELS=STAGE_LABELS,
+        STAGE_LABELS=TranslatedLabels(STAGE_LABELS),
         places=_places(),
     )
 
@@ -168,11 +168,11 @@ def topic(topic_id: int) -> Any:
         can_comment=user is not None and actor is not None and rules.may_comment(snap, actor),
         home=gov.verified_home(db.session, user),
         STAGES=list(Stage),
-        STAGE_LABELS=STAGE_LABELS,
-        OUTCOME_LABELS=OUTCOME_LABELS,
-        CHOICE_LABELS=CHOICE_LABELS,
+        STAGE_LABELS=TranslatedLabels(STAGE_LABELS),
+        OUTCOME_LABELS=TranslatedLabels(OUTCOME_LABELS),
+        CHOICE_LABELS=TranslatedLabels(CHOICE_LABELS),
         Action=rules.Action,
-        STEP_LABELS={"raise": _("提出议题"), **{a.value: label for a, label in rules.ACTION_LABELS.items()}},
+        STEP_LABELS={"raise": _("提出议题"), **{a.value: _(label) for a, label in rules.ACTION_LABELS.items()}},
         comment_form=forms.CommentForm(),
         ballot_form=forms.BallotForm(),
         rating_form=forms.RatingForm(),
@@ -347,7 +347,7 @@ def manage() -> Any:
         topics=gov.topics_in(db.session, root),
         pending=pending,
         suggestions=suggestions,
-        STAGE_LABELS=STAGE_LABELS,
+        STAGE_LABELS=TranslatedLabels(STAGE_LABELS),
     )
 
 

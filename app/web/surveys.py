@@ -34,7 +34,7 @@ from wtforms.validators import DataRequired, Length, NumberRange
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_frame
 from app.extensions import db, limiter
-from app.i18n import message_of
+from app.i18n import TranslatedLabels, message_of
 from app.ratelimit import limit_from_config
 from app.security import public_url
 from app.web.forms import Form
@@ -315,7 +315,11 @@ def index() -> Any:
         _db().scalars(select(Survey).order_by(Survey.quarter.desc(), Survey.title, Survey.version)).all()
     )
     return render_template(
-        "surveys/list.html", form=form, surveys=surveys, problems=problems, STATUS_LABELS=STATUS_LABELS
+        "surveys/list.html",
+        form=form,
+        surveys=surveys,
+        problems=problems,
+        STATUS_LABELS=TranslatedLabels(STATUS_LABELS),
     ), status
 
 
@@ -331,11 +335,11 @@ def _editor(survey: Survey, error: str = "", problems: Sequence[RowError] = (), 
         import_form=ImportForm(formdata=None),
         margins_form=MarginsForm(formdata=None),
         margins=services.survey_margins(_db(), survey.id),
-        DIMENSION_LABELS=frames.DIMENSION_LABELS,
+        DIMENSION_LABELS=TranslatedLabels(frames.DIMENSION_LABELS),
         error=error,
         problems=problems,
-        KIND_LABELS=KIND_LABELS,
-        STATUS_LABELS=STATUS_LABELS,
+        KIND_LABELS=TranslatedLabels(KIND_LABELS),
+        STATUS_LABELS=TranslatedLabels(STATUS_LABELS),
     )
 
 
@@ -790,7 +794,7 @@ def review(survey_id: int) -> Any:
         summary=integrity.exclusions(_db(), [survey.id]),
         limits=survey_limits(),
         reason_label=integrity.reason_label,
-        RESPONSE_STATUS_LABELS=RESPONSE_STATUS_LABELS,
+        RESPONSE_STATUS_LABELS=TranslatedLabels(RESPONSE_STATUS_LABELS),
     ), status
 
 
@@ -866,7 +870,7 @@ def results() -> Any:
         per_survey=per_survey,
         exclusions=integrity.exclusions(_db(), [s.id for s in surveys]),
         reason_label=integrity.reason_label,
-        DIMENSION_LABELS=frames.DIMENSION_LABELS,
+        DIMENSION_LABELS=TranslatedLabels(frames.DIMENSION_LABELS),
         fmt=_fmt,
         more=len(overall) > MAX_BARS,
     )
