@@ -16,6 +16,8 @@ from flask_babel import get_locale, refresh
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from core.i18n import fill
+
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 COOKIE = "lang"
@@ -72,7 +74,7 @@ def message_of(error: Translatable) -> str:
     state phrase); any other text (a name, a code) has no catalogue entry and comes through unchanged.
     """
     params = getattr(error, "params", None) or {}
-    return _(error.message, **{k: _(v) if isinstance(v, str) and v else v for k, v in params.items()})
+    return fill(_(error.message), {k: translate(v) for k, v in params.items()})
 
 
 K = TypeVar("K")

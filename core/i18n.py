@@ -15,8 +15,8 @@ def N_(message: str) -> str:
 class DomainError(ValueError):
     """A refused operation with a machine code, an optional field and a user-facing (zh-CN) message.
 
-    ``message`` is a message id (marked with ``N_``) that may hold ``%(name)s`` placeholders, filled from
-    ``params`` when the web shell translates it (``app.i18n.message_of``): ``DomainError("too_long",
+    ``message`` is a message id (marked with ``N_``) that may hold ``%(name)s`` (or ``{name}``)
+    placeholders, filled from ``params`` when the web shell translates it (``app.i18n.message_of``): ``DomainError("too_long",
     N_("不能超过 %(max)s 个字"), "name", max=20)``. ``str(error)`` is the Chinese text, filled in.
     """
 
@@ -31,5 +31,8 @@ class DomainError(ValueError):
 
 
 def fill(message: str, params: dict[str, object]) -> str:
-    """The source-language text of a message id with its parameters (no translation)."""
-    return message % params if params else message
+    """A message (id or translation) with its parameters: ``%(name)s`` placeholders, or ``{name}`` ones
+    (str.format, for the messages written that way) when it has no ``%(``."""
+    if not params:
+        return message
+    return message % params if "%(" in message else message.format(**params)

@@ -172,7 +172,10 @@ def topic(topic_id: int) -> Any:
         OUTCOME_LABELS=TranslatedLabels(OUTCOME_LABELS),
         CHOICE_LABELS=TranslatedLabels(CHOICE_LABELS),
         Action=rules.Action,
-        STEP_LABELS={"raise": _("提出议题"), **{a.value: _(label) for a, label in rules.ACTION_LABELS.items()}},
+        STEP_LABELS={
+            "raise": _("提出议题"),
+            **{a.value: _(label) for a, label in rules.ACTION_LABELS.items()},
+        },
         comment_form=forms.CommentForm(),
         ballot_form=forms.BallotForm(),
         rating_form=forms.RatingForm(),

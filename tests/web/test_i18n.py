@@ -130,3 +130,13 @@ def test_domain_error_parameters_are_translated(app: Any) -> None:
         assert message_of(error) == "This action is only possible on your own unit's cases: Accept"
     with app.test_request_context("/"):
         assert message_of(error) == "只能对本单位的工单签收"
+
+
+def test_brace_style_domain_errors_are_translated(app: Any) -> None:
+    from app.i18n import message_of
+    from assessment.weights import WeightError
+
+    error = WeightError("unknown_indicator", "正向指标中有不存在的指标：{names}", names="x、y")
+    assert str(error) == "正向指标中有不存在的指标：x、y"
+    with app.test_request_context("/", headers={"Cookie": "lang=en"}):
+        assert message_of(error) == "The positive indicators name indicators that do not exist: x、y"
