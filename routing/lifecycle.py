@@ -51,7 +51,7 @@ class TransitionError(DomainError):
     """A lifecycle action was refused; ``code`` says why, the message says it in Chinese."""
 
     def __init__(self, code: str, message_zh: str, **params: object) -> None:
-        super().__init__(code, message_zh, **params)
+        super().__init__(code, message_zh, None, **params)
         self.message_zh = str(self)  # the Chinese text, parameters filled in
 
 
