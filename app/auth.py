@@ -30,7 +30,7 @@ from app.audit import audit
 from app.extensions import db, limiter, login_manager
 from app.i18n import message_of
 from app.ratelimit import form_key, limit_from_config
-from core.i18n import DomainError
+from core.i18n import N_, DomainError
 from core.models import Role, User
 
 __all__ = ["USERNAME", "authenticate", "create_user", "register_resident", "roles_required", "signed_in_user"]
@@ -121,7 +121,8 @@ def _fresh_request_state() -> None:
 def init_app(app: Flask) -> None:
     """Register the login views and the user loader."""
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "请先登录"
+    login_manager.login_message = N_("请先登录")
+    login_manager.localize_callback = _  # the flash is translated when it is shown
     login_manager.user_loader(load_user)
     app.before_request(_fresh_request_state)
     dummy_hash()  # computed now, so the first unknown-user sign-in costs no more than later ones

@@ -17,7 +17,8 @@ class DomainError(ValueError):
 
     ``message`` is a message id (marked with ``N_``) that may hold ``%(name)s`` (or ``{name}``)
     placeholders, filled from ``params`` when the web shell translates it (``app.i18n.message_of``): ``DomainError("too_long",
-    N_("不能超过 %(max)s 个字"), "name", max=20)``. ``str(error)`` is the Chinese text, filled in.
+    N_("不能超过 %(max)s 个字"), "name", max=20)``. ``str(error)`` is the Chinese text, filled in. A
+    parameter cannot be called ``code``, ``message`` or ``field`` (those are the arguments).
     """
 
     status = 422

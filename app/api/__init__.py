@@ -21,6 +21,7 @@ from app.web.present import STATE_LABELS, contact_name, contact_phone
 from app.web.public import duplicates_for, token_key
 from core import jobs
 from core.catalogue import HANDLING_LEVEL_LABELS, active_categories
+from core.i18n import N_
 from core.models import Unit
 from core.units import children_of
 from routing.access import can_view
@@ -54,10 +55,10 @@ def _field_error(field: str, code: str, message: str) -> dict[str, Any]:
 
 
 KEY_MESSAGES = {
-    "invalid": "api_key 无效",
-    "revoked": "api_key 已被吊销",
-    "scope": "该 api_key 无权进行此操作",
-    "rate_limited": "该 api_key 请求过于频繁，请稍后再试",
+    "invalid": N_("api_key 无效"),
+    "revoked": N_("api_key 已被吊销"),
+    "scope": N_("该 api_key 无权进行此操作"),
+    "rate_limited": N_("该 api_key 请求过于频繁，请稍后再试"),
 }
 
 

@@ -134,8 +134,10 @@ def significance(row: Any) -> str:
     if change is None or pd.isna(change):
         return "—"
     if p is None or pd.isna(p):
-        return "数据不足"
-    return f"{'显著' if p <= tests_of_change.ALPHA else '不显著'}（BH 校正 p = {p:.3f}）"
+        return _("数据不足")
+    if p <= tests_of_change.ALPHA:
+        return _("显著（BH 校正 p = %(p)s）", p=format(p, ".3f"))
+    return _("不显著（BH 校正 p = %(p)s）", p=format(p, ".3f"))
 
 
 def _job_in_beijing_time(job: dict[str, str] | None) -> dict[str, str] | None:
@@ -547,7 +549,7 @@ class FormInvalid(Exception):
 
 def _valid(form: Any) -> Any:
     if not form.validate_on_submit():
-        raise FormInvalid(messages(form) or ["提交的内容不完整，请检查后重试"])
+        raise FormInvalid(messages(form) or [_("提交的内容不完整，请检查后重试")])
     return form
 
 
@@ -597,7 +599,7 @@ def _save_system(current: IndicatorSystem, action: str, form: Any) -> IndicatorS
             _db(), current, weights.node.data, weights.method.data or "direct", direct=weights.direct,
             matrix=weights.parsed_matrix(), user_id=user_id, check_frozen=True,
         )  # fmt: skip
-    raise DomainError("bad_action", "未知的操作")
+    raise DomainError("bad_action", N_("未知的操作"))
 
 
 @bp.route("/composite", methods=["POST"])

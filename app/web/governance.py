@@ -295,7 +295,7 @@ def rate(topic_id: int) -> Any:
             gov.rate(db.session, topic_id, user, int(form.score.data or 0), form.comment.data or "")
         except (GovernanceError, ValueError) as error:
             _refused(
-                error if isinstance(error, GovernanceError) else GovernanceError("bad_score", "评分无效")
+                error if isinstance(error, GovernanceError) else GovernanceError("bad_score", N_("评分无效"))
             )
         else:
             db.session.commit()
@@ -443,7 +443,7 @@ def _command(action: str, item: Topic) -> rules.Command | None:
             try:
                 funding.append((source.strip(), float(Decimal(amount.strip()))))
             except ArithmeticError:
-                raise GovernanceError("bad_funding", "资金来源格式应为：来源,金额", "funding") from None
+                raise GovernanceError("bad_funding", N_("资金来源格式应为：来源,金额"), "funding") from None
         milestones = tuple(m for m in (project.milestones.data or "").splitlines() if m.strip())
         return rules.StartProject(
             project.owner.data or "", float(project.budget.data or 0), tuple(funding), milestones
