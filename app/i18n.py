@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, redirect, request, url_for
+from flask import Blueprint, Flask, has_request_context, redirect, request, url_for
 from flask_babel import get_locale, refresh
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
@@ -27,7 +27,10 @@ bp = Blueprint("i18n", __name__)
 
 
 def select_locale() -> str:
-    """The ``lang`` cookie if it names a supported locale, else Accept-Language, else zh_CN."""
+    """The ``lang`` cookie if it names a supported locale, else Accept-Language, else zh_CN (and always
+    zh_CN outside a request: jobs, the CLI)."""
+    if not has_request_context():
+        return DEFAULT_LOCALE
     chosen = request.cookies.get(COOKIE, "")
     if chosen in LOCALES:
         return chosen
@@ -61,7 +64,7 @@ def set_language() -> Response:
 
 
 class Translatable(Protocol):
-    """A refused operation or problem carrying a message id (and, optionally, ``params``)."""
+    """A refused operation or problem: its ``message`` (or ``message_id``) and, optionally, ``params``."""
 
     @property
     def message(self) -> str: ...
@@ -74,7 +77,8 @@ def message_of(error: Translatable) -> str:
     state phrase); any other text (a name, a code) has no catalogue entry and comes through unchanged.
     """
     params = getattr(error, "params", None) or {}
-    return fill(_(error.message), {k: translate(v) for k, v in params.items()})
+    message_id = getattr(error, "message_id", None) or error.message
+    return fill(_(message_id), {k: translate(v) for k, v in params.items()})
 
 
 K = TypeVar("K")

@@ -16,7 +16,8 @@ class DomainError(ValueError):
     """A refused operation with a machine code, an optional field and a user-facing (zh-CN) message.
 
     ``message`` is a message id (marked with ``N_``) that may hold ``%(name)s`` (or ``{name}``)
-    placeholders, filled from ``params`` when the web shell translates it (``app.i18n.message_of``): ``DomainError("too_long",
+    placeholders, kept as ``message_id`` and filled from ``params`` when the web shell translates it
+    (``app.i18n.message_of``): ``DomainError("too_long",
     N_("不能超过 %(max)s 个字"), "name", max=20)``. ``str(error)`` is the Chinese text, filled in. A
     parameter cannot be called ``code``, ``message`` or ``field`` (those are the arguments).
     """
@@ -24,9 +25,11 @@ class DomainError(ValueError):
     status = 422
 
     def __init__(self, code: str, message: str, field: str | None = None, **params: object) -> None:
-        super().__init__(fill(message, params))
+        text = fill(message, params)
+        super().__init__(text)
         self.code = code
-        self.message = message
+        self.message = text  # the Chinese text, parameters filled in (as before parameters existed)
+        self.message_id = message  # what the catalogue knows; translated at the edge with ``params``
         self.field = field
         self.params: dict[str, object] = params
 

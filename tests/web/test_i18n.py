@@ -125,11 +125,28 @@ def test_domain_error_parameters_are_translated(app: Any) -> None:
     error = TransitionError(
         "out_of_scope", "只能对本单位的工单%(action)s", action=ACTION_LABELS[Action.accept]
     )
-    assert str(error) == "只能对本单位的工单签收"
+    assert str(error) == error.message == "只能对本单位的工单签收"  # as before parameters existed
+    assert error.message_id == "只能对本单位的工单%(action)s" and error.params == {"action": "签收"}
     with app.test_request_context("/", headers={"Cookie": "lang=en"}):
         assert message_of(error) == "This action is only possible on your own unit's cases: Accept"
     with app.test_request_context("/"):
         assert message_of(error) == "只能对本单位的工单签收"
+
+
+def test_messages_to_residents_stay_chinese_in_an_english_request(app: Any) -> None:
+    from app.messaging import sms_text
+    from routing.models import Case
+
+    case = Case(tracking_number="MH20261201-ABCDE")
+    with app.test_request_context("/", headers={"Cookie": "lang=en"}):
+        assert "【民呼我应】" in sms_text(case, "accepted")
+
+
+def test_locale_outside_a_request_is_chinese(app: Any) -> None:
+    from flask_babel import gettext
+
+    with app.app_context():
+        assert gettext("查询办理进度") == "查询办理进度"
 
 
 def test_brace_style_domain_errors_are_translated(app: Any) -> None:
