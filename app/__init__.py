@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import config as app_config
-from app import db_resilience, logging_setup, ops
+from app import db_resilience, i18n, logging_setup, ops
 from app.extensions import babel, csrf, db, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db_resilience.init_app(app)  # connections the server ended never surface as a 500
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
-    babel.init_app(app)
+    i18n.init_app(app, babel)  # locale per request (lang cookie, Accept-Language) and the switch
     login_manager.init_app(app)
     ops.init_app(app)  # request id, access line and metrics hooks first; /healthz, /readyz, /metrics
 

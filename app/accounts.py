@@ -69,7 +69,7 @@ def create_user(
 def _unit(session: DbSession, unit_code: str | None) -> Unit | None:
     unit = session.scalar(select(Unit).where(Unit.code == unit_code)) if unit_code else None
     if unit_code and unit is None:
-        raise DomainError("unknown_unit", f"单位 {unit_code} 不存在", "unit")
+        raise DomainError("unknown_unit", N_("单位 %(unit)s 不存在"), "unit", unit=unit_code)
     return unit
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter import RequestLimit
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
@@ -28,8 +29,9 @@ from wtforms.validators import DataRequired, Length
 from app.accounts import USERNAME, authenticate, create_user, dummy_hash, register_resident, verify_totp
 from app.audit import audit
 from app.extensions import db, limiter, login_manager
+from app.i18n import message_of
 from app.ratelimit import form_key, limit_from_config
-from core.i18n import DomainError
+from core.i18n import N_, DomainError
 from core.models import Role, User
 
 __all__ = ["USERNAME", "authenticate", "create_user", "register_resident", "roles_required", "signed_in_user"]
@@ -42,16 +44,18 @@ TOTP_PENDING_SECONDS = 300  # between the password and the code
 class LoginForm(FlaskForm):
     """Username and password."""
 
-    username = StringField("用户名", validators=[DataRequired(message="请输入用户名"), Length(max=80)])
-    password = PasswordField("密码", validators=[DataRequired(message="请输入密码"), Length(max=200)])
+    username = StringField(
+        _l("用户名"), validators=[DataRequired(message=_l("请输入用户名")), Length(max=80)]
+    )
+    password = PasswordField(_l("密码"), validators=[DataRequired(message=_l("请输入密码")), Length(max=200)])
 
 
 class TotpForm(FlaskForm):
     """The 6-digit code of the authenticator app."""
 
     code = StringField(
-        "验证码",
-        validators=[DataRequired(message="请输入 6 位验证码"), Length(max=10)],
+        _l("验证码"),
+        validators=[DataRequired(message=_l("请输入 6 位验证码")), Length(max=10)],
         render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"},
     )
 
@@ -118,7 +122,8 @@ def _fresh_request_state() -> None:
 def init_app(app: Flask) -> None:
     """Register the login views and the user loader."""
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "请先登录"
+    login_manager.login_message = N_("请先登录")
+    login_manager.localize_callback = _  # the flash is translated when it is shown
     login_manager.user_loader(load_user)
     app.before_request(_fresh_request_state)
     dummy_hash()  # computed now, so the first unknown-user sign-in costs no more than later ones
@@ -307,20 +312,20 @@ class RegisterForm(FlaskForm):
     """A resident's own account: follow all one's requests in one place."""
 
     username = StringField(
-        "用户名",
+        _l("用户名"),
         validators=[
-            DataRequired(message="请输入用户名"),
-            Length(min=3, max=40, message="用户名长度应为 3–40 个字符"),
+            DataRequired(message=_l("请输入用户名")),
+            Length(min=3, max=40, message=_l("用户名长度应为 3–40 个字符")),
         ],
     )
-    display_name = StringField("称呼", validators=[Length(max=40)])
-    phone = StringField("手机号码", render_kw={"inputmode": "tel", "autocomplete": "tel"})
+    display_name = StringField(_l("称呼"), validators=[Length(max=40)])
+    phone = StringField(_l("手机号码"), render_kw={"inputmode": "tel", "autocomplete": "tel"})
     password = PasswordField(
-        "密码（至少 10 位，不能是常见密码）",
-        validators=[DataRequired(message="请输入密码"), Length(max=200)],
+        _l("密码（至少 10 位，不能是常见密码）"),
+        validators=[DataRequired(message=_l("请输入密码")), Length(max=200)],
         render_kw={"autocomplete": "new-password"},
     )
-    confirm = PasswordField("再次输入密码", validators=[DataRequired(message="请再次输入密码")])
+    confirm = PasswordField(_l("再次输入密码"), validators=[DataRequired(message=_l("请再次输入密码"))])
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -342,7 +347,7 @@ def register() -> Any:
                 )
             except DomainError as error:
                 db.session.rollback()
-                getattr(form, error.field or "username").errors.append(_(error.message))
+                getattr(form, error.field or "username").errors.append(message_of(error))
             else:
                 db.session.commit()
                 login_user(SessionUser(user))

@@ -104,7 +104,7 @@ def users_create(username: str, role: str, unit_code: str | None, display_name: 
         create_user(db.session, username, password, role, unit_code, display_name)
     except DomainError as error:
         db.session.rollback()
-        raise click.ClickException(error.message) from error
+        raise click.ClickException(str(error)) from error
     db.session.commit()
     click.echo(f"已创建用户 {username}（{role}）")
 

@@ -9,18 +9,20 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from core.i18n import N_
+
 MESSAGES = {
-    400: "请求有误",
-    401: "需要登录或提供查询凭证",
-    403: "您没有权限进行此操作",
-    404: "页面或记录不存在",
-    405: "不支持的请求方法",
-    409: "请求与现有数据冲突",
-    413: "提交的内容过大",
-    415: "不支持的内容类型，请使用 application/json",
-    422: "提交的内容无法处理",
-    429: "请求过于频繁，请稍后再试",
-    500: "服务器内部错误，请稍后再试",
+    400: N_("请求有误"),
+    401: N_("需要登录或提供查询凭证"),
+    403: N_("您没有权限进行此操作"),
+    404: N_("页面或记录不存在"),
+    405: N_("不支持的请求方法"),
+    409: N_("请求与现有数据冲突"),
+    413: N_("提交的内容过大"),
+    415: N_("不支持的内容类型，请使用 application/json"),
+    422: N_("提交的内容无法处理"),
+    429: N_("请求过于频繁，请稍后再试"),
+    500: N_("服务器内部错误，请稍后再试"),
 }
 CODES = {
     400: "bad_request",
@@ -40,7 +42,7 @@ CODES = {
 def api_error(status: int, errors: list[dict[str, Any]] | None = None) -> Any:
     """A JSON error body ``{"errors": [{"field", "code", "message"}]}`` with ``status``."""
     body = errors or [
-        {"field": None, "code": CODES.get(status, "error"), "message": _(MESSAGES.get(status, "错误"))}
+        {"field": None, "code": CODES.get(status, "error"), "message": _(MESSAGES.get(status, N_("错误")))}
     ]
     return jsonify({"errors": body}), status
 
@@ -69,4 +71,6 @@ def init_app(app: Flask) -> None:
             if status == 405 and allowed:  # RFC 9110: a 405 lists the methods the resource supports
                 body.headers["Allow"] = ", ".join(allowed)
             return body, code
-        return render_template("error.html", status=status, message=_(MESSAGES.get(status, "错误"))), status
+        return render_template(
+            "error.html", status=status, message=_(MESSAGES.get(status, N_("错误")))
+        ), status

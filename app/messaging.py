@@ -20,8 +20,9 @@ from email.utils import make_msgid
 from typing import Any
 
 from flask import current_app, has_request_context
-from flask_babel import gettext
+from flask_babel import force_locale, gettext
 
+from app.i18n import DEFAULT_LOCALE
 from app.security import phone_code_key, public_url
 from app.web.public import token_key
 from core import jobs
@@ -63,26 +64,29 @@ def sms_text(case: Case, event: str) -> str:
         tracking_number=case.tracking_number,
         k=case_token(token_key(), case.tracking_number),
     )
-    return gettext(template).format(tracking_number=case.tracking_number, link=link)
+    with force_locale(DEFAULT_LOCALE):  # residents get Chinese, whatever the UI language of who acted
+        return gettext(template).format(tracking_number=case.tracking_number, link=link)
 
 
 def code_text(row: phone_codes.PhoneCode) -> str:
     """The SMS carrying a one-time code: the purpose's template with the code and its minutes."""
     template = _templates("SMS_TEMPLATES", messages.SMS_TEMPLATES)[row.purpose]
     minutes = int(phone_codes.CODE_TTL.total_seconds() // 60)
-    return gettext(template).format(
-        code=phone_codes.derive_code(phone_code_key(), row.nonce), minutes=minutes
-    )
+    with force_locale(DEFAULT_LOCALE):  # residents get Chinese, whatever the UI language
+        return gettext(template).format(
+            code=phone_codes.derive_code(phone_code_key(), row.nonce), minutes=minutes
+        )
 
 
 def email_text(case: Case, event: str) -> tuple[str, str]:
     """Subject and body of the staff e-mail of ``event``, linking to the case's workbench page."""
     subject, body = messages.EMAIL_TEMPLATES[event]
     link = _link("workbench.case_page", tracking_number=case.tracking_number)
-    return (
-        gettext(subject).format(tracking_number=case.tracking_number),
-        gettext(body).format(tracking_number=case.tracking_number, link=link),
-    )
+    with force_locale(DEFAULT_LOCALE):  # as SMS: not in the language of the page that triggered it
+        return (
+            gettext(subject).format(tracking_number=case.tracking_number),
+            gettext(body).format(tracking_number=case.tracking_number, link=link),
+        )
 
 
 def send_sms(phone: str, text: str, reference: str) -> Outcome:

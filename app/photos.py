@@ -12,6 +12,7 @@ from flask import current_app, url_for
 from flask_babel import gettext as _
 from werkzeug.datastructures import FileStorage
 
+from app.i18n import message_of
 from core.db import DbSession
 from core.images import ImageRejected, ProcessedImage, reencode
 from routing.models import Case, CasePhoto
@@ -54,7 +55,7 @@ def read_photos(files: list[FileStorage]) -> tuple[list[ProcessedImage], list[Ph
             done.append(reencode(data, max_bytes))
         except ImageRejected as rejected:
             name = (upload.filename or "")[:60]
-            message = _(rejected.message, **rejected.params)
+            message = message_of(rejected)
             problems.append(PhotoProblem(rejected.code, f"{name}：{message}"))
     return ([], problems) if problems else (done, [])
 

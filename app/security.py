@@ -20,6 +20,7 @@ from werkzeug.exceptions import BadRequest
 
 from app.errors import api_error, wants_json
 from app.extensions import db
+from app.i18n import message_of
 from core.inputs import UnsafeValue, forbidden_character, install_flush_guard
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -128,7 +129,7 @@ def _unsafe_value(exc: UnsafeValue) -> Any:
     """The flush guard refused a value no field check caught: nothing is stored, the page says why."""
     db.session.rollback()
     current_app.logger.warning("refused unsafe value for %s.%s (%s)", exc.table, exc.column, exc.problem.code)
-    message = _("提交的内容无法保存：%(problem)s", problem=_(exc.problem.message))
+    message = _("提交的内容无法保存：%(problem)s", problem=message_of(exc.problem))
     if wants_json():
         return api_error(422, [{"field": exc.column, "code": exc.problem.code, "message": message}])
     return render_template("error.html", status=422, message=message), 422

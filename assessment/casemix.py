@@ -161,7 +161,7 @@ def rank_intervals(
 ) -> pd.DataFrame:
     """Per comparable unit: rank of its O/E (1 = best) and the bootstrap rank interval (see the module doc)."""
     if not 1 <= resamples <= MAX_RESAMPLES:
-        raise AssessmentError("bad_resamples", N_("重抽样次数应在 1 到 {n} 之间").format(n=MAX_RESAMPLES))
+        raise AssessmentError("bad_resamples", N_("重抽样次数应在 1 到 {n} 之间"), n=MAX_RESAMPLES)
     cells = _check_strata(strata)
     table = indirect_standardisation(cells, alpha)
     cells = cells[cells["den"] > 0].reset_index(drop=True)  # an empty cell draws nothing: skip it
@@ -223,7 +223,7 @@ def rate_strata(counts: pd.DataFrame, rate: str, unit_of: pd.Series | None = Non
     """
     if rate not in ADJUSTED_RATES:
         raise AssessmentError(
-            "unknown_rate", N_("类别构成调整只适用于：{opts}").format(opts="、".join(ADJUSTED_RATES))
+            "unknown_rate", N_("类别构成调整只适用于：{opts}"), opts="、".join(ADJUSTED_RATES)
         )
     definition = RATE_BY_KEY[rate]
     units = counts["community_id"] if unit_of is None else counts["community_id"].map(unit_of)

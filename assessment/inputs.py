@@ -179,7 +179,7 @@ def three_rates(session: Session, quarter: Quarter | str, level: str = "communit
     """
     quarter = as_quarter(quarter)
     if level not in LEVEL_KEYS:
-        raise AssessmentError("bad_level", N_("未知的层级：{l}").format(l=level))
+        raise AssessmentError("bad_level", N_("未知的层级：{l}"), l=level)
     rows = session.execute(_counts_query(quarter, [LEVEL_KEYS[level].label("unit_id")])).all()
     counts = pd.DataFrame(rows, columns=["unit_id", *COUNT_COLUMNS]).set_index("unit_id")
     out = pd.DataFrame(index=counts.index)
@@ -473,7 +473,7 @@ def survey_by_code(
         frame = frame.rename(columns={"unit_id": "community_id"})
     missing = [c for c in ("community_id", "code", "n", "index") if c not in frame.columns]
     if missing:
-        raise AssessmentError("bad_survey_frame", N_("问卷结果缺少列：{c}").format(c="、".join(missing)))
+        raise AssessmentError("bad_survey_frame", N_("问卷结果缺少列：{c}"), c="、".join(missing))
     code = frame["code"].fillna("").astype(str)
     if "level" in frame.columns:
         code = code.where(frame["level"].astype(str) != "overall", SURVEY_ALL)

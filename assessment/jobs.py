@@ -65,7 +65,7 @@ def run_quarter(quarter: str, publish: bool = False) -> int:
             services.mark_job(session, quarter, JOB_FINISHED)
             return int(run.id)
     except Exception as error:
-        message = error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
+        message = str(error) if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
         try:
             with jobs.unit_of_work() as session:
                 services.mark_job(session, quarter, JOB_FAILED, message)

@@ -27,7 +27,9 @@ def rank(scores: pd.Series, tie: str = "min") -> pd.Series:
     if tie not in TIE_RULES:
         raise ScoringError(
             "bad_tie_rule",
-            N_("未知的并列名次规则：{tie}（可选：{rules}）").format(tie=tie, rules="、".join(TIE_RULES)),
+            N_("未知的并列名次规则：{tie}（可选：{rules}）"),
+            tie=tie,
+            rules="、".join(TIE_RULES),
         )
     numeric = pd.to_numeric(scores, errors="raise").astype(float)
     ranks = numeric.rank(method=tie, ascending=False, na_option="keep")
@@ -46,9 +48,7 @@ def rollup(
     """
     unknown = [str(code) for code in unit_scores.index if code not in parent_of]
     if unknown:
-        raise ScoringError(
-            "unknown_parent", N_("以下单位没有上级单位：{codes}").format(codes="、".join(unknown))
-        )
+        raise ScoringError("unknown_parent", N_("以下单位没有上级单位：{codes}"), codes="、".join(unknown))
     score = pd.to_numeric(unit_scores, errors="raise").astype(float).to_numpy()
     if weights is None:
         weight = np.ones(len(unit_scores))
@@ -56,7 +56,7 @@ def rollup(
         lacking = [str(code) for code in unit_scores.index if code not in weights]
         if lacking:
             raise ScoringError(
-                "missing_weight", N_("以下单位缺少权重（如人口）：{codes}").format(codes="、".join(lacking))
+                "missing_weight", N_("以下单位缺少权重（如人口）：{codes}"), codes="、".join(lacking)
             )
         weight = np.array([_number(weights[code], N_("单位权重")) for code in unit_scores.index])
         if (weight < 0).any():

@@ -60,10 +60,10 @@ def _fmt(x: float) -> str:
 def _number(value: Any, what: str) -> float:
     """Return ``value`` as a finite float or raise ``ScoringError`` naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ScoringError("not_numeric", N_("{what}必须是数字").format(what=what))
+        raise ScoringError("not_numeric", N_("{what}必须是数字"), what=what)
     number = float(value)
     if not math.isfinite(number):
-        raise ScoringError("not_finite", N_("{what}必须是有限的数字").format(what=what))
+        raise ScoringError("not_finite", N_("{what}必须是有限的数字"), what=what)
     return number
 
 
@@ -346,9 +346,9 @@ def rule_from_config(config: Mapping[str, Any]) -> Rule:
     if kind not in _RULE_FIELDS:
         raise ScoringError(
             "unknown_kind",
-            N_("未知的评分规则类型：{kind}（可选：{kinds}）").format(
-                kind=kind, kinds="、".join(_RULE_FIELDS)
-            ),
+            N_("未知的评分规则类型：{kind}（可选：{kinds}）"),
+            kind=kind,
+            kinds="、".join(_RULE_FIELDS),
         )
     cls, required, optional = _RULE_FIELDS[kind]
     keys = set(config) - {"kind"}
@@ -356,11 +356,11 @@ def rule_from_config(config: Mapping[str, Any]) -> Rule:
     unknown = sorted(keys - required - optional)
     if missing:
         raise ScoringError(
-            "missing_key", N_("评分规则 {kind} 缺少参数：{keys}").format(kind=kind, keys="、".join(missing))
+            "missing_key", N_("评分规则 {kind} 缺少参数：{keys}"), kind=kind, keys="、".join(missing)
         )
     if unknown:
         raise ScoringError(
-            "unknown_key", N_("评分规则 {kind} 有未知参数：{keys}").format(kind=kind, keys="、".join(unknown))
+            "unknown_key", N_("评分规则 {kind} 有未知参数：{keys}"), kind=kind, keys="、".join(unknown)
         )
     rule: Rule = cls(**{k: config[k] for k in keys})
     return rule
@@ -413,7 +413,7 @@ def _indicator_from_config(config: Mapping[str, Any]) -> Indicator:
         raise ScoringError("bad_config", N_("指标配置必须是一个对象"))
     unknown = sorted(set(config) - {"code", "name", "weight", "rule", "children", "veto_scope"})
     if unknown:
-        raise ScoringError("unknown_key", N_("指标配置有未知字段：{keys}").format(keys="、".join(unknown)))
+        raise ScoringError("unknown_key", N_("指标配置有未知字段：{keys}"), keys="、".join(unknown))
     if "code" not in config or "name" not in config:
         raise ScoringError("missing_key", N_("指标配置必须有 code 和 name"))
     rule = None if config.get("rule") is None else rule_from_config(config["rule"])
@@ -468,29 +468,27 @@ def _validate_tree(root: Indicator) -> list[Indicator]:
         label = N_("指标「{name}」").format(name=node.name)
         if node.veto_scope not in VETO_SCOPES:
             raise ScoringError(
-                "bad_veto_scope", N_("{label}的否决范围必须是 leaf、node 或 unit").format(label=label)
+                "bad_veto_scope", N_("{label}的否决范围必须是 leaf、node 或 unit"), label=label
             )
         if node.veto_scope != "node" and not isinstance(node.rule, Veto):
             raise ScoringError(
-                "veto_scope_without_veto", N_("{label}不是一票否决规则，不能设置否决范围").format(label=label)
+                "veto_scope_without_veto", N_("{label}不是一票否决规则，不能设置否决范围"), label=label
             )
         weight = _number(node.weight, N_("{label}的权重").format(label=label))
         if node.children:
             if node.rule is not None:
-                raise ScoringError(
-                    "rule_on_group", N_("{label}有子指标，不能再设评分规则").format(label=label)
-                )
+                raise ScoringError("rule_on_group", N_("{label}有子指标，不能再设评分规则"), label=label)
         elif node.rule is None:
-            raise ScoringError("missing_rule", N_("{label}是末级指标，必须设置评分规则").format(label=label))
+            raise ScoringError("missing_rule", N_("{label}是末级指标，必须设置评分规则"), label=label)
         if node is not root and _scoring(node) and weight <= 0:
-            raise ScoringError("bad_weight", N_("{label}的权重必须大于 0").format(label=label))
+            raise ScoringError("bad_weight", N_("{label}的权重必须大于 0"), label=label)
         if weight < 0:
-            raise ScoringError("bad_weight", N_("{label}的权重不能为负数").format(label=label))
+            raise ScoringError("bad_weight", N_("{label}的权重不能为负数"), label=label)
     # Structure last, so that a malformed node is reported as itself rather than as its parent's problem.
     for node in nodes:
         if node.children and not any(_scoring(child) for child in node.children):
             raise ScoringError(
-                "no_scored_children", N_("指标「{name}」至少需要一个计权重的子指标").format(name=node.name)
+                "no_scored_children", N_("指标「{name}」至少需要一个计权重的子指标"), name=node.name
             )
     return nodes
 
@@ -720,7 +718,7 @@ def score_units(
     missing = [node.code for node in leaves if node.code not in values.columns]
     if missing:
         raise ScoringError(
-            "missing_column", N_("数据缺少指标列：{codes}；不适用请留空值").format(codes="、".join(missing))
+            "missing_column", N_("数据缺少指标列：{codes}；不适用请留空值"), codes="、".join(missing)
         )
     n = len(values)
     data: dict[str, np.ndarray] = {}

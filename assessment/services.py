@@ -80,9 +80,7 @@ def run_scoring(
     quarter = as_quarter(quarter)
     run = session.scalar(select(ScoringRun).where(ScoringRun.quarter == str(quarter)).with_for_update())
     if run is not None and run.status == RUN_PUBLISHED:
-        raise AssessmentError(
-            "run_published", N_("{q}的考评结果已发布，不能重新计算").format(q=quarter.label_zh)
-        )
+        raise AssessmentError("run_published", N_("{q}的考评结果已发布，不能重新计算"), q=quarter.label_zh)
     system = ensure_system(session, quarter, user_id)
     composite = current_composite(session)
     root = validate_system(system.tree, system.sources)
@@ -283,11 +281,11 @@ def publish_run(session: Session, quarter: Quarter | str, user_id: int | None = 
     quarter = as_quarter(quarter)
     run = session.scalar(select(ScoringRun).where(ScoringRun.quarter == str(quarter)))
     if run is None:
-        raise AssessmentError("no_run", N_("{q}尚未计算考评结果").format(q=quarter.label_zh))
+        raise AssessmentError("no_run", N_("{q}尚未计算考评结果"), q=quarter.label_zh)
     if run.status == RUN_PUBLISHED:
-        raise AssessmentError("run_published", N_("{q}的考评结果已发布").format(q=quarter.label_zh))
+        raise AssessmentError("run_published", N_("{q}的考评结果已发布"), q=quarter.label_zh)
     if not computed(run):
-        raise AssessmentError("no_run", N_("{q}尚未计算考评结果").format(q=quarter.label_zh))
+        raise AssessmentError("no_run", N_("{q}尚未计算考评结果"), q=quarter.label_zh)
     run.status = RUN_PUBLISHED
     run.published_at = utcnow()
     run.published_by_id = user_id
@@ -342,12 +340,10 @@ def mark_job(session: Session, quarter: Quarter | str, state: str, error: str = 
     """
     quarter = as_quarter(quarter)
     if state not in JOB_STATE_LABELS:
-        raise AssessmentError("bad_job_state", N_("未知的任务状态：{s}").format(s=state))
+        raise AssessmentError("bad_job_state", N_("未知的任务状态：{s}"), s=state)
     run = run_for(session, quarter)
     if run is not None and run.status == RUN_PUBLISHED and state in (JOB_QUEUED, JOB_RUNNING):
-        raise AssessmentError(
-            "run_published", N_("{q}的考评结果已发布，不能重新计算").format(q=quarter.label_zh)
-        )
+        raise AssessmentError("run_published", N_("{q}的考评结果已发布，不能重新计算"), q=quarter.label_zh)
     if run is None:
         run = ScoringRun(quarter=str(quarter), status=RUN_DRAFT, params={})
         session.add(run)
@@ -405,9 +401,7 @@ def detect_persistent_dissatisfaction(
     data = pd.concat(frames, ignore_index=True)
     bad_kinds = sorted(set(data["kind"]) - set(REVIEW_KINDS))
     if bad_kinds:
-        raise AssessmentError(
-            "bad_kind", N_("未知的审核项类型：{k}").format(k="、".join(map(str, bad_kinds)))
-        )
+        raise AssessmentError("bad_kind", N_("未知的审核项类型：{k}"), k="、".join(map(str, bad_kinds)))
     data = data[data["n"].fillna(0) >= min_n]
     data = data.assign(below=data["value"] < data["kind"].map(limits))
     lookup = {(int(r.unit_id), str(r.kind), str(r.item_code), str(r.quarter)): r for r in data.itertuples()}

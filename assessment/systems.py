@@ -137,14 +137,10 @@ def validate_system(tree: Mapping[str, Any], sources: Mapping[str, str]) -> rule
     leaves = [node.code for node in root.walk() if not node.children]
     missing = [code for code in leaves if not sources.get(code)]
     if missing:
-        raise AssessmentError(
-            "missing_source", N_("以下末级指标未设置数据来源：{c}").format(c="、".join(missing))
-        )
+        raise AssessmentError("missing_source", N_("以下末级指标未设置数据来源：{c}"), c="、".join(missing))
     unknown = sorted(set(sources) - set(leaves))
     if unknown:
-        raise AssessmentError(
-            "unknown_leaf", N_("数据来源指向不存在的末级指标：{c}").format(c="、".join(unknown))
-        )
+        raise AssessmentError("unknown_leaf", N_("数据来源指向不存在的末级指标：{c}"), c="、".join(unknown))
     for code in leaves:
         parse_source(sources[code])
     return root
@@ -168,13 +164,14 @@ def create_system(
     if published_quarter(session, quarter):
         raise AssessmentError(
             "system_frozen",
-            N_("{q}的考评结果已发布，该季度的指标体系已冻结，不能再保存新版本").format(q=quarter.label_zh),
+            N_("{q}的考评结果已发布，该季度的指标体系已冻结，不能再保存新版本"),
+            q=quarter.label_zh,
         )
     validate_system(tree, sources)
     if rollup not in ROLLUP_MODES:
         raise AssessmentError("bad_rollup", N_("汇总方式必须是 population（按人口加权）或 equal（等权）"))
     if tie_rule not in rankings.TIE_RULES:
-        raise AssessmentError("bad_tie_rule", N_("未知的并列名次规则：{t}").format(t=tie_rule))
+        raise AssessmentError("bad_tie_rule", N_("未知的并列名次规则：{t}"), t=tie_rule)
     version = (
         session.scalar(
             select(func.max(IndicatorSystem.version)).where(IndicatorSystem.quarter == str(quarter))
@@ -253,7 +250,7 @@ def set_node_weights(
     tree = copy.deepcopy(system.tree)
     node = _find(tree, node_code)
     if node is None or not node.get("children"):
-        raise AssessmentError("not_a_group", N_("指标「{c}」不存在或没有子指标").format(c=node_code))
+        raise AssessmentError("not_a_group", N_("指标「{c}」不存在或没有子指标"), c=node_code)
     children = [c for c in node["children"] if _weighted(c)]
     codes = [c["code"] for c in children]
     record: dict[str, Any] = {"method": method, "children": codes}
@@ -263,9 +260,7 @@ def set_node_weights(
             child["weight"] = round(values[child["code"]] * 100, 6)
     elif method == "ahp":
         if matrix is None or len(matrix) != len(codes):
-            raise AssessmentError(
-                "bad_matrix", N_("判断矩阵必须是 {n}×{n}（{n} 个子指标）").format(n=len(codes))
-            )
+            raise AssessmentError("bad_matrix", N_("判断矩阵必须是 {n}×{n}（{n} 个子指标）"), n=len(codes))
         result = weights.ahp(matrix)  # raises InconsistentMatrixError (CR ≥ 0.10) with the zh-CN message
         for child, w in zip(children, result.weights, strict=True):
             child["weight"] = round(w * 100, 6)
@@ -330,13 +325,13 @@ def _form_number(text: Any, label: str, code: str = "not_numeric") -> float:
     else:
         raw = str(text or "").strip()
         if not raw:
-            raise AssessmentError("missing_value", N_("请填写{label}").format(label=label), label)
+            raise AssessmentError("missing_value", N_("请填写{label}"), label, label=label)
         try:
             value = float(raw)
         except ValueError:
-            raise AssessmentError(code, N_("{label}必须是数字").format(label=label), label) from None
+            raise AssessmentError(code, N_("{label}必须是数字"), label, label=label) from None
     if not math.isfinite(value):
-        raise AssessmentError(code, N_("{label}必须是有限的数字").format(label=label), label)
+        raise AssessmentError(code, N_("{label}必须是有限的数字"), label, label=label)
     return value
 
 
@@ -352,7 +347,7 @@ def rule_config_from_form(kind: str, fields: Mapping[str, Any]) -> dict[str, Any
     """
     if kind not in RULE_FORM_FIELDS:
         raise AssessmentError(
-            "unknown_kind", N_("请选择评分规则类型（{k}）").format(k="、".join(RULE_KIND_LABELS.values()))
+            "unknown_kind", N_("请选择评分规则类型（{k}）"), k="、".join(RULE_KIND_LABELS.values())
         )
     config: dict[str, Any] = {"kind": kind}
     for key, label, kind_of in RULE_FORM_FIELDS[kind]:
@@ -368,7 +363,8 @@ def rule_config_from_form(kind: str, fields: Mapping[str, Any]) -> dict[str, Any
                 if not sep:
                     raise AssessmentError(
                         "bad_steps",
-                        N_("档位每行写“门槛:得分比例”，如 3:0.8；无法读取「{l}」").format(l=line.strip()),
+                        N_("档位每行写“门槛:得分比例”，如 3:0.8；无法读取「{l}」"),
+                        l=line.strip(),
                     )
                 pairs.append([_form_number(left, N_("档位门槛")), _form_number(right, N_("档位得分比例"))])
             if not pairs:
@@ -475,7 +471,7 @@ def _derive(
 def _node_or_error(tree: dict[str, Any], code: str) -> dict[str, Any]:
     node = _find(tree, code)
     if node is None:
-        raise AssessmentError("no_node", N_("指标「{c}」不存在").format(c=code))
+        raise AssessmentError("no_node", N_("指标「{c}」不存在"), c=code)
     return node
 
 
@@ -525,7 +521,7 @@ def add_node(
     sources = dict(system.sources)
     parent = _node_or_error(tree, parent_code)
     if _find(tree, code) is not None:
-        raise AssessmentError("duplicate_code", N_("指标编码重复：{c}").format(c=code), "code")
+        raise AssessmentError("duplicate_code", N_("指标编码重复：{c}"), "code", c=code)
     node: dict[str, Any] = {"code": code, "name": name, "weight": _form_number(weight, N_("权重"))}
     _leaf_fields(node, rule, veto_scope, sources, source)
     note = N_("在「{p}」下新增指标「{n}」").format(p=parent.get("name", parent_code), n=name)
@@ -636,9 +632,8 @@ def delete_node(
     if not parent["children"]:
         raise AssessmentError(
             "last_child",
-            N_("「{p}」只剩这一个子指标，不能删除；请先添加其他子指标或删除「{p}」本身").format(
-                p=parent.get("name", parent["code"])
-            ),
+            N_("「{p}」只剩这一个子指标，不能删除；请先添加其他子指标或删除「{p}」本身"),
+            p=parent.get("name", parent["code"]),
         )
     sources = {k: v for k, v in system.sources.items() if k not in removed}
     methods = {k: v for k, v in (system.weight_methods or {}).items() if k not in removed}
@@ -678,9 +673,8 @@ def _check_editable(session: Session, system: IndicatorSystem) -> None:
     if system_frozen(session, system):
         raise AssessmentError(
             "system_frozen",
-            N_("{q}的考评结果已发布，该季度的指标体系已冻结；可复制到其他季度后再修改").format(
-                q=as_quarter(system.quarter).label_zh
-            ),
+            N_("{q}的考评结果已发布，该季度的指标体系已冻结；可复制到其他季度后再修改"),
+            q=as_quarter(system.quarter).label_zh,
         )
 
 

@@ -111,17 +111,20 @@ def parse_source(source: str) -> tuple[str, str]:
             "bad_source",
             N_(
                 "数据来源「{s}」无效，应为 case:<比率>、survey:<题目编码>、entry:<编码>、ledger:<台帐指标> 或 topic:<议事指标>"
-            ).format(s=source),
+            ),
+            s=source,
         )
     if kind in CO_GOVERNANCE_MEASURES and key.strip() not in CO_GOVERNANCE_MEASURES[kind]:
         options = "、".join(CO_GOVERNANCE_MEASURES[kind])
         raise AssessmentError(
-            "unknown_measure", N_("未知的共治指标「{k}」，可选：{opts}").format(k=key, opts=options)
+            "unknown_measure", N_("未知的共治指标「{k}」，可选：{opts}"), k=key, opts=options
         )
     if kind == "case" and key not in CASE_RATES and key != COMPOSITE:
         raise AssessmentError(
             "unknown_rate",
-            N_("未知的诉求比率「{k}」，可选：{opts}").format(k=key, opts="、".join([*CASE_RATES, COMPOSITE])),
+            N_("未知的诉求比率「{k}」，可选：{opts}"),
+            k=key,
+            opts="、".join([*CASE_RATES, COMPOSITE]),
         )
     return kind, key.strip()
 

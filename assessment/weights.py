@@ -109,9 +109,9 @@ def _as_comparison_matrix(matrix: Sequence[Sequence[float]] | np.ndarray, tolera
     if n > MAX_AHP_ORDER:
         raise WeightError(
             "too_large",
-            N_("判断矩阵最多 {limit} 阶，当前为 {n} 阶；请将指标分组后分层比较").format(
-                limit=MAX_AHP_ORDER, n=n
-            ),
+            N_("判断矩阵最多 {limit} 阶，当前为 {n} 阶；请将指标分组后分层比较"),
+            limit=MAX_AHP_ORDER,
+            n=n,
         )
     if not np.all(np.isfinite(a)) or not np.all(a > 0):
         raise WeightError("not_positive", N_("判断矩阵的元素必须都是正数"))
@@ -126,7 +126,11 @@ def _as_comparison_matrix(matrix: Sequence[Sequence[float]] | np.ndarray, tolera
             N_(
                 "判断矩阵不满足互反性：第 {i} 行第 {j} 列为 {aij:g}，"
                 "第 {j} 行第 {i} 列应为其倒数，实为 {aji:g}"
-            ).format(i=i + 1, j=j + 1, aij=a[i, j], aji=a[j, i]),
+            ),
+            i=i + 1,
+            j=j + 1,
+            aij=a[i, j],
+            aji=a[j, i],
         )
     return a
 
@@ -186,12 +190,13 @@ def _directions(columns: list[str], benefit: Mapping[str, bool] | Sequence[str] 
         missing = [c for c in columns if c not in benefit]
         if unknown:
             raise WeightError(
-                "unknown_indicator", N_("指标方向中有不存在的指标：{names}").format(names="、".join(unknown))
+                "unknown_indicator", N_("指标方向中有不存在的指标：{names}"), names="、".join(unknown)
             )
         if missing:
             raise WeightError(
                 "direction_missing",
-                N_("请为每个指标说明方向（正向/逆向），缺少：{names}").format(names="、".join(missing)),
+                N_("请为每个指标说明方向（正向/逆向），缺少：{names}"),
+                names="、".join(missing),
             )
         return {c: bool(benefit[c]) for c in columns}
     if isinstance(benefit, str):
@@ -200,7 +205,7 @@ def _directions(columns: list[str], benefit: Mapping[str, bool] | Sequence[str] 
     unknown = sorted(set(named) - set(columns))
     if unknown:
         raise WeightError(
-            "unknown_indicator", N_("正向指标中有不存在的指标：{names}").format(names="、".join(unknown))
+            "unknown_indicator", N_("正向指标中有不存在的指标：{names}"), names="、".join(unknown)
         )
     return {c: c in named for c in columns}
 
@@ -212,13 +217,13 @@ def normalise_direct(weights: Mapping[str, float]) -> dict[str, float]:
     values: dict[str, float] = {}
     for name, raw in weights.items():
         if isinstance(raw, bool):
-            raise WeightError("not_numeric", N_("指标「{name}」的权重必须是数字").format(name=name))
+            raise WeightError("not_numeric", N_("指标「{name}」的权重必须是数字"), name=name)
         try:
             value = float(raw)
         except (TypeError, ValueError) as exc:
-            raise WeightError("not_numeric", N_("指标「{name}」的权重必须是数字").format(name=name)) from exc
+            raise WeightError("not_numeric", N_("指标「{name}」的权重必须是数字"), name=name) from exc
         if not math.isfinite(value) or value < 0:
-            raise WeightError("negative_weight", N_("指标「{name}」的权重必须是非负数").format(name=name))
+            raise WeightError("negative_weight", N_("指标「{name}」的权重必须是非负数"), name=name)
         values[name] = value
     total = math.fsum(values.values())
     if total == 0:

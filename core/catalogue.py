@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from core.csvio import ImportRejected, RowError, read_rows
 from core.db import DbSession
+from core.i18n import N_
 from core.inputs import OutOfRange, bounded_number, column_length, is_blank
 from core.models import Category, LimitUnit, Unit, Urgency
 from core.units import ImportSummary
@@ -24,7 +25,12 @@ COLUMNS = (
 )
 DEFAULT_CATALOGUE = Path(__file__).parent / "data" / "categories.csv"
 HANDLING_LEVELS = ("community", "street", "district", "department")
-HANDLING_LEVEL_LABELS = {"community": "社区", "street": "街道", "district": "区", "department": "市直部门"}
+HANDLING_LEVEL_LABELS = {
+    "community": N_("社区"),
+    "street": N_("街道"),
+    "district": N_("区"),
+    "department": N_("市直部门"),
+}
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,9 @@ MAX_RESOLUTION = {
     LimitUnit.calendar_hours: 365.0 * 24,
 }
 LIMIT_UNIT_LABELS = {
-    LimitUnit.working_days: "个工作日",
-    LimitUnit.working_hours: "个工作小时",
-    LimitUnit.calendar_hours: "小时",
+    LimitUnit.working_days: N_("个工作日"),
+    LimitUnit.working_hours: N_("个工作小时"),
+    LimitUnit.calendar_hours: N_("小时"),
 }
 # CSV column → its stored length, read from the model.
 CATEGORY_LENGTHS = {

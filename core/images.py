@@ -34,8 +34,7 @@ class ImageRejected(DomainError):
     """The upload is not a photo we accept (code: ``type``, ``too_large``, ``corrupt``)."""
 
     def __init__(self, code: str, message: str, **params: object) -> None:
-        super().__init__(code, message, "photos")
-        self.params = params
+        super().__init__(code, message, "photos", **params)
 
 
 @dataclass(frozen=True)

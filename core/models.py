@@ -10,6 +10,7 @@ from sqlalchemy import Boolean, DateTime, Enum, Float, ForeignKey, Integer, Stri
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, DbSession, utcnow
+from core.i18n import N_
 
 
 class Level(enum.StrEnum):
@@ -24,11 +25,11 @@ class Level(enum.StrEnum):
 
 LEVEL_ORDER = {Level.city: 0, Level.district: 1, Level.street: 2, Level.community: 3, Level.compound: 4}
 LEVEL_LABELS = {
-    Level.city: "市",
-    Level.district: "区",
-    Level.street: "街道",
-    Level.community: "社区",
-    Level.compound: "小区/网格",
+    Level.city: N_("市"),
+    Level.district: N_("区"),
+    Level.street: N_("街道"),
+    Level.community: N_("社区"),
+    Level.compound: N_("小区/网格"),
 }
 
 
@@ -57,12 +58,12 @@ class Role(enum.StrEnum):
 
 
 ROLE_LABELS = {
-    Role.resident: "居民",
-    Role.operator: "热线坐席",
-    Role.dispatcher: "派单员",
-    Role.handler: "承办人",
-    Role.evaluator: "考评员",
-    Role.admin: "管理员",
+    Role.resident: N_("居民"),
+    Role.operator: N_("热线坐席"),
+    Role.dispatcher: N_("派单员"),
+    Role.handler: N_("承办人"),
+    Role.evaluator: N_("考评员"),
+    Role.admin: N_("管理员"),
 }
 STAFF_ROLES = frozenset({Role.operator, Role.dispatcher, Role.handler, Role.evaluator, Role.admin})
 
@@ -77,10 +78,10 @@ class Urgency(enum.StrEnum):
 
 
 URGENCY_LABELS = {
-    Urgency.emergency: "紧急",
-    Urgency.urgent: "加急",
-    Urgency.normal: "一般",
-    Urgency.complex: "复杂",
+    Urgency.emergency: N_("紧急"),
+    Urgency.urgent: N_("加急"),
+    Urgency.normal: N_("一般"),
+    Urgency.complex: N_("复杂"),
 }
 
 

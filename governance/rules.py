@@ -58,11 +58,11 @@ class Stage(StrEnum):
 
 
 STAGE_LABELS = {
-    Stage.raise_: "民事民提",
-    Stage.discuss: "民事民商",
-    Stage.decide: "民事民决",
-    Stage.carry_out: "民事民办",
-    Stage.evaluate: "民事民评",
+    Stage.raise_: N_("民事民提"),
+    Stage.discuss: N_("民事民商"),
+    Stage.decide: N_("民事民决"),
+    Stage.carry_out: N_("民事民办"),
+    Stage.evaluate: N_("民事民评"),
 }
 STAGE_ORDER = list(Stage)
 
@@ -86,14 +86,14 @@ class Action(StrEnum):
 
 
 ACTION_LABELS = {
-    Action.start_discussion: "进入协商",
-    Action.open_vote: "发起表决",
-    Action.close_vote: "结束表决并公布结果",
-    Action.record_decision: "记录会议决定",
-    Action.start_project: "立项实施",
-    Action.report_progress: "更新进度",
-    Action.finish_project: "完工并邀请居民评价",
-    Action.close_evaluation: "结束评价",
+    Action.start_discussion: N_("进入协商"),
+    Action.open_vote: N_("发起表决"),
+    Action.close_vote: N_("结束表决并公布结果"),
+    Action.record_decision: N_("记录会议决定"),
+    Action.start_project: N_("立项实施"),
+    Action.report_progress: N_("更新进度"),
+    Action.finish_project: N_("完工并邀请居民评价"),
+    Action.close_evaluation: N_("结束评价"),
 }
 
 
@@ -105,7 +105,11 @@ class Outcome(StrEnum):
     no_quorum = "no_quorum"
 
 
-OUTCOME_LABELS = {Outcome.adopted: "通过", Outcome.rejected: "未通过", Outcome.no_quorum: "未达法定人数"}
+OUTCOME_LABELS = {
+    Outcome.adopted: N_("通过"),
+    Outcome.rejected: N_("未通过"),
+    Outcome.no_quorum: N_("未达法定人数"),
+}
 
 
 class Choice(StrEnum):
@@ -116,7 +120,7 @@ class Choice(StrEnum):
     abstain = "abstain"
 
 
-CHOICE_LABELS = {Choice.yes: "同意", Choice.no: "不同意", Choice.abstain: "弃权"}
+CHOICE_LABELS = {Choice.yes: N_("同意"), Choice.no: N_("不同意"), Choice.abstain: N_("弃权")}
 
 
 @dataclass(frozen=True)

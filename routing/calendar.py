@@ -431,9 +431,9 @@ _SHARE_UNITS: dict[LimitUnit, ShareUnit] = {
     LimitUnit.calendar_hours: "calendar",
 }
 _UNIT_LABELS = {
-    LimitUnit.working_days: "个工作日",
-    LimitUnit.working_hours: "个工作小时",
-    LimitUnit.calendar_hours: "小时",
+    LimitUnit.working_days: N_("个工作日"),
+    LimitUnit.working_hours: N_("个工作小时"),
+    LimitUnit.calendar_hours: N_("小时"),
 }
 
 

@@ -41,7 +41,11 @@ RECOMPUTE_ACTION = "recompute_deadline"
 # Events that start a sign-for clock (services._start_handling_clock runs with their time).
 CLOCK_STARTS = ("dispatch", "pass_down", "reopen", "callback")
 # The clocks a recount may move, as the audit event names them.
-CLOCK_LABELS = {"deadline": "办理时限", "sign_for_deadline": "签收时限", "callback_due": "回访期限"}
+CLOCK_LABELS = {
+    "deadline": N_("办理时限"),
+    "sign_for_deadline": N_("签收时限"),
+    "callback_due": N_("回访期限"),
+}
 
 
 class CalendarForbidden(DomainError):

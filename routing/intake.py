@@ -17,6 +17,7 @@ import time
 from base64 import urlsafe_b64encode
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, scoped_session
 
 from core.db import DbSession, utcnow
-from core.i18n import N_, DomainError
+from core.i18n import N_, DomainError, fill
 from core.inputs import (
     OutOfRange,
     bounded_number,
@@ -39,7 +40,7 @@ from routing import notify
 from routing.models import Case, CaseEvent
 
 CHANNELS = ("web", "phone", "api")
-CHANNEL_LABELS = {"web": "网上", "phone": "12345 热线", "api": "接口"}
+CHANNEL_LABELS = {"web": N_("网上"), "phone": N_("12345 热线"), "api": N_("接口")}
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
 # A mainland landline with its area code, once dashes are stripped: 027-88886666, 010-12345678,
 # 0755-1234567. Accepted only from the hotline (a caller's home phone); online channels need a mobile.
@@ -64,14 +65,15 @@ class FieldError:
 
     field: str
     code: str
-    message: str
+    message: str  # a message id (N_); ``params`` fill its %(name)s placeholders when it is translated
+    params: dict[str, object] = dataclass_field(default_factory=dict)
 
 
 class IntakeRejected(DomainError):
     """The submission is invalid; ``errors`` lists every problem. Nothing was stored."""
 
     def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("invalid", "；".join(e.message for e in errors))
+        super().__init__("invalid", "；".join(fill(e.message, e.params) for e in errors))
         self.errors = errors
 
 
@@ -138,7 +140,9 @@ def _bad_characters(data: Submission) -> dict[str, FieldError]:
     for field in (*TEXT_FIELDS, "contact_phone", "lat", "lng"):
         value = getattr(data, field)
         if isinstance(value, str) and forbidden_character(value, multiline=field in MULTILINE_FIELDS):
-            found[field] = FieldError(field, "control_characters", "不能包含控制字符、换行或不可见的格式字符")
+            found[field] = FieldError(
+                field, "control_characters", N_("不能包含控制字符、换行或不可见的格式字符")
+            )
     return found
 
 
@@ -262,76 +266,81 @@ def validate(
         # Anything else said about such a submission would quote the bad characters back; fix these first.
         return None, None, errors  # type: ignore[return-value]
 
-    def need(field: str, value: str | None, label: str) -> bool:
+    def need(field: str, value: str | None, message: str) -> bool:
         if is_blank(value):
-            errors.append(FieldError(field, "required", f"请填写{label}"))
+            errors.append(FieldError(field, "required", message))
             return False
         return True
 
     category = community = None
-    if need("category", data.category, "诉求类别"):
+    if need("category", data.category, N_("请填写诉求类别")):
         code = data.category.strip()
         category = reference_cache.get(session, "category", code, lambda: _load_category(session, code))
         if category is None or not category.active:
-            errors.append(FieldError("category", "unknown", "所选诉求类别不存在"))
-    if need("community", data.community, "所在社区"):
+            errors.append(FieldError("category", "unknown", N_("所选诉求类别不存在")))
+    if need("community", data.community, N_("请填写所在社区")):
         code = data.community.strip()
         community = reference_cache.get(session, "place", code, lambda: _load_place(session, code))
         if community is None or not community.is_community or not community.community_active:
-            errors.append(FieldError("community", "unknown", "所选社区不存在"))
+            errors.append(FieldError("community", "unknown", N_("所选社区不存在")))
             community = None
     if community is not None:
         if data.street and (community.street_id is None or community.street_code != data.street):
-            errors.append(FieldError("community", "mismatch", "所选社区不属于所选街道"))
+            errors.append(FieldError("community", "mismatch", N_("所选社区不属于所选街道")))
         elif data.district and (
             community.street_id is None
             or community.district_id is None
             or community.district_code != data.district
         ):
-            errors.append(FieldError("street", "mismatch", "所选街道不属于所选区"))
-    for field, label in (
-        ("address", "详细地址"),
-        ("description", "诉求内容"),
-        ("contact_name", "联系人姓名"),
+            errors.append(FieldError("street", "mismatch", N_("所选街道不属于所选区")))
+    for name, required, too_long in (
+        ("address", N_("请填写详细地址"), N_("详细地址不能超过 %(max)s 个字")),
+        ("description", N_("请填写诉求内容"), N_("诉求内容不能超过 %(max)s 个字")),
+        ("contact_name", N_("请填写联系人姓名"), N_("联系人姓名不能超过 %(max)s 个字")),
     ):
-        value = getattr(data, field) or ""
-        if need(field, value, label) and len(value.strip()) > LIMITS[field]:
-            errors.append(FieldError(field, "too_long", f"{label}不能超过 {LIMITS[field]} 个字"))
+        value = getattr(data, name) or ""
+        if need(name, value, required) and len(value.strip()) > LIMITS[name]:
+            errors.append(FieldError(name, "too_long", too_long, {"max": LIMITS[name]}))
     if not is_blank(data.description) and visible_length(data.description) < MIN_DESCRIPTION:
         errors.append(
-            FieldError("description", "too_short", f"诉求内容至少 {MIN_DESCRIPTION} 个字，请说明具体情况")
+            FieldError(
+                "description",
+                "too_short",
+                N_("诉求内容至少 %(min)s 个字，请说明具体情况"),
+                {"min": MIN_DESCRIPTION},
+            )
         )
     phone = normalise_phone(data.contact_phone)
     if channel == "phone":
-        if need("contact_phone", data.contact_phone, "联系电话") and not (
+        if need("contact_phone", data.contact_phone, N_("请填写联系电话")) and not (
             MOBILE.match(phone) or LANDLINE.match(phone)
         ):
             errors.append(
                 FieldError(
                     "contact_phone",
                     "invalid",
-                    "联系电话格式不正确，应为 11 位手机号或带区号的固话（如 027-88886666）",
+                    N_("联系电话格式不正确，应为 11 位手机号或带区号的固话（如 027-88886666）"),
                 )
             )
-    elif need("contact_phone", data.contact_phone, "手机号码") and not MOBILE.match(phone):
-        errors.append(FieldError("contact_phone", "invalid", "手机号码格式不正确，应为 11 位大陆手机号"))
+    elif need("contact_phone", data.contact_phone, N_("请填写手机号码")) and not MOBILE.match(phone):
+        errors.append(FieldError("contact_phone", "invalid", N_("手机号码格式不正确，应为 11 位大陆手机号")))
     try:
         lat, lng = _coordinate(data.lat), _coordinate(data.lng)
     except OutOfRange:
-        errors.append(FieldError("lat", "out_of_range", "地图坐标不在中国境内"))
+        errors.append(FieldError("lat", "out_of_range", N_("地图坐标不在中国境内")))
     except (TypeError, ValueError):
-        errors.append(FieldError("lat", "invalid", "地图坐标必须是数字"))
+        errors.append(FieldError("lat", "invalid", N_("地图坐标必须是数字")))
     else:
         if (lat is None) != (lng is None):
             errors.append(
-                FieldError("lat" if lat is None else "lng", "required", "地图坐标需同时提供纬度和经度")
+                FieldError("lat" if lat is None else "lng", "required", N_("地图坐标需同时提供纬度和经度"))
             )
         elif (
             lat is not None
             and lng is not None
             and not (LAT_RANGE[0] <= lat <= LAT_RANGE[1] and LNG_RANGE[0] <= lng <= LNG_RANGE[1])
         ):
-            errors.append(FieldError("lat", "out_of_range", "地图坐标不在中国境内"))
+            errors.append(FieldError("lat", "out_of_range", N_("地图坐标不在中国境内")))
     return category, community, errors  # type: ignore[return-value]  # None only when errors is non-empty
 
 
@@ -381,7 +390,11 @@ def submit(
     key = (idempotency_key or "").strip()[: column_length(Case.idempotency_key)] or None
     if key and forbidden_character(key, multiline=False):
         raise IntakeRejected(
-            [FieldError("idempotency_key", "control_characters", "幂等键不能包含控制字符或不可见的格式字符")]
+            [
+                FieldError(
+                    "idempotency_key", "control_characters", N_("幂等键不能包含控制字符或不可见的格式字符")
+                )
+            ]
         )
     if key:
         replay = _replay(session, key, fingerprint, token_key)

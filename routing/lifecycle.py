@@ -50,9 +50,9 @@ UnitId: TypeAlias = int
 class TransitionError(DomainError):
     """A lifecycle action was refused; ``code`` says why, the message says it in Chinese."""
 
-    def __init__(self, code: str, message_zh: str) -> None:
-        super().__init__(code, message_zh)
-        self.message_zh = message_zh
+    def __init__(self, code: str, message_zh: str, **params: object) -> None:
+        super().__init__(code, message_zh, None, **params)
+        self.message_zh = str(self)  # the Chinese text, parameters filled in
 
 
 class State(StrEnum):
@@ -74,25 +74,25 @@ class State(StrEnum):
 
 
 STATE_LABELS = {
-    State.submitted: "已受理",
-    State.dispatching: "派单中",
-    State.triage: "待人工分拨",
-    State.dispatched: "待签收",
-    State.accepted: "办理中",
-    State.resolved: "已办结",
-    State.closed: "已归档",
-    State.merged: "已合并",
+    State.submitted: N_("已受理"),
+    State.dispatching: N_("派单中"),
+    State.triage: N_("待人工分拨"),
+    State.dispatched: N_("待签收"),
+    State.accepted: N_("办理中"),
+    State.resolved: N_("已办结"),
+    State.closed: N_("已归档"),
+    State.merged: N_("已合并"),
 }
 # How a refusal names the state the case is in: "工单已办结，不能退单".
 _STATE_PHRASES = {
-    State.submitted: "工单尚未派单",
-    State.dispatching: "工单正在派单中",
-    State.triage: "工单在待人工分拨队列中",
-    State.dispatched: "工单尚未签收",
-    State.accepted: "工单正在办理中",
-    State.resolved: "工单已办结",
-    State.closed: "工单已归档",
-    State.merged: "工单已合并到其他工单",
+    State.submitted: N_("工单尚未派单"),
+    State.dispatching: N_("工单正在派单中"),
+    State.triage: N_("工单在待人工分拨队列中"),
+    State.dispatched: N_("工单尚未签收"),
+    State.accepted: N_("工单正在办理中"),
+    State.resolved: N_("工单已办结"),
+    State.closed: N_("工单已归档"),
+    State.merged: N_("工单已合并到其他工单"),
 }
 OPEN_STATES = frozenset(State) - {State.closed, State.merged}
 
@@ -125,23 +125,23 @@ class Action(StrEnum):
 
 
 ACTION_LABELS = {
-    Action.dispatch: "派单",
-    Action.route: "转派",
-    Action.triage: "转人工分拨",
-    Action.pass_down: "下派",
-    Action.accept: "签收",
-    Action.return_case: "退单",
-    Action.escalate: "上报（吹哨）",
-    Action.respond_escalation: "响应吹哨",
-    Action.request_extension: "申请延期",
-    Action.approve_extension: "批准延期",
-    Action.refuse_extension: "驳回延期",
-    Action.resolve: "办结",
-    Action.callback: "回访",
-    Action.reopen: "重办",
-    Action.supervise: "督办",
-    Action.merge: "合并",
-    Action.close: "归档",
+    Action.dispatch: N_("派单"),
+    Action.route: N_("转派"),
+    Action.triage: N_("转人工分拨"),
+    Action.pass_down: N_("下派"),
+    Action.accept: N_("签收"),
+    Action.return_case: N_("退单"),
+    Action.escalate: N_("上报（吹哨）"),
+    Action.respond_escalation: N_("响应吹哨"),
+    Action.request_extension: N_("申请延期"),
+    Action.approve_extension: N_("批准延期"),
+    Action.refuse_extension: N_("驳回延期"),
+    Action.resolve: N_("办结"),
+    Action.callback: N_("回访"),
+    Action.reopen: N_("重办"),
+    Action.supervise: N_("督办"),
+    Action.merge: N_("合并"),
+    Action.close: N_("归档"),
 }
 
 
@@ -161,11 +161,11 @@ class ReturnReason(StrEnum):
 
 
 RETURN_REASON_LABELS = {
-    ReturnReason.not_our_jurisdiction: "非本单位职责",
-    ReturnReason.wrong_place: "地址不属本辖区",
-    ReturnReason.duplicate: "重复诉求",
-    ReturnReason.insufficient_info: "信息不全无法办理",
-    ReturnReason.other: "其他",
+    ReturnReason.not_our_jurisdiction: N_("非本单位职责"),
+    ReturnReason.wrong_place: N_("地址不属本辖区"),
+    ReturnReason.duplicate: N_("重复诉求"),
+    ReturnReason.insufficient_info: N_("信息不全无法办理"),
+    ReturnReason.other: N_("其他"),
 }
 
 
@@ -183,9 +183,9 @@ class Satisfaction(StrEnum):
 
 
 SATISFACTION_LABELS = {
-    Satisfaction.satisfied: "满意",
-    Satisfaction.basically_satisfied: "基本满意",
-    Satisfaction.dissatisfied: "不满意",
+    Satisfaction.satisfied: N_("满意"),
+    Satisfaction.basically_satisfied: N_("基本满意"),
+    Satisfaction.dissatisfied: N_("不满意"),
 }
 
 
@@ -548,13 +548,18 @@ def _iso(moment: datetime | None) -> str | None:
 def _require_text(value: str, what: str) -> str:
     text = value.strip()
     if not text:
-        raise TransitionError("missing_text", N_("请填写") + what)
+        raise TransitionError("missing_text", N_("请填写%(what)s"), what=what)
     return text
 
 
 def _check_state(snap: CaseSnapshot, action: Action, rule: _Rule) -> None:
     if snap.state not in rule.states:
-        raise TransitionError("state_forbidden", f"{_STATE_PHRASES[snap.state]}，不能{action.label}")
+        raise TransitionError(
+            "state_forbidden",
+            N_("%(state)s，不能%(action)s"),
+            state=_STATE_PHRASES[snap.state],
+            action=action.label,
+        )
 
 
 # A unit's own requests are decided by a level above it: its dispatcher may not approve its own delay.
@@ -565,14 +570,18 @@ def _check_actor(snap: CaseSnapshot, action: Action, actor: Actor, rule: _Rule) 
     role, who = actor.role, rule.who
     if _Who.dispatcher in who and role in (Role.dispatcher, Role.admin):
         if action in _DECIDED_ABOVE and role is Role.dispatcher and snap.unit_id == actor.unit_id:
-            raise TransitionError("out_of_scope", f"本单位的申请应由上级单位{action.label}")
+            raise TransitionError(
+                "out_of_scope", N_("本单位的申请应由上级单位%(action)s"), action=action.label
+            )
         if actor.oversees(snap.unit):
             return
-        raise TransitionError("out_of_scope", f"该工单不在您单位的管辖范围内，不能{action.label}")
+        raise TransitionError(
+            "out_of_scope", N_("该工单不在您单位的管辖范围内，不能%(action)s"), action=action.label
+        )
     if _Who.handler in who and role is Role.handler:
         if snap.unit is not None and actor.unit_id == snap.unit.id:
             return
-        raise TransitionError("out_of_scope", f"只能对本单位的工单{action.label}")
+        raise TransitionError("out_of_scope", N_("只能对本单位的工单%(action)s"), action=action.label)
     if _Who.summoned in who and role in (Role.handler, Role.dispatcher):
         if actor.unit_id is not None and actor.unit_id in snap.escalation_pending:
             return
@@ -583,7 +592,9 @@ def _check_actor(snap: CaseSnapshot, action: Action, actor: Actor, rule: _Rule) 
         raise TransitionError("out_of_scope", N_("只能评价本人提交的工单"))
     if _Who.operator in who and role is Role.operator:
         return
-    raise TransitionError("role_forbidden", f"{ROLE_LABELS[role]}无权{action.label}")
+    raise TransitionError(
+        "role_forbidden", N_("%(role)s无权%(action)s"), role=ROLE_LABELS[role], action=action.label
+    )
 
 
 def _check_target(snap: CaseSnapshot, actor: Actor, target: UnitRef, force: bool) -> None:
@@ -606,7 +617,9 @@ def _guard_pass_down(snap: CaseSnapshot, now: datetime, policy: Policy) -> None:
 def _guard_return(snap: CaseSnapshot, now: datetime, policy: Policy) -> None:
     if snap.returns_count >= policy.max_returns:
         raise TransitionError(
-            "return_limit", f"退单次数已达上限（{policy.max_returns}次），不能再退单，请由派单员处理"
+            "return_limit",
+            N_("退单次数已达上限（%(n)s次），不能再退单，请由派单员处理"),
+            n=policy.max_returns,
         )
 
 
@@ -641,7 +654,9 @@ def _guard_callback(snap: CaseSnapshot, now: datetime, policy: Policy) -> None:
 
 def _guard_reopen(snap: CaseSnapshot, now: datetime, policy: Policy) -> None:
     if snap.reopen_count >= policy.max_reopens:
-        raise TransitionError("reopen_limit", f"重办次数已达上限（{policy.max_reopens}次），不能再重办")
+        raise TransitionError(
+            "reopen_limit", N_("重办次数已达上限（%(n)s次），不能再重办"), n=policy.max_reopens
+        )
 
 
 def _guard_close(snap: CaseSnapshot, now: datetime, policy: Policy) -> None:
@@ -658,7 +673,7 @@ def _guard_close(snap: CaseSnapshot, now: datetime, policy: Policy) -> None:
 def _dispatch(snap: CaseSnapshot, cmd: Dispatch, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
     _check_target(snap, actor, cmd.to_unit, cmd.force)
     if cmd.force:  # overriding the no-ping-pong rule is audited: the event carries why
-        _require_text(cmd.note, "强制指派理由")
+        _require_text(cmd.note, N_("强制指派理由"))
     after = replace(
         snap,
         state=State.dispatched,
@@ -707,7 +722,7 @@ def _accept(snap: CaseSnapshot, cmd: Accept, actor: Actor, now: datetime, policy
 
 def _return(snap: CaseSnapshot, cmd: ReturnCase, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
     reason = ReturnReason(cmd.reason)
-    note = _require_text(cmd.note, "退单说明") if reason is ReturnReason.other else cmd.note.strip()
+    note = _require_text(cmd.note, N_("退单说明")) if reason is ReturnReason.other else cmd.note.strip()
     assert snap.unit is not None  # a handler of the case's unit passed _check_actor
     count = snap.returns_count + 1
     # The level that sent it re-dispatches; once returns are exhausted, or nobody sent it (rules did),
@@ -731,7 +746,7 @@ def _return(snap: CaseSnapshot, cmd: ReturnCase, actor: Actor, now: datetime, po
 
 
 def _escalate(snap: CaseSnapshot, cmd: Escalate, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
-    note = _require_text(cmd.note, "上报事由")
+    note = _require_text(cmd.note, N_("上报事由"))
     if not cmd.to_units:
         raise TransitionError("invalid_target", N_("请至少选择一个上级单位或部门"))
     ids = frozenset(u.id for u in cmd.to_units)
@@ -747,7 +762,7 @@ def _escalate(snap: CaseSnapshot, cmd: Escalate, actor: Actor, now: datetime, po
 def _respond(
     snap: CaseSnapshot, cmd: RespondEscalation, actor: Actor, now: datetime, policy: Policy
 ) -> _Outcome:
-    response = _require_text(cmd.response, "响应内容")
+    response = _require_text(cmd.response, N_("响应内容"))
     assert actor.unit_id is not None  # _check_actor found it in the pending set
     pending = snap.escalation_pending - {actor.unit_id}
     after = replace(snap, escalation_pending=pending, escalation_open=bool(pending))
@@ -757,7 +772,7 @@ def _respond(
 def _request_extension(
     snap: CaseSnapshot, cmd: RequestExtension, actor: Actor, now: datetime, policy: Policy
 ) -> _Outcome:
-    reason = _require_text(cmd.reason, "延期理由")
+    reason = _require_text(cmd.reason, N_("延期理由"))
     assert snap.deadline is not None  # _guard_request_extension
     if cmd.new_deadline <= snap.deadline:
         raise TransitionError("invalid_deadline", N_("申请的新时限必须晚于当前时限"))
@@ -782,14 +797,14 @@ def _approve_extension(
 def _refuse_extension(
     snap: CaseSnapshot, cmd: RefuseExtension, actor: Actor, now: datetime, policy: Policy
 ) -> _Outcome:
-    reason = _require_text(cmd.reason, "驳回理由")
+    reason = _require_text(cmd.reason, N_("驳回理由"))
     after = replace(snap, extension_pending=False, requested_deadline=None)
     return after, reason, {"requested_deadline": _iso(snap.requested_deadline)}
 
 
 def _resolve(snap: CaseSnapshot, cmd: Resolve, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
-    result = _require_text(cmd.result, "办理结果")
-    reply = _require_text(cmd.reply, "答复居民的内容")
+    result = _require_text(cmd.result, N_("办理结果"))
+    reply = _require_text(cmd.reply, N_("答复居民的内容"))
     # Unanswered summons block the resolution unless explicitly confirmed; either way they are recorded
     # (they are assessed).
     if snap.escalation_pending and not cmd.despite_unanswered:
@@ -844,13 +859,13 @@ def _callback(snap: CaseSnapshot, cmd: Callback, actor: Actor, now: datetime, po
 
 
 def _reopen(snap: CaseSnapshot, cmd: Reopen, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
-    reason = _require_text(cmd.reason, "重办理由")
+    reason = _require_text(cmd.reason, N_("重办理由"))
     after = _reopened(snap, cmd.new_deadline)
     return after, reason, {"reopen_count": after.reopen_count, "deadline": _iso(cmd.new_deadline)}
 
 
 def _supervise(snap: CaseSnapshot, cmd: Supervise, actor: Actor, now: datetime, policy: Policy) -> _Outcome:
-    reason = _require_text(cmd.reason, "督办事由")
+    reason = _require_text(cmd.reason, N_("督办事由"))
     after = replace(snap, supervised=True, supervise_count=snap.supervise_count + 1)
     details = {
         "supervise_count": after.supervise_count,

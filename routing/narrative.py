@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
+from core.i18n import N_
 from routing.lifecycle import SATISFACTION_LABELS, Satisfaction
 from routing.models import CaseEvent
 
 ACTION_LABELS = {
-    "submit": "诉求已受理",
-    "dispatch": "已派单",
-    "route": "已转交下级派单",
-    "pass_down": "已转派下级",
-    "triage": "转人工分派",
-    "accept": "承办单位已签收",
-    "return_case": "承办单位退单",
-    "escalate": "吹哨上报",
-    "respond_escalation": "部门报到响应",
-    "request_extension": "申请延期",
-    "approve_extension": "延期已批准",
-    "refuse_extension": "延期未获批准",
-    "resolve": "已办结",
-    "callback": "回访评价",
-    "reopen": "重新办理",
-    "supervise": "督办",
-    "merge": "合并到其他诉求",
-    "close": "已归档",
-    "warn": "即将超时提醒",
-    "recompute_deadline": "办理时限按正式节假日安排重新计算",
+    "submit": N_("诉求已受理"),
+    "dispatch": N_("已派单"),
+    "route": N_("已转交下级派单"),
+    "pass_down": N_("已转派下级"),
+    "triage": N_("转人工分派"),
+    "accept": N_("承办单位已签收"),
+    "return_case": N_("承办单位退单"),
+    "escalate": N_("吹哨上报"),
+    "respond_escalation": N_("部门报到响应"),
+    "request_extension": N_("申请延期"),
+    "approve_extension": N_("延期已批准"),
+    "refuse_extension": N_("延期未获批准"),
+    "resolve": N_("已办结"),
+    "callback": N_("回访评价"),
+    "reopen": N_("重新办理"),
+    "supervise": N_("督办"),
+    "merge": N_("合并到其他诉求"),
+    "close": N_("已归档"),
+    "warn": N_("即将超时提醒"),
+    "recompute_deadline": N_("办理时限按正式节假日安排重新计算"),
 }
 # Recounted clocks other than the handling deadline (see routing.calendar_services).
 _CLOCKS = {"sign_for_deadline": "签收时限", "callback_due": "回访期限"}

@@ -26,6 +26,7 @@ from scipy import stats as sps
 from sqlalchemy import Float, and_, cast, func, select, text
 from sqlalchemy.orm import Session
 
+from core.i18n import N_
 from core.models import Unit
 from core.quarter import Quarter
 from surveys.definitions import SurveyError
@@ -434,7 +435,7 @@ def results_export_frame(results: pd.DataFrame) -> pd.DataFrame:
 
 # Margin dimension → respondent column (the district margin is matched on the respondent's district code).
 MARGIN_FIELDS = {"age_band": "age_band", "gender": "gender", "district": "district_code"}
-DIMENSION_LABELS = {"age_band": "年龄段", "gender": "性别", "district": "区"}
+DIMENSION_LABELS = {"age_band": N_("年龄段"), "gender": N_("性别"), "district": N_("区")}
 UNANSWERED = "（未填写）"
 WEIGHTED_COLUMNS = [
     "community_code",

@@ -40,6 +40,7 @@ from core.csvio import (
     read_rows,
     xlsx_rows,
 )
+from core.i18n import N_
 from core.inputs import column_length
 from surveys import expressions
 from surveys.definitions import (
@@ -87,18 +88,18 @@ METADATA_TYPES = frozenset(
     }
 )
 TYPE_LABELS = {
-    "repeat": "重复组（begin_repeat）",
-    "geopoint": "位置（geopoint）",
-    "geotrace": "轨迹（geotrace）",
-    "geoshape": "区域（geoshape）",
-    "photo": "图片（image）",
-    "audio": "录音（audio）",
-    "video": "视频（video）",
-    "date": "日期（date）",
-    "time": "时间（time）",
-    "dateTime": "日期时间（dateTime）",
-    "barcode": "条码（barcode）",
-    "range": "滑块（range）",
+    "repeat": N_("重复组（begin_repeat）"),
+    "geopoint": N_("位置（geopoint）"),
+    "geotrace": N_("轨迹（geotrace）"),
+    "geoshape": N_("区域（geoshape）"),
+    "photo": N_("图片（image）"),
+    "audio": N_("录音（audio）"),
+    "video": N_("视频（video）"),
+    "date": N_("日期（date）"),
+    "time": N_("时间（time）"),
+    "dateTime": N_("日期时间（dateTime）"),
+    "barcode": N_("条码（barcode）"),
+    "range": N_("滑块（range）"),
 }
 # Keys of pyxform's question dict that the online form uses; anything else is kept as an extra.
 USED_KEYS = frozenset(

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, utcnow
+from core.i18n import N_
 from core.models import Unit
 
 
@@ -37,7 +38,11 @@ class SurveyStatus(enum.StrEnum):
     closed = "closed"
 
 
-STATUS_LABELS = {SurveyStatus.draft: "草稿", SurveyStatus.open: "收集中", SurveyStatus.closed: "已结束"}
+STATUS_LABELS = {
+    SurveyStatus.draft: N_("草稿"),
+    SurveyStatus.open: N_("收集中"),
+    SurveyStatus.closed: N_("已结束"),
+}
 
 
 class QuestionKind(enum.StrEnum):
@@ -53,13 +58,13 @@ class QuestionKind(enum.StrEnum):
 
 
 KIND_LABELS = {
-    QuestionKind.likert5: "五级量表",
-    QuestionKind.single: "单选",
-    QuestionKind.multiple: "多选",
-    QuestionKind.number: "数值",
-    QuestionKind.integer: "整数",
-    QuestionKind.text: "文本",
-    QuestionKind.note: "说明",
+    QuestionKind.likert5: N_("五级量表"),
+    QuestionKind.single: N_("单选"),
+    QuestionKind.multiple: N_("多选"),
+    QuestionKind.number: N_("数值"),
+    QuestionKind.integer: N_("整数"),
+    QuestionKind.text: N_("文本"),
+    QuestionKind.note: N_("说明"),
 }
 
 
@@ -156,9 +161,9 @@ class ResponseStatus(enum.StrEnum):
 
 
 RESPONSE_STATUS_LABELS = {
-    ResponseStatus.accepted: "已计入",
-    ResponseStatus.held: "待审核",
-    ResponseStatus.excluded: "已排除",
+    ResponseStatus.accepted: N_("已计入"),
+    ResponseStatus.held: N_("待审核"),
+    ResponseStatus.excluded: N_("已排除"),
 }
 
 

@@ -13,6 +13,7 @@ from app.api.schemas import read_request
 from app.auth import signed_in_user
 from app.errors import api_error
 from app.extensions import csrf, db, limiter
+from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
 from app.ratelimit import limit_from_config
 from app.security import MAX_JSON_DEPTH, json_too_deep
@@ -20,6 +21,7 @@ from app.web.present import STATE_LABELS, contact_name, contact_phone
 from app.web.public import duplicates_for, token_key
 from core import jobs
 from core.catalogue import HANDLING_LEVEL_LABELS, active_categories
+from core.i18n import N_
 from core.models import Unit
 from core.units import children_of
 from routing.access import can_view
@@ -53,10 +55,10 @@ def _field_error(field: str, code: str, message: str) -> dict[str, Any]:
 
 
 KEY_MESSAGES = {
-    "invalid": "api_key 无效",
-    "revoked": "api_key 已被吊销",
-    "scope": "该 api_key 无权进行此操作",
-    "rate_limited": "该 api_key 请求过于频繁，请稍后再试",
+    "invalid": N_("api_key 无效"),
+    "revoked": N_("api_key 已被吊销"),
+    "scope": N_("该 api_key 无权进行此操作"),
+    "rate_limited": N_("该 api_key 请求过于频繁，请稍后再试"),
 }
 
 
@@ -179,11 +181,11 @@ def create_request() -> Any:
         db.session.rollback()
         return api_error(
             422,
-            [_field_error(API_FIELDS.get(e.field, e.field), e.code, _(e.message)) for e in rejected.errors],
+            [_field_error(API_FIELDS.get(e.field, e.field), e.code, message_of(e)) for e in rejected.errors],
         )
     except IdempotencyConflict as conflict:
         db.session.rollback()
-        return api_error(409, [_field_error("Idempotency-Key", conflict.code, _(conflict.message))])
+        return api_error(409, [_field_error("Idempotency-Key", conflict.code, message_of(conflict))])
     if result.created:
         # Built before the commit from what was just stored, so the commit expires nothing we reload.
         case = result.case

@@ -23,6 +23,7 @@ from sqlalchemy.orm import selectinload
 from app.api import keys
 from app.api.models import Open311Token
 from app.extensions import csrf, db
+from app.i18n import message_of
 from app.web.public import token_key
 from core import jobs
 from core.catalogue import active_categories
@@ -353,10 +354,10 @@ def create_request(ext: str) -> Response:
     except IntakeRejected as rejected:
         db.session.rollback()
         field = rejected.errors[0].field
-        return error(ext, 400, f"{OPEN311_FIELDS.get(field, field)}: {_(rejected.errors[0].message)}")
+        return error(ext, 400, f"{OPEN311_FIELDS.get(field, field)}: {message_of(rejected.errors[0])}")
     except IdempotencyConflict as conflict:
         db.session.rollback()
-        return error(ext, 400, _(conflict.message))
+        return error(ext, 400, message_of(conflict))
     case = result.case
     if result.created:
         event = case.events[0]

@@ -8,6 +8,7 @@ from typing import Any
 import segno
 from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_login import login_required, login_user
 from flask_wtf import FlaskForm
@@ -19,6 +20,7 @@ from app.accounts import change_password, disable_totp, enable_totp, new_totp_se
 from app.audit import audit
 from app.auth import SessionUser, roles_required, signed_in_user
 from app.extensions import db, limiter
+from app.i18n import message_of
 from app.ratelimit import limit_from_config
 from app.security import phone_code_key
 from core.i18n import DomainError
@@ -32,21 +34,23 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 class PasswordChangeForm(FlaskForm):
     """Current and new password."""
 
-    current = PasswordField("当前密码", validators=[DataRequired(message="请输入当前密码"), Length(max=200)])
+    current = PasswordField(
+        _l("当前密码"), validators=[DataRequired(message=_l("请输入当前密码")), Length(max=200)]
+    )
     password = PasswordField(
-        "新密码（至少 10 位，不能是常见密码）",
-        validators=[DataRequired(message="请输入新密码"), Length(max=200)],
+        _l("新密码（至少 10 位，不能是常见密码）"),
+        validators=[DataRequired(message=_l("请输入新密码")), Length(max=200)],
         render_kw={"autocomplete": "new-password"},
     )
-    confirm = PasswordField("再次输入新密码", validators=[DataRequired(message="请再次输入新密码")])
+    confirm = PasswordField(_l("再次输入新密码"), validators=[DataRequired(message=_l("请再次输入新密码"))])
 
 
 class CodeForm(FlaskForm):
     """A 6-digit code from the authenticator app."""
 
     code = StringField(
-        "验证码",
-        validators=[DataRequired(message="请输入 6 位验证码"), Length(max=10)],
+        _l("验证码"),
+        validators=[DataRequired(message=_l("请输入 6 位验证码")), Length(max=10)],
         render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"},
     )
 
@@ -55,8 +59,8 @@ class PhoneCodeForm(FlaskForm):
     """The 6-digit code of the SMS sent to the account's phone."""
 
     code = StringField(
-        "短信验证码",
-        validators=[DataRequired(message="请输入短信中的 6 位验证码"), Length(max=10)],
+        _l("短信验证码"),
+        validators=[DataRequired(message=_l("请输入短信中的 6 位验证码")), Length(max=10)],
         render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"},
     )
 
@@ -113,7 +117,7 @@ def password() -> Any:
         change_password(db.session, user, form.current.data or "", form.password.data or "")
     except DomainError as error:
         db.session.rollback()
-        getattr(form, error.field or "password").errors.append(_(error.message))
+        getattr(form, error.field or "password").errors.append(message_of(error))
         return _page(422, password_form=form)
     if user.is_staff:
         audit("password.change", user, "user", user.id)
@@ -138,7 +142,7 @@ def totp_enable() -> Any:
         enable_totp(db.session, user, secret, form.code.data or "")
     except DomainError as error:
         db.session.rollback()
-        form.code.errors = [*form.code.errors, _(error.message)]
+        form.code.errors = [*form.code.errors, message_of(error)]
         return _page(422, code_form=form)
     audit("totp.enrol", user, "user", user.id)
     db.session.commit()

@@ -23,6 +23,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from redis.exceptions import RedisError
@@ -42,12 +43,13 @@ from app.audit import audit
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text
 from app.extensions import db
+from app.i18n import message_of
 from app.queue import QUEUES, queue_name
 from app.redis_conn import redis_for
 from app.web.present import local, register_nav
 from core.audit import ACTIONS, AuditEvent, AuditQuery, search
 from core.csvio import ImportRejected
-from core.i18n import DomainError
+from core.i18n import N_, DomainError
 from core.models import ROLE_LABELS, Role, User
 from core.quarter import beijing_midnight_utc
 from routing import services
@@ -62,7 +64,7 @@ def dbs() -> Session:
     return cast(Session, db.session)
 
 
-register_nav("admin.index", "系统管理", Role.admin)
+register_nav("admin.index", N_("系统管理"), Role.admin)
 REDIS_DOWN = (
     "无法连接任务队列（Redis），暂时无法查看或重新执行失败任务；工单数据不受影响，Redis 恢复后会自动补派。"
 )
@@ -71,8 +73,8 @@ REDIS_DOWN = (
 class RulesUploadForm(FlaskForm):
     """A CSV of dispatch rules to publish as a new version."""
 
-    file = FileField("规则文件（CSV）", validators=[FileRequired(message="请选择 CSV 文件")])
-    note = StringField("版本说明", validators=[Optional(), Length(max=200)])
+    file = FileField(_l("规则文件（CSV）"), validators=[FileRequired(message=_l("请选择 CSV 文件"))])
+    note = StringField(_l("版本说明"), validators=[Optional(), Length(max=200)])
 
 
 # The CSV columns of a rules file as the error list and the preview name them.
@@ -335,29 +337,31 @@ ROLE_CHOICES = [SelectChoice(role.value, ROLE_LABELS[role]) for role in Role]
 class UserCreateForm(FlaskForm):
     """A new account: staff are bound to a unit (by its code)."""
 
-    username = StringField("用户名", validators=[DataRequired(message="请输入用户名"), Length(max=40)])
-    display_name = StringField("姓名或称呼", validators=[Optional(), Length(max=40)])
-    role = SelectField("角色", choices=ROLE_CHOICES, default=Role.handler.value)
-    unit = StringField("单位代码", validators=[Optional(), Length(max=40)])
+    username = StringField(
+        _l("用户名"), validators=[DataRequired(message=_l("请输入用户名")), Length(max=40)]
+    )
+    display_name = StringField(_l("姓名或称呼"), validators=[Optional(), Length(max=40)])
+    role = SelectField(_l("角色"), choices=ROLE_CHOICES, default=Role.handler.value)
+    unit = StringField(_l("单位代码"), validators=[Optional(), Length(max=40)])
     password = PasswordField(
-        "初始密码（至少 10 位）", validators=[DataRequired(message="请输入密码"), Length(max=200)]
+        _l("初始密码（至少 10 位）"), validators=[DataRequired(message=_l("请输入密码")), Length(max=200)]
     )
 
 
 class UserEditForm(FlaskForm):
     """Role, unit, active and display name of an account."""
 
-    display_name = StringField("姓名或称呼", validators=[Optional(), Length(max=40)])
-    role = SelectField("角色", choices=ROLE_CHOICES)
-    unit = StringField("单位代码", validators=[Optional(), Length(max=40)])
-    active = BooleanField("启用（取消勾选即停用，停用后立即退出所有会话）")
+    display_name = StringField(_l("姓名或称呼"), validators=[Optional(), Length(max=40)])
+    role = SelectField(_l("角色"), choices=ROLE_CHOICES)
+    unit = StringField(_l("单位代码"), validators=[Optional(), Length(max=40)])
+    active = BooleanField(_l("启用（取消勾选即停用，停用后立即退出所有会话）"))
 
 
 class PasswordResetForm(FlaskForm):
     """A new password set by an admin (the user's sessions end)."""
 
     password = PasswordField(
-        "新密码（至少 10 位）", validators=[DataRequired(message="请输入密码"), Length(max=200)]
+        _l("新密码（至少 10 位）"), validators=[DataRequired(message=_l("请输入密码")), Length(max=200)]
     )
 
 
@@ -405,7 +409,7 @@ def users() -> Any:
                 )
             except DomainError as error:
                 dbs().rollback()
-                getattr(form, error.field or "username").errors.append(_(error.message))
+                getattr(form, error.field or "username").errors.append(message_of(error))
             else:
                 audit(
                     "user.create",
@@ -458,7 +462,7 @@ def user(user_id: int) -> Any:
         changed = update_user(dbs(), target, change)
     except DomainError as error:
         dbs().rollback()
-        getattr(form, error.field or "unit").errors.append(_(error.message))
+        getattr(form, error.field or "unit").errors.append(message_of(error))
         return _user_page(target, 422, edit=form)
     if changed:
         # Names are personal data: the trail says that the name changed, not what it was.
@@ -483,7 +487,7 @@ def reset_password(user_id: int) -> Any:
         set_password(dbs(), target, form.password.data or "")
     except DomainError as error:
         dbs().rollback()
-        form.password.errors = [*form.password.errors, _(error.message)]
+        form.password.errors = [*form.password.errors, message_of(error)]
         return _user_page(target, 422, reset=form)
     audit("user.password_reset", object_type="user", object_id=target.id)
     dbs().commit()
@@ -514,14 +518,14 @@ class AuditSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search changes nothing
 
-    username = StringField("用户名", validators=[Optional(), Length(max=80)])
+    username = StringField(_l("用户名"), validators=[Optional(), Length(max=80)])
     action = SelectField(
-        "操作",
-        choices=[SelectChoice("", "全部")] + [SelectChoice(k, v) for k, v in ACTIONS.items()],
+        _l("操作"),
+        choices=[SelectChoice("", _l("全部"))] + [SelectChoice(k, v) for k, v in ACTIONS.items()],
         default="",
     )
-    since = DateField("起始日期", validators=[Optional()])
-    until = DateField("截止日期", validators=[Optional()])
+    since = DateField(_l("起始日期"), validators=[Optional()])
+    until = DateField(_l("截止日期"), validators=[Optional()])
 
 
 def _audit_query(form: AuditSearchForm) -> AuditQuery:

@@ -21,6 +21,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from sqlalchemy import select
@@ -30,6 +31,7 @@ from werkzeug.utils import secure_filename
 from app.audit import audit
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.i18n import TranslatedLabels, message_of
 from app.web.assessment_forms import (
     ActionForm,
     CompositeForm,
@@ -51,22 +53,22 @@ from assessment.jobs import RUN_QUARTER
 from assessment.models import RUN_PUBLISHED, EvaluatorEntry, IndicatorSystem, ReviewItem, ScoringRun
 from assessment.weights import SAATY_1980_RANDOM_INDEX
 from core import jobs
-from core.i18n import DomainError
+from core.i18n import N_, DomainError
 from core.inputs import column_length, fit_filename
 from core.models import LEVEL_LABELS, Level, Role, Unit
 from core.quarter import Quarter
 
 bp = Blueprint("assessment", __name__, url_prefix="/assessment")
 STAFF = (Role.evaluator, Role.admin)
-register_nav("assessment.dashboard", "考评", *STAFF)
+register_nav("assessment.dashboard", N_("考评"), *STAFF)
 
 
 @bp.context_processor
 def _vocabulary() -> dict[str, Any]:
     """The assessment's label tables for its templates (one vocabulary, assessment.vocabulary)."""
     return {
-        "RUN_STATUS_LABELS": vocabulary.RUN_STATUS_LABELS,
-        "ROLLUP_LABELS": vocabulary.ROLLUP_LABELS,
+        "RUN_STATUS_LABELS": TranslatedLabels(vocabulary.RUN_STATUS_LABELS),
+        "ROLLUP_LABELS": TranslatedLabels(vocabulary.ROLLUP_LABELS),
         "label": labels.label,
     }
 
@@ -132,8 +134,10 @@ def significance(row: Any) -> str:
     if change is None or pd.isna(change):
         return "—"
     if p is None or pd.isna(p):
-        return "数据不足"
-    return f"{'显著' if p <= tests_of_change.ALPHA else '不显著'}（BH 校正 p = {p:.3f}）"
+        return _("数据不足")
+    if p <= tests_of_change.ALPHA:
+        return _("显著（BH 校正 p = %(p)s）", p=format(p, ".3f"))
+    return _("不显著（BH 校正 p = %(p)s）", p=format(p, ".3f"))
 
 
 def _job_in_beijing_time(job: dict[str, str] | None) -> dict[str, str] | None:
@@ -198,7 +202,7 @@ def run_quarter(quarter: str) -> Any:
     q = _quarter(quarter)
     run = _run_or_none(q)
     if run is not None and run.status == RUN_PUBLISHED:
-        flash(f"{q.label_zh}的考评结果已发布，不能重新计算")
+        flash(_("%(quarter)s的考评结果已发布，不能重新计算", quarter=q.label_zh))
         return redirect(url_for("assessment.dashboard", quarter=str(q)))
     indicator_systems.ensure_system(_db(), q, _user_id())
     indicator_systems.current_composite(_db())
@@ -207,11 +211,11 @@ def run_quarter(quarter: str) -> Any:
     try:
         jobs.enqueue(RUN_QUARTER, str(q))
     except DomainError as error:
-        flash(error.message)
+        flash(message_of(error))
     except Exception:  # inline mode (RQ_ASYNC off) runs the job here; it recorded its failure for the page
-        flash(f"{q.label_zh}的考评计算失败，详见下方任务状态")
+        flash(_("%(quarter)s的考评计算失败，详见下方任务状态", quarter=q.label_zh))
     else:
-        flash(f"已提交{q.label_zh}的考评计算")
+        flash(_("已提交%(quarter)s的考评计算", quarter=q.label_zh))
     return redirect(url_for("assessment.dashboard", quarter=str(q)))
 
 
@@ -224,11 +228,11 @@ def publish(quarter: str) -> Any:
         run = services.publish_run(_db(), q, _user_id())
     except DomainError as error:
         _db().rollback()
-        flash(error.message)
+        flash(message_of(error))
     else:
         audit("scoring.publish", signed_in_user(), "scoring_run", run.id, {"quarter": str(q)})
         _db().commit()
-        flash(f"{q.label_zh}的考评结果已发布")
+        flash(_("%(quarter)s的考评结果已发布", quarter=q.label_zh))
     return redirect(url_for("assessment.dashboard", quarter=str(q)))
 
 
@@ -294,10 +298,10 @@ def unit(quarter: str, code: str) -> Any:
         sources=run.system.sources,
         children=children,
         chart=chart,
-        LEVEL_LABELS=LEVEL_LABELS,
+        LEVEL_LABELS=TranslatedLabels(LEVEL_LABELS),
         rates=inputs.three_rates(_db(), q, place.level.value).to_dict("index"),
         child_rates=inputs.three_rates(_db(), q, lower.value).to_dict("index") if lower else {},
-        FLAG_LABELS=missing.FLAG_LABELS,
+        FLAG_LABELS=TranslatedLabels(missing.FLAG_LABELS),
     )
 
 
@@ -407,7 +411,7 @@ def system(system_id: int) -> Any:
             new = _save_system(current, action, form)
         except DomainError as error:
             _db().rollback()
-            errors.append(error.message)
+            errors.append(message_of(error))
         except FormInvalid as invalid:
             errors.extend(invalid.messages)
         else:
@@ -416,7 +420,14 @@ def system(system_id: int) -> Any:
                 {"action": action, "quarter": new.quarter, "version": new.version, "from": system_id},
             )  # fmt: skip
             _db().commit()
-            flash(f"已保存为 {new.quarter} 新版本 v{new.version}：{new.note}")
+            flash(
+                _(
+                    "已保存为 %(quarter)s 新版本 v%(version)s：%(note)s",
+                    quarter=new.quarter,
+                    version=new.version,
+                    note=new.note,
+                )
+            )
             return redirect(url_for("assessment.system", system_id=new.id))
         current = _db().get(IndicatorSystem, system_id) or abort(404)
     values = request.values
@@ -538,7 +549,7 @@ class FormInvalid(Exception):
 
 def _valid(form: Any) -> Any:
     if not form.validate_on_submit():
-        raise FormInvalid(messages(form) or ["提交的内容不完整，请检查后重试"])
+        raise FormInvalid(messages(form) or [_("提交的内容不完整，请检查后重试")])
     return form
 
 
@@ -588,7 +599,7 @@ def _save_system(current: IndicatorSystem, action: str, form: Any) -> IndicatorS
             _db(), current, weights.node.data, weights.method.data or "direct", direct=weights.direct,
             matrix=weights.parsed_matrix(), user_id=user_id, check_frozen=True,
         )  # fmt: skip
-    raise DomainError("bad_action", "未知的操作")
+    raise DomainError("bad_action", N_("未知的操作"))
 
 
 @bp.route("/composite", methods=["POST"])
@@ -606,10 +617,10 @@ def composite() -> Any:
         )
     except DomainError as error:
         _db().rollback()
-        flash(error.message)
+        flash(message_of(error))
     else:
         _db().commit()
-        flash("已保存新的三率权重版本")
+        flash(_("已保存新的三率权重版本"))
     return redirect(url_for("assessment.dashboard"))
 
 
@@ -649,12 +660,12 @@ def entries() -> Any:
                 )  # fmt: skip
             except DomainError as error:
                 _db().rollback()
-                errors.append(error.message)
+                errors.append(message_of(error))
             else:
                 if upload is not None:
                     upload.save(_evidence_dir() / stored)  # only once the entry is valid: no orphan files
                 _db().commit()
-                flash("已保存录入")
+                flash(_("已保存录入"))
                 return redirect(url_for("assessment.entries", quarter=str(quarter)))
     rows = (
         _db()
@@ -688,7 +699,7 @@ def entries() -> Any:
         codes=codes,
         units=units,
         entry_names=dict(codes),
-        LEVEL_LABELS=LEVEL_LABELS,
+        LEVEL_LABELS=TranslatedLabels(LEVEL_LABELS),
     )
 
 
@@ -721,7 +732,9 @@ def _review_rows() -> list[ReviewItem]:
 @roles_required(*STAFF)
 def review() -> Any:
     """逐项审核: items residents stayed dissatisfied with, open ones first."""
-    return render_template("assessment/review.html", items=_review_rows(), KIND_LABELS=KIND_LABELS)
+    return render_template(
+        "assessment/review.html", items=_review_rows(), KIND_LABELS=TranslatedLabels(KIND_LABELS)
+    )
 
 
 @bp.route("/review/<int:item_id>/decision", methods=["POST"])
@@ -737,8 +750,8 @@ def decide(item_id: int) -> Any:
         services.record_decision(_db(), item_id, form.decision.data, _user_id())
     except DomainError as error:
         _db().rollback()
-        flash(error.message)
+        flash(message_of(error))
     else:
         _db().commit()
-        flash("已记录审核结论")
+        flash(_("已记录审核结论"))
     return redirect(url_for("assessment.review"))

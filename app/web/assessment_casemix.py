@@ -16,6 +16,7 @@ from wtforms.validators import AnyOf, NumberRange, Optional
 
 from app.auth import roles_required
 from app.exports import safe_row
+from app.i18n import TranslatedLabels
 from app.web.assessment import STAFF, _db, _quarter, bp
 from app.web.assessment_forms import messages
 from assessment import casemix
@@ -93,7 +94,7 @@ def casemix_view(quarter: str) -> Any:
         result=result,
         rate=RATE_BY_KEY[form.rate.data],
         level=level,
-        LEVEL_LABELS=LEVEL_LABELS,
+        LEVEL_LABELS=TranslatedLabels(LEVEL_LABELS),
         ranked=ranked.reset_index().to_dict("records"),
         apart=apart.reset_index().to_dict("records"),
         verdicts=casemix.VERDICT_LABELS,

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app.auth import roles_required
 from app.exports import csv_text, safe_row
+from app.i18n import TranslatedLabels
 from app.web.assessment import KIND_LABELS, STAFF, _db, _quarter, _review_rows, _run_for_view, _tree_rows, bp
 from app.web.assessment_casemix import add_ledger_sheet
 from app.web.ledgers import add_co_governance_sheets
@@ -263,7 +264,7 @@ def report(quarter: str) -> Any:
         quarter=q,
         run=run,
         tables=tables,
-        LEVEL_LABELS=LEVEL_LABELS,
+        LEVEL_LABELS=TranslatedLabels(LEVEL_LABELS),
         definitions=vocabulary.RATE_DEFINITIONS,
         tie_rule=rankings.TIE_RULES.get(run.params.get("tie_rule", "min"), ""),
     )

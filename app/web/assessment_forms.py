@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from sqlalchemy import select
@@ -56,25 +58,25 @@ def _finite_number(_form: Any, field: Field) -> None:
     try:
         value = float(text)
     except ValueError:
-        raise ValidationError(f"{field.label.text}必须是数字") from None
+        raise ValidationError(_("%(label)s必须是数字", label=field.label.text)) from None
     if not math.isfinite(value):
-        raise ValidationError(f"{field.label.text}必须是有限的数字")
+        raise ValidationError(_("%(label)s必须是有限的数字", label=field.label.text))
 
 
 def _quarter_text(_form: Any, field: Field) -> None:
     try:
         Quarter.parse(field.data or "")
     except ValueError:
-        raise ValidationError("季度格式应为 2026Q3") from None
+        raise ValidationError(_("季度格式应为 2026Q3")) from None
 
 
 def _json_object(_form: Any, field: Field) -> None:
     try:
         value = json.loads(field.data or "")
     except ValueError:
-        raise ValidationError(f"{field.label.text}不是有效的 JSON") from None
+        raise ValidationError(_("%(label)s不是有效的 JSON", label=field.label.text)) from None
     if not isinstance(value, dict):
-        raise ValidationError(f"{field.label.text}必须是 JSON 对象")
+        raise ValidationError(_("%(label)s必须是 JSON 对象", label=field.label.text))
 
 
 def messages(form: FlaskForm) -> list[str]:
@@ -84,51 +86,59 @@ def messages(form: FlaskForm) -> list[str]:
         if name is None:
             continue
         for error in errors if isinstance(errors, list) else [errors]:
-            out.append("页面已过期，请刷新后重试" if name == "csrf_token" else str(error))
+            out.append(_("页面已过期，请刷新后重试") if name == "csrf_token" else str(error))
     return out
 
 
 class QuarterForm(FlaskForm):
     """A quarter typed as 2026Q3 (create the default system for it)."""
 
-    quarter = StringField("季度", validators=[InputRequired("请填写季度"), _quarter_text])
+    quarter = StringField(_l("季度"), validators=[InputRequired(_l("请填写季度")), _quarter_text])
 
 
 class EntryForm(FlaskForm):
     """An evaluator's value for an entry code, with an optional evidence file."""
 
-    quarter = HiddenField("季度", validators=[Optional(), _quarter_text])
-    unit = StringField("单位编码", validators=[InputRequired("请填写单位编码"), Length(max=64)])
-    code = StringField("录入项编码", validators=[InputRequired("请填写录入项编码"), Length(max=60)])
-    value = StringField("取值", validators=[InputRequired("请填写取值"), _finite_number])
-    note = TextAreaField("情况说明", validators=[Length(max=2000)])
-    evidence = FileField("佐证材料")
+    quarter = HiddenField(_l("季度"), validators=[Optional(), _quarter_text])
+    unit = StringField(_l("单位编码"), validators=[InputRequired(_l("请填写单位编码")), Length(max=64)])
+    code = StringField(_l("录入项编码"), validators=[InputRequired(_l("请填写录入项编码")), Length(max=60)])
+    value = StringField(_l("取值"), validators=[InputRequired(_l("请填写取值")), _finite_number])
+    note = TextAreaField(_l("情况说明"), validators=[Length(max=2000)])
+    evidence = FileField(_l("佐证材料"))
 
     def validate_unit(self, field: Field) -> None:
         """The unit code must name a unit (said together with the other fields' errors)."""
         if db.session.scalar(select(Unit.id).where(Unit.code == (field.data or "").strip())) is None:
-            raise ValidationError("单位编码不存在")
+            raise ValidationError(_("单位编码不存在"))
 
     def validate_evidence(self, field: Field) -> None:
         """Only the allowed evidence types (the file is saved once the entry is valid)."""
         name = getattr(field.data, "filename", "") or ""
         if name and Path(name).suffix.lower() not in EVIDENCE_SUFFIXES:
-            raise ValidationError("证据文件类型不支持，请上传图片、PDF、Office 文档、文本或音视频文件")
+            raise ValidationError(_("证据文件类型不支持，请上传图片、PDF、Office 文档、文本或音视频文件"))
 
 
 class DecisionForm(FlaskForm):
     """The evaluators' decision on a review item."""
 
-    decision = TextAreaField("审核结论", validators=[DataRequired("请填写审核结论"), Length(max=4000)])
+    decision = TextAreaField(
+        _l("审核结论"), validators=[DataRequired(_l("请填写审核结论")), Length(max=4000)]
+    )
 
 
 class CompositeForm(FlaskForm):
     """A new version of the 三率 composite weights."""
 
-    response = StringField("响应率权重", validators=[InputRequired("请填写响应率权重"), _finite_number])
-    resolution = StringField("解决率权重", validators=[InputRequired("请填写解决率权重"), _finite_number])
-    satisfaction = StringField("满意率权重", validators=[InputRequired("请填写满意率权重"), _finite_number])
-    note = StringField("说明", validators=[Length(max=500)])
+    response = StringField(
+        _l("响应率权重"), validators=[InputRequired(_l("请填写响应率权重")), _finite_number]
+    )
+    resolution = StringField(
+        _l("解决率权重"), validators=[InputRequired(_l("请填写解决率权重")), _finite_number]
+    )
+    satisfaction = StringField(
+        _l("满意率权重"), validators=[InputRequired(_l("请填写满意率权重")), _finite_number]
+    )
+    note = StringField(_l("说明"), validators=[Length(max=500)])
 
     def values(self) -> tuple[float, float, float]:
         """The three weights as numbers (the service normalises them)."""
@@ -149,21 +159,21 @@ class NodeForm(FlaskForm):
 
     action = HiddenField()
     parent = HiddenField()
-    code = StringField("编码", validators=[Length(max=MAX_CODE_LENGTH)])
-    name = StringField("名称", validators=[Length(max=120)])
-    weight = StringField("权重")
-    rule_kind = StringField("评分规则类型")
-    lower = StringField("下限")
-    upper = StringField("上限")
-    higher_is_better = BooleanField("越高越好", false_values=("", "0", "false"))
-    thresholds = TextAreaField("档位")
-    per_item = StringField("每项分值")
-    cap = StringField("加分上限")
-    threshold = StringField("否决线")
-    below = BooleanField("低于否决线即否决", false_values=("", "0", "false"))
-    veto_scope = StringField("否决范围", default="node")
-    source_kind = StringField("来源类型")
-    source_key = StringField("来源编码", validators=[Length(max=120)])
+    code = StringField(_l("编码"), validators=[Length(max=MAX_CODE_LENGTH)])
+    name = StringField(_l("名称"), validators=[Length(max=120)])
+    weight = StringField(_l("权重"))
+    rule_kind = StringField(_l("评分规则类型"))
+    lower = StringField(_l("下限"))
+    upper = StringField(_l("上限"))
+    higher_is_better = BooleanField(_l("越高越好"), false_values=("", "0", "false"))
+    thresholds = TextAreaField(_l("档位"))
+    per_item = StringField(_l("每项分值"))
+    cap = StringField(_l("加分上限"))
+    threshold = StringField(_l("否决线"))
+    below = BooleanField(_l("低于否决线即否决"), false_values=("", "0", "false"))
+    veto_scope = StringField(_l("否决范围"), default="node")
+    source_kind = StringField(_l("来源类型"))
+    source_key = StringField(_l("来源编码"), validators=[Length(max=120)])
 
     def rule_fields(self) -> dict[str, Any]:
         """The rule's typed fields as the service reads them (booleans as "1"/"")."""
@@ -183,27 +193,27 @@ class DeleteForm(FlaskForm):
 class CopyForm(FlaskForm):
     """Copy a system to another quarter."""
 
-    quarter = StringField("季度", validators=[InputRequired("请填写季度"), _quarter_text])
+    quarter = StringField(_l("季度"), validators=[InputRequired(_l("请填写季度")), _quarter_text])
 
 
 class JsonForm(FlaskForm):
     """Import a whole tree and its sources as JSON."""
 
-    quarter = StringField("适用季度", validators=[Optional(), _quarter_text])
-    tree = TextAreaField("指标树", validators=[InputRequired("请填写指标树"), _json_object])
-    sources = TextAreaField("数据来源", validators=[InputRequired("请填写数据来源"), _json_object])
-    rollup = StringField("汇总方式", validators=[Optional()])
-    tie_rule = StringField("并列名次规则", validators=[Optional()])
+    quarter = StringField(_l("适用季度"), validators=[Optional(), _quarter_text])
+    tree = TextAreaField(_l("指标树"), validators=[InputRequired(_l("请填写指标树")), _json_object])
+    sources = TextAreaField(_l("数据来源"), validators=[InputRequired(_l("请填写数据来源")), _json_object])
+    rollup = StringField(_l("汇总方式"), validators=[Optional()])
+    tie_rule = StringField(_l("并列名次规则"), validators=[Optional()])
 
     def validate_rollup(self, field: Field) -> None:
         """population or equal."""
         if field.data and field.data not in ROLLUP_MODES:
-            raise ValidationError("汇总方式必须是 population（按人口加权）或 equal（等权）")
+            raise ValidationError(_("汇总方式必须是 population（按人口加权）或 equal（等权）"))
 
     def validate_tie_rule(self, field: Field) -> None:
         """One of the declared tie rules."""
         if field.data and field.data not in TIE_RULES:
-            raise ValidationError(f"未知的并列名次规则：{field.data}")
+            raise ValidationError(_("未知的并列名次规则：%(rule)s", rule=field.data))
 
 
 def _fraction(text: str) -> float:
@@ -241,14 +251,14 @@ def matrix_from_cells(form: Any) -> list[list[float]]:
 class WeightsForm(FlaskForm):
     """One group's child weights: direct (``w_<code>`` fields), an AHP matrix, or entropy at run time."""
 
-    node = StringField("上级指标编码", validators=[InputRequired("请填写上级指标编码")])
-    method = StringField("方法", default="direct")
-    matrix = TextAreaField("判断矩阵")
+    node = StringField(_l("上级指标编码"), validators=[InputRequired(_l("请填写上级指标编码"))])
+    method = StringField(_l("方法"), default="direct")
+    matrix = TextAreaField(_l("判断矩阵"))
 
     def validate_method(self, field: Field) -> None:
         """direct, ahp or entropy."""
         if (field.data or "direct") not in ("direct", "ahp", "entropy"):
-            raise ValidationError("权重方法必须是 direct、ahp 或 entropy")
+            raise ValidationError(_("权重方法必须是 direct、ahp 或 entropy"))
 
     def validate_matrix(self, field: Field) -> None:
         """Rows of numbers (1/3 allowed) when the method is AHP."""
@@ -256,7 +266,7 @@ class WeightsForm(FlaskForm):
             try:
                 self.parsed_matrix()
             except (ValueError, ZeroDivisionError):
-                raise ValidationError("判断矩阵只能填写数字或分数（如 1/3），每行一行、空格分隔") from None
+                raise ValidationError(_("判断矩阵只能填写数字或分数（如 1/3），每行一行、空格分隔")) from None
 
     def parsed_matrix(self) -> list[list[float]] | None:
         """The AHP matrix as numbers, or None for the other methods."""

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from flask import Blueprint, abort, flash, has_request_context, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import func, select
@@ -20,9 +21,11 @@ from wtforms.validators import Length, Optional
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.i18n import message_of
 from app.web.present import register_nav
 from core.csvio import ImportRejected
 from core.db import utcnow
+from core.i18n import N_
 from core.models import Role
 from routing import calendar_store
 from routing.calendar import DayKind, statutory_holidays
@@ -31,7 +34,7 @@ from routing.models import CalendarDate, CalendarYear, Case
 from routing.services import to_local
 
 bp = Blueprint("calendar_admin", __name__, url_prefix="/admin/calendar")
-register_nav("calendar_admin.index", "工作日历", Role.admin)
+register_nav("calendar_admin.index", N_("工作日历"), Role.admin)
 # Blueprints whose pages carry the uncovered-calendar banner.
 ADMIN_AREA = frozenset({"admin", "calendar_admin"})
 WINDOW_DAYS = 90
@@ -51,8 +54,8 @@ def beijing_today() -> date:
 class NoticeUploadForm(FlaskForm):
     """A State Council holiday notice as CSV (date,kind,name)."""
 
-    file = FileField("节假日安排文件（CSV）", validators=[FileRequired(message="请选择 CSV 文件")])
-    note = StringField("说明（如通知文号）", validators=[Optional(), Length(max=200)])
+    file = FileField(_l("节假日安排文件（CSV）"), validators=[FileRequired(message=_l("请选择 CSV 文件"))])
+    note = StringField(_l("说明（如通知文号）"), validators=[Optional(), Length(max=200)])
 
 
 def calendar_warning() -> str | None:
@@ -115,7 +118,7 @@ def upload() -> Any:
         dbs().rollback()
         calendar_store.invalidate()
         errors = [
-            _("第 %(line)s 行：%(message)s", line=e.line, message=_(e.message)) for e in rejected.errors
+            _("第 %(line)s 行：%(message)s", line=e.line, message=message_of(e)) for e in rejected.errors
         ]
         return _index_page(form, errors, 422)
     dbs().commit()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -23,6 +23,7 @@ from wtforms import (
 )
 from wtforms.validators import Length, Optional, ValidationError
 
+from app.i18n import message_of
 from core.inputs import column_length, text_problem
 from routing.intake import LIMITS
 from routing.models import Case
@@ -41,7 +42,7 @@ class CleanText:
         value = field.data if isinstance(field.data, str) else None
         problem = text_problem(value, self.max_length, multiline=isinstance(field, TextAreaField))
         if problem is not None:
-            raise ValidationError(_(problem.message))
+            raise ValidationError(message_of(problem))
 
 
 class Form(FlaskForm):
@@ -60,40 +61,40 @@ class IntakeForm(Form):
     """A resident's (or an operator's) request."""
 
     idempotency_key = HiddenField()
-    category = SelectField("诉求类别", validate_choice=False)
-    district = SelectField("所在区", validate_choice=False)
-    street = SelectField("街道（乡镇）", validate_choice=False)
-    community = SelectField("社区（村）", validate_choice=False)
+    category = SelectField(_l("诉求类别"), validate_choice=False)
+    district = SelectField(_l("所在区"), validate_choice=False)
+    street = SelectField(_l("街道（乡镇）"), validate_choice=False)
+    community = SelectField(_l("社区（村）"), validate_choice=False)
     address = StringField(
-        "详细地址",
-        render_kw={"placeholder": "如：幸福小区 3 栋 2 单元", "maxlength": column_length(Case.address)},
+        _l("详细地址"),
+        render_kw={"placeholder": _l("如：幸福小区 3 栋 2 单元"), "maxlength": column_length(Case.address)},
     )
-    lat = StringField("纬度", validators=[Optional()])
-    lng = StringField("经度", validators=[Optional()])
+    lat = StringField(_l("纬度"), validators=[Optional()])
+    lng = StringField(_l("经度"), validators=[Optional()])
     description = TextAreaField(
-        "诉求内容",
+        _l("诉求内容"),
         render_kw={
             "rows": 5,
             "maxlength": LIMITS["description"],
-            "placeholder": "请描述发生了什么、在哪里、持续多久",
+            "placeholder": _l("请描述发生了什么、在哪里、持续多久"),
         },
     )
     contact_name = StringField(
-        "联系人姓名", render_kw={"maxlength": column_length(Case.contact_name), "autocomplete": "name"}
+        _l("联系人姓名"), render_kw={"maxlength": column_length(Case.contact_name), "autocomplete": "name"}
     )
     contact_phone = StringField(
-        "手机号码",
+        _l("手机号码"),
         render_kw={
             "inputmode": "tel",
             "maxlength": column_length(Case.contact_phone),
             "autocomplete": "tel",
-            "placeholder": "11 位手机号",
+            "placeholder": _l("11 位手机号"),
         },
     )
-    anonymous = BooleanField("不公开我的姓名")
-    sms_opt_in = BooleanField("用短信告诉我办理进展（受理、派单、办结、重办）")
+    anonymous = BooleanField(_l("不公开我的姓名"))
+    sms_opt_in = BooleanField(_l("用短信告诉我办理进展（受理、派单、办结、重办）"))
     photos = MultipleFileField(
-        "现场照片（可选，最多 6 张）", render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
+        _l("现场照片（可选，最多 6 张）"), render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
     )
     # Set once the resident has been shown possible duplicates (by intake.js, or by the server without JS).
     duplicates_seen = HiddenField()
@@ -103,10 +104,10 @@ class LookupForm(Form):
     """Find one's own case by tracking number and phone number."""
 
     tracking_number = StringField(
-        "受理编号", validators=[Length(max=column_length(Case.tracking_number) or 32)]
+        _l("受理编号"), validators=[Length(max=column_length(Case.tracking_number) or 32)]
     )
     contact_phone = StringField(
-        "手机号码",
+        _l("手机号码"),
         validators=[Length(max=column_length(Case.contact_phone) or 20)],
         render_kw={"inputmode": "tel"},
     )

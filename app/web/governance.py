@@ -17,9 +17,11 @@ from wtforms.fields.choices import SelectChoice
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.i18n import TranslatedLabels, message_of
 from app.web import governance_forms as forms
 from app.web.present import register_nav
 from core.db import utcnow
+from core.i18n import N_
 from core.models import Level, Role, Unit, User
 from core.quarter import beijing_to_utc
 from governance import clusters, rules
@@ -89,8 +91,8 @@ def _refused(error: GovernanceError, form: Any = None) -> None:
     db.session.rollback()
     field = getattr(form, error.field, None) if form is not None and error.field else None
     if field is not None:
-        field.errors = [*field.errors, _(error.message)]
-    flash(_(error.message))
+        field.errors = [*field.errors, message_of(error)]
+    flash(message_of(error))
 
 
 # --- public and residents --------------------------------------------------------------------
@@ -110,7 +112,7 @@ def topics() -> Any:
         community=community,
         stage=stage,
         STAGES=list(Stage),
-        STAGE_LABELS=STAGE_LABELS,
+        STAGE_LABELS=TranslatedLabels(STAGE_LABELS),
         places=_places(),
     )
 
@@ -166,11 +168,14 @@ def topic(topic_id: int) -> Any:
         can_comment=user is not None and actor is not None and rules.may_comment(snap, actor),
         home=gov.verified_home(db.session, user),
         STAGES=list(Stage),
-        STAGE_LABELS=STAGE_LABELS,
-        OUTCOME_LABELS=OUTCOME_LABELS,
-        CHOICE_LABELS=CHOICE_LABELS,
+        STAGE_LABELS=TranslatedLabels(STAGE_LABELS),
+        OUTCOME_LABELS=TranslatedLabels(OUTCOME_LABELS),
+        CHOICE_LABELS=TranslatedLabels(CHOICE_LABELS),
         Action=rules.Action,
-        STEP_LABELS={"raise": _("提出议题"), **{a.value: label for a, label in rules.ACTION_LABELS.items()}},
+        STEP_LABELS={
+            "raise": _("提出议题"),
+            **{a.value: _(label) for a, label in rules.ACTION_LABELS.items()},
+        },
         comment_form=forms.CommentForm(),
         ballot_form=forms.BallotForm(),
         rating_form=forms.RatingForm(),
@@ -290,7 +295,7 @@ def rate(topic_id: int) -> Any:
             gov.rate(db.session, topic_id, user, int(form.score.data or 0), form.comment.data or "")
         except (GovernanceError, ValueError) as error:
             _refused(
-                error if isinstance(error, GovernanceError) else GovernanceError("bad_score", "评分无效")
+                error if isinstance(error, GovernanceError) else GovernanceError("bad_score", N_("评分无效"))
             )
         else:
             db.session.commit()
@@ -345,7 +350,7 @@ def manage() -> Any:
         topics=gov.topics_in(db.session, root),
         pending=pending,
         suggestions=suggestions,
-        STAGE_LABELS=STAGE_LABELS,
+        STAGE_LABELS=TranslatedLabels(STAGE_LABELS),
     )
 
 
@@ -438,7 +443,7 @@ def _command(action: str, item: Topic) -> rules.Command | None:
             try:
                 funding.append((source.strip(), float(Decimal(amount.strip()))))
             except ArithmeticError:
-                raise GovernanceError("bad_funding", "资金来源格式应为：来源,金额", "funding") from None
+                raise GovernanceError("bad_funding", N_("资金来源格式应为：来源,金额"), "funding") from None
         milestones = tuple(m for m in (project.milestones.data or "").splitlines() if m.strip())
         return rules.StartProject(
             project.owner.data or "", float(project.budget.data or 0), tuple(funding), milestones
@@ -547,6 +552,6 @@ def download(file_id: int) -> Any:
     return send_file(path, as_attachment=True, download_name=attachment.filename)
 
 
-register_nav("governance.topics", "社区议事", Role.resident)
-register_nav("governance.my_home", "我的小区", Role.resident)
-register_nav("governance.manage", "议事协商", *STAFF)
+register_nav("governance.topics", N_("社区议事"), Role.resident)
+register_nav("governance.my_home", N_("我的小区"), Role.resident)
+register_nav("governance.manage", N_("议事协商"), *STAFF)

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField
 from sqlalchemy import select
 
@@ -23,7 +24,7 @@ bp = Blueprint("imports", __name__, url_prefix="/admin/units")
 class UnitFileForm(Form):
     """A unit tree CSV (code,name,level,parent_code,kind,note[,population])."""
 
-    file = FileField("单位 CSV 文件")
+    file = FileField(_l("单位 CSV 文件"))
 
 
 @bp.route("/import", methods=["GET", "POST"])

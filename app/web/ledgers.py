@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_row
 from app.extensions import db
+from app.i18n import message_of
 from app.web.governance import _save, attachments
 from app.web.present import register_nav
 from assessment.inputs import co_governance_frame
+from core.i18n import N_
 from core.models import Level, Role, Unit, User
 from core.quarter import Quarter
 from governance import ledgers
@@ -123,7 +125,7 @@ def ledger(kind: str) -> Any:
             db.session.rollback()
             if error.code == "out_of_scope":
                 abort(404)
-            errors = {error.field or "unit": _(error.message)}
+            errors = {error.field or "unit": message_of(error)}
         else:
             _save(request.files.get("evidence"), kind, row.id, user)
             db.session.commit()
@@ -205,4 +207,4 @@ def add_co_governance_sheets(book: Workbook, quarter: Quarter) -> None:
         sheet.append(safe_row([names.get(int(unit_id), unit_id), *cells]))
 
 
-register_nav("ledgers.index", "电子台帐", Role.evaluator)
+register_nav("ledgers.index", N_("电子台帐"), Role.evaluator)

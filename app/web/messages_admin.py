@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 from app.auth import roles_required
 from app.extensions import db
 from app.web.present import local, register_nav
+from core.i18n import N_
 from core.models import Role
 from routing import messages
 from routing.models import Case
 
 bp = Blueprint("messages_admin", __name__, url_prefix="/admin/messages")
-register_nav("messages_admin.index", "短信与邮件", Role.admin)
+register_nav("messages_admin.index", N_("短信与邮件"), Role.admin)
 LIMIT = 200
 
 

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from limits import parse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -57,34 +58,36 @@ def _rate_limit(_form: Any, field: Any) -> None:
 class ApiKeyForm(Form):
     """A new partner key."""
 
-    name = StringField("伙伴名称", validators=[DataRequired(message="请填写伙伴名称"), Length(max=80)])
+    name = StringField(
+        _l("伙伴名称"), validators=[DataRequired(message=_l("请填写伙伴名称")), Length(max=80)]
+    )
     scopes = CheckboxesField(
-        "权限",
+        _l("权限"),
         choices=[SelectChoice(s, SCOPE_LABELS[s]) for s in SCOPES],
-        validators=[DataRequired(message="请至少选择一项权限")],
+        validators=[DataRequired(message=_l("请至少选择一项权限"))],
     )
     rate_limit = StringField(
-        "频率限制", default="60/minute", validators=[DataRequired(), Length(max=40), _rate_limit]
+        _l("频率限制"), default="60/minute", validators=[DataRequired(), Length(max=40), _rate_limit]
     )
 
 
 class WebhookForm(Form):
     """A new webhook endpoint."""
 
-    name = StringField("名称", validators=[DataRequired(message="请填写名称"), Length(max=80)])
+    name = StringField(_l("名称"), validators=[DataRequired(message=_l("请填写名称")), Length(max=80)])
     url = StringField(
-        "接收地址（http/https）",
+        _l("接收地址（http/https）"),
         validators=[
-            DataRequired(message="请填写接收地址"),
+            DataRequired(message=_l("请填写接收地址")),
             Length(max=500),
-            URL(require_tld=False, message="地址格式不正确"),
+            URL(require_tld=False, message=_l("地址格式不正确")),
         ],
     )
-    secret = StringField("签名密钥（留空自动生成）", validators=[Optional(), Length(min=16, max=128)])
+    secret = StringField(_l("签名密钥（留空自动生成）"), validators=[Optional(), Length(min=16, max=128)])
     events = CheckboxesField(
-        "订阅事件",
+        _l("订阅事件"),
         choices=[SelectChoice(e, WEBHOOK_EVENT_LABELS[e]) for e in WEBHOOK_EVENTS],
-        validators=[DataRequired(message="请至少选择一个事件")],
+        validators=[DataRequired(message=_l("请至少选择一个事件"))],
     )
 
     def validate_url(self, field: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
@@ -35,8 +36,8 @@ class ForgotForm(FlaskForm):
     """The account: its username or its phone number."""
 
     identifier = StringField(
-        "用户名或手机号码",
-        validators=[DataRequired(message="请输入用户名或注册时填写的手机号码"), Length(max=80)],
+        _l("用户名或手机号码"),
+        validators=[DataRequired(message=_l("请输入用户名或注册时填写的手机号码")), Length(max=80)],
         render_kw={"autocomplete": "username"},
     )
 
@@ -45,16 +46,16 @@ class ResetForm(FlaskForm):
     """The SMS code and the new password."""
 
     code = StringField(
-        "短信验证码",
-        validators=[DataRequired(message="请输入短信中的 6 位验证码"), Length(max=10)],
+        _l("短信验证码"),
+        validators=[DataRequired(message=_l("请输入短信中的 6 位验证码")), Length(max=10)],
         render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"},
     )
     password = PasswordField(
-        "新密码（至少 10 位，不能是常见密码）",
-        validators=[DataRequired(message="请输入新密码"), Length(max=200)],
+        _l("新密码（至少 10 位，不能是常见密码）"),
+        validators=[DataRequired(message=_l("请输入新密码")), Length(max=200)],
         render_kw={"autocomplete": "new-password"},
     )
-    confirm = PasswordField("再次输入新密码", validators=[DataRequired(message="请再次输入新密码")])
+    confirm = PasswordField(_l("再次输入新密码"), validators=[DataRequired(message=_l("请再次输入新密码"))])
 
 
 def _target_key() -> str:

@@ -10,6 +10,8 @@ from flask_babel import gettext as _
 
 from app.audit import contact_shown
 from app.auth import signed_in_user
+from app.i18n import TranslatedLabels
+from core.i18n import N_
 from core.models import LEVEL_LABELS, ROLE_LABELS, URGENCY_LABELS, Level, Role
 from core.privacy import mask_name, mask_phone
 from core.quarter import to_beijing
@@ -31,8 +33,8 @@ def contact_name(case: Case) -> str:
     """The contact's name as the current viewer may see it (a full name is audited)."""
     if can_see_contact(signed_in_user(), case):
         contact_shown(case.tracking_number)
-        return case.contact_name + ("（要求不公开姓名）" if case.anonymous else "")
-    return "匿名" if case.anonymous else mask_name(case.contact_name)
+        return case.contact_name + (_("（要求不公开姓名）") if case.anonymous else "")
+    return _("匿名") if case.anonymous else mask_name(case.contact_name)
 
 
 def contact_phone(case: Case) -> str:
@@ -52,7 +54,7 @@ def case_status(case: Case) -> str:
     """The state as people read it: a resolved case says whether it has been rated (已评价/待评价)."""
     if case.state == lifecycle.State.resolved.value:
         return _("已办结，已评价") if case.satisfaction else _("已办结，待评价")
-    return STATE_LABELS.get(case.state, case.state)
+    return _(STATE_LABELS[case.state]) if case.state in STATE_LABELS else case.state
 
 
 def shows_deadline(case: Case) -> bool:
@@ -66,11 +68,12 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def helpers() -> dict[str, Any]:
         return {
-            "STATE_LABELS": STATE_LABELS,
-            "ROLE_LABELS": ROLE_LABELS,
-            "LEVEL_LABELS": LEVEL_LABELS,
-            "URGENCY_LABELS": URGENCY_LABELS,
-            "CHANNEL_LABELS": CHANNEL_LABELS,
+            # Domain label tables (marked with N_), translated on lookup.
+            "STATE_LABELS": TranslatedLabels(STATE_LABELS),
+            "ROLE_LABELS": TranslatedLabels(ROLE_LABELS),
+            "LEVEL_LABELS": TranslatedLabels(LEVEL_LABELS),
+            "URGENCY_LABELS": TranslatedLabels(URGENCY_LABELS),
+            "CHANNEL_LABELS": TranslatedLabels(CHANNEL_LABELS),
             "Level": Level,
             "local": local,
             "contact_name": contact_name,
@@ -94,9 +97,9 @@ def register_nav(endpoint: str, label: str, *roles: Role) -> None:
 
 
 def nav_links(user: Any) -> list[tuple[str, str]]:
-    """The navigation links of a signed-in user's role."""
-    return NAV.get(user.role, []) if user is not None else []
+    """The navigation links of a signed-in user's role (labels marked with ``N_``, translated here)."""
+    return [(endpoint, _(label)) for endpoint, label in NAV.get(user.role, [])] if user is not None else []
 
 
-register_nav("web.hotline_request", "热线受理", Role.operator, Role.admin)
-register_nav("web.my_requests", "我的诉求", Role.resident)
+register_nav("web.hotline_request", N_("热线受理"), Role.operator, Role.admin)
+register_nav("web.my_requests", N_("我的诉求"), Role.resident)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db, limiter
+from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
 from app.ratelimit import form_key, limit_from_config
 from app.security import public_url
@@ -53,16 +54,16 @@ def _unit(code: str | None) -> Unit | None:
 
 def _fill_choices(form: IntakeForm) -> None:
     """Options for the selects; street and community lists follow what is chosen (works without JS too)."""
-    form.category.choices = [("", "请选择诉求类别")] + [
+    form.category.choices = [("", _("请选择诉求类别"))] + [
         (c.code, f"{c.group} · {c.name}" if c.group else c.name) for c in active_categories(db.session)
     ]
-    form.district.choices = [("", "请选择区")] + [(u.code, u.name) for u in children_of(db.session, None)]
+    form.district.choices = [("", _("请选择区"))] + [(u.code, u.name) for u in children_of(db.session, None)]
     district = _unit(form.district.data)
     street = _unit(form.street.data)
     streets = children_of(db.session, district) if district else []
-    form.street.choices = [("", "请选择街道")] + [(u.code, u.name) for u in streets]
+    form.street.choices = [("", _("请选择街道"))] + [(u.code, u.name) for u in streets]
     communities = children_of(db.session, street) if street and street in streets else []
-    form.community.choices = [("", "请选择社区")] + [(u.code, u.name) for u in communities]
+    form.community.choices = [("", _("请选择社区"))] + [(u.code, u.name) for u in communities]
 
 
 def duplicates_for(
@@ -106,7 +107,7 @@ def _intake(channel: str, template: str) -> Any:
         if problems:  # nothing stored; every other problem is shown with them
             form.photos.errors = [p.message for p in problems]
             for error in validate_submission(db.session, data)[2]:
-                getattr(form, error.field).errors.append(_(error.message))
+                getattr(form, error.field).errors.append(message_of(error))
             return render_template(template, form=form, **context), 422
         if not form.duplicates_seen.data and not validate_submission(db.session, data)[2]:
             duplicates = duplicates_for(data.category, data.community, data.description)
@@ -128,7 +129,7 @@ def _intake(channel: str, template: str) -> Any:
         except IntakeRejected as rejected:
             db.session.rollback()
             for error in rejected.errors:
-                getattr(form, error.field).errors.append(_(error.message))
+                getattr(form, error.field).errors.append(message_of(error))
         except IdempotencyConflict:
             db.session.rollback()
             flash(_("该表单已提交过，请刷新页面后重新填写"))

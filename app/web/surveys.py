@@ -12,6 +12,7 @@ from typing import Any, cast
 import segno
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from markupsafe import Markup, escape
@@ -33,6 +34,7 @@ from wtforms.validators import DataRequired, Length, NumberRange
 from app.auth import roles_required, signed_in_user
 from app.exports import csv_text, safe_frame
 from app.extensions import db, limiter
+from app.i18n import TranslatedLabels, message_of
 from app.ratelimit import limit_from_config
 from app.security import public_url
 from app.web.forms import Form
@@ -41,6 +43,7 @@ from assessment.inputs import callback_results
 from assessment.missing import MIN_SAMPLE
 from core import jobs
 from core.csvio import ImportRejected, RowError
+from core.i18n import N_
 from core.models import Level, Role, Unit
 from core.quarter import Quarter
 from surveys import expressions, frames, integrity, services
@@ -83,65 +86,69 @@ def _db() -> Session:
 class CreateForm(Form):
     """A new survey, optionally from an XLSForm workbook."""
 
-    quarter = StringField("季度", validators=[DataRequired(message="请填写季度"), Length(max=6)])
-    title = StringField("问卷标题", validators=[Length(max=200)])
-    xlsform = FileField("XLSForm 文件（可选，.xlsx）")
+    quarter = StringField(_l("季度"), validators=[DataRequired(message=_l("请填写季度")), Length(max=6)])
+    title = StringField(_l("问卷标题"), validators=[Length(max=200)])
+    xlsform = FileField(_l("XLSForm 文件（可选，.xlsx）"))
 
 
 class SectionForm(Form):
     """A new section."""
 
-    title = StringField("分组标题", validators=[DataRequired(message="请填写分组标题"), Length(max=200)])
+    title = StringField(
+        _l("分组标题"), validators=[DataRequired(message=_l("请填写分组标题")), Length(max=200)]
+    )
 
 
 class QuestionForm(Form):
     """A new question."""
 
-    name = StringField("题目代码", validators=[DataRequired(message="请填写题目代码"), Length(max=80)])
-    label = TextAreaField("题目文字", validators=[DataRequired(message="请填写题目文字")])
-    kind = SelectField("题型", choices=[SelectChoice(k.value, label) for k, label in KIND_LABELS.items()])
-    section = SelectField("所属分组", validate_choice=False)
-    required = BooleanField("必答")
-    dont_know = BooleanField("提供“不了解/不适用”选项（不计入分母）")
-    choices = TextAreaField("选项（每行一个，可写成 代码=文字；五级量表可留空用默认标签）")
-    hint = StringField("提示", validators=[Length(max=500)])
-    indicator_code = StringField("对应指标代码", validators=[Length(max=40)])
-    service_area = StringField("服务领域", validators=[Length(max=80)])
+    name = StringField(
+        _l("题目代码"), validators=[DataRequired(message=_l("请填写题目代码")), Length(max=80)]
+    )
+    label = TextAreaField(_l("题目文字"), validators=[DataRequired(message=_l("请填写题目文字"))])
+    kind = SelectField(_l("题型"), choices=[SelectChoice(k.value, label) for k, label in KIND_LABELS.items()])
+    section = SelectField(_l("所属分组"), validate_choice=False)
+    required = BooleanField(_l("必答"))
+    dont_know = BooleanField(_l("提供“不了解/不适用”选项（不计入分母）"))
+    choices = TextAreaField(_l("选项（每行一个，可写成 代码=文字；五级量表可留空用默认标签）"))
+    hint = StringField(_l("提示"), validators=[Length(max=500)])
+    indicator_code = StringField(_l("对应指标代码"), validators=[Length(max=40)])
+    service_area = StringField(_l("服务领域"), validators=[Length(max=80)])
 
 
 class ImportForm(FlaskForm):
     """An XLSForm workbook for a draft survey."""
 
-    xlsform = FileField("XLSForm 文件（.xlsx）")
+    xlsform = FileField(_l("XLSForm 文件（.xlsx）"))
 
 
 class TokenForm(FlaskForm):
     """How many one-time panel tokens to make."""
 
     count = IntegerField(
-        "生成答卷码数量",
-        validators=[DataRequired(message="请填写数量"), NumberRange(1, 500, "1 到 500 之间")],
+        _l("生成答卷码数量"),
+        validators=[DataRequired(message=_l("请填写数量")), NumberRange(1, 500, _l("1 到 500 之间"))],
     )
 
 
 class PaperForm(FlaskForm):
     """A paper questionnaire file."""
 
-    file = FileField("CSV 或 XLSX 文件")
+    file = FileField(_l("CSV 或 XLSX 文件"))
 
 
 class ReviewForm(FlaskForm):
     """Accept or exclude the selected held answers."""
 
-    responses = SelectMultipleField("答卷", coerce=int, validate_choice=False)
-    accept = SubmitField("计入结果")
-    exclude = SubmitField("排除")
+    responses = SelectMultipleField(_l("答卷"), coerce=int, validate_choice=False)
+    accept = SubmitField(_l("计入结果"))
+    exclude = SubmitField(_l("排除"))
 
 
 class MarginsForm(FlaskForm):
     """Population margins for weighting (CSV: dimension, category, share_or_count)."""
 
-    file = FileField("总体边际分布（CSV）")
+    file = FileField(_l("总体边际分布（CSV）"))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -270,7 +277,7 @@ def _section_choices(survey: Survey) -> list[SelectChoice]:
 def _error_page(survey: Survey, error: SurveyError) -> Any:
     _db().rollback()
     status = 409 if error.code == "frozen" else 422
-    return _editor(survey, error=_(error.message)), status
+    return _editor(survey, error=message_of(error)), status
 
 
 # --------------------------------------------------------------------------------------- evaluator pages
@@ -296,7 +303,7 @@ def index() -> Any:
             problems, status = rejected.errors, 422
         except SurveyError as error:
             _db().rollback()
-            getattr(form, error.field or "title").errors.append(_(error.message))
+            getattr(form, error.field or "title").errors.append(message_of(error))
             status = 422
         else:
             _db().commit()
@@ -308,7 +315,11 @@ def index() -> Any:
         _db().scalars(select(Survey).order_by(Survey.quarter.desc(), Survey.title, Survey.version)).all()
     )
     return render_template(
-        "surveys/list.html", form=form, surveys=surveys, problems=problems, STATUS_LABELS=STATUS_LABELS
+        "surveys/list.html",
+        form=form,
+        surveys=surveys,
+        problems=problems,
+        STATUS_LABELS=TranslatedLabels(STATUS_LABELS),
     ), status
 
 
@@ -324,11 +335,11 @@ def _editor(survey: Survey, error: str = "", problems: Sequence[RowError] = (), 
         import_form=ImportForm(formdata=None),
         margins_form=MarginsForm(formdata=None),
         margins=services.survey_margins(_db(), survey.id),
-        DIMENSION_LABELS=frames.DIMENSION_LABELS,
+        DIMENSION_LABELS=TranslatedLabels(frames.DIMENSION_LABELS),
         error=error,
         problems=problems,
-        KIND_LABELS=KIND_LABELS,
-        STATUS_LABELS=STATUS_LABELS,
+        KIND_LABELS=TranslatedLabels(KIND_LABELS),
+        STATUS_LABELS=TranslatedLabels(STATUS_LABELS),
     )
 
 
@@ -393,7 +404,7 @@ def _save_question(survey: Survey, form: QuestionForm, question_id: int | None) 
             return _error_page(survey, error)
         _db().rollback()
         target = getattr(form, error.field or "label", form.label)
-        target.errors = [*target.errors, _(error.message)]
+        target.errors = [*target.errors, message_of(error)]
         if question_id is None:
             return _editor(survey, question_form=form), 422
         return _question_page(survey, question_id, form), 422
@@ -614,7 +625,7 @@ def community_link(survey_id: int, code: str) -> Any:
             tokens = services.generate_tokens(_db(), survey, community, form.count.data or 0)
         except SurveyError as error:
             _db().rollback()
-            form.count.errors = [*form.count.errors, _(error.message)]
+            form.count.errors = [*form.count.errors, message_of(error)]
             status = 422
         else:
             _db().commit()
@@ -659,7 +670,7 @@ def paper(survey_id: int) -> Any:
                 error, status = str(rejected), 422
             except SurveyError as exc:
                 _db().rollback()
-                error, status = _(exc.message), 422
+                error, status = message_of(exc), 422
             else:
                 _db().commit()
                 status = 200 if not upload.rejected else 422
@@ -760,7 +771,7 @@ def review(survey_id: int) -> Any:
             changed = integrity.decide(_db(), survey, form.responses.data or [], decision, signed_in_user())
         except SurveyError as error:
             _db().rollback()
-            form.responses.errors = [*form.responses.errors, _(error.message)]
+            form.responses.errors = [*form.responses.errors, message_of(error)]
             status = 422
         else:
             _db().commit()
@@ -783,7 +794,7 @@ def review(survey_id: int) -> Any:
         summary=integrity.exclusions(_db(), [survey.id]),
         limits=survey_limits(),
         reason_label=integrity.reason_label,
-        RESPONSE_STATUS_LABELS=RESPONSE_STATUS_LABELS,
+        RESPONSE_STATUS_LABELS=TranslatedLabels(RESPONSE_STATUS_LABELS),
     ), status
 
 
@@ -859,7 +870,7 @@ def results() -> Any:
         per_survey=per_survey,
         exclusions=integrity.exclusions(_db(), [s.id for s in surveys]),
         reason_label=integrity.reason_label,
-        DIMENSION_LABELS=frames.DIMENSION_LABELS,
+        DIMENSION_LABELS=TranslatedLabels(frames.DIMENSION_LABELS),
         fmt=_fmt,
         more=len(overall) > MAX_BARS,
     )
@@ -931,14 +942,14 @@ def respond(survey_id: int, code: str) -> Any:
             _db().rollback()
             integrity.record_refusal(_db(), survey, client, refused.outcome)
             _db().commit()
-            message, status = _(refused.message), 429
+            message, status = message_of(refused), 429
         except services.InvalidAnswers as invalid:
             _db().rollback()
             errors = {k: _(v) for k, v in invalid.errors.items()}
-            message, status = _(invalid.message), 422
+            message, status = message_of(invalid), 422
         except SurveyError as error:
             _db().rollback()
-            message = _(error.message)
+            message = message_of(error)
             status = 409 if error.code in ("token_used", "duplicate") else 422
             if error.field:
                 errors[error.field] = message
@@ -1027,5 +1038,5 @@ def _relevance(survey: Survey) -> dict[str, str]:
     return out
 
 
-register_nav("surveys.index", "问卷调查", *EVALUATORS)
-register_nav("surveys.results", "调查结果", *EVALUATORS)
+register_nav("surveys.index", N_("问卷调查"), *EVALUATORS)
+register_nav("surveys.results", N_("调查结果"), *EVALUATORS)

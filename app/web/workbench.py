@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -38,11 +39,13 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.auth import roles_required, signed_in_user
 from app.extensions import db
+from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
 from app.redis_conn import current_redis
 from app.web.present import STATE_LABELS, register_nav
 from app.web.public import duplicates_for, token_key
 from core.db import utcnow
+from core.i18n import N_
 from core.images import ProcessedImage
 from core.models import ROLE_LABELS, Category, Level, Role, Unit, UnitKind, User
 from core.units import children_of, departments
@@ -73,7 +76,7 @@ QUEUE_ROLES = (Role.handler, Role.dispatcher, Role.operator, Role.admin)
 FORBIDDEN_CODES = frozenset({"role_forbidden", "out_of_scope", "not_summoned"})
 OPEN_STATES = tuple(s.value for s in lifecycle.OPEN_STATES)
 
-register_nav("workbench.queue", "工作台", Role.handler, Role.dispatcher, Role.operator, Role.admin)
+register_nav("workbench.queue", N_("工作台"), Role.handler, Role.dispatcher, Role.operator, Role.admin)
 
 
 def options(pairs: Iterable[tuple[str, str]]) -> list[SelectChoice]:
@@ -90,13 +93,15 @@ class QueueFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    state = SelectField("状态", validate_choice=False, validators=[Optional()])
-    category = SelectField("类别", validate_choice=False, validators=[Optional()])
-    overdue = BooleanField("只看超时")
+    state = SelectField(_l("状态"), validate_choice=False, validators=[Optional()])
+    category = SelectField(_l("类别"), validate_choice=False, validators=[Optional()])
+    overdue = BooleanField(_l("只看超时"))
     q = StringField(
-        "搜索", validators=[Optional(), Length(max=100)], render_kw={"placeholder": "受理编号、地址或内容"}
+        _l("搜索"),
+        validators=[Optional(), Length(max=100)],
+        render_kw={"placeholder": _l("受理编号、地址或内容")},
     )
-    page = IntegerField("页码", default=1, validators=[Optional()])
+    page = IntegerField(_l("页码"), default=1, validators=[Optional()])
 
 
 class ActionForm(FlaskForm):
@@ -110,7 +115,7 @@ class ActionForm(FlaskForm):
 class NoteForm(ActionForm):
     """Sign for, approve an extension, close: an optional note."""
 
-    note = StringField("备注", validators=[Optional(), Length(max=500)])
+    note = StringField(_l("备注"), validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
         """The note."""
@@ -120,7 +125,7 @@ class NoteForm(ActionForm):
 class ReasonForm(ActionForm):
     """Refuse an extension, reopen, supervise: a required reason."""
 
-    reason = TextAreaField("理由", validators=[DataRequired(message="请填写理由"), Length(max=1000)])
+    reason = TextAreaField(_l("理由"), validators=[DataRequired(message=_l("请填写理由")), Length(max=1000)])
 
     def values(self) -> dict[str, Any]:
         """The reason."""
@@ -132,11 +137,13 @@ class ReturnForm(ActionForm):
 
     # No reason is preselected: the handler must pick one (a blank first option).
     reason = SelectField(
-        "退单理由",
-        choices=options([("", "请选择退单理由"), *((k.value, v) for k, v in RETURN_REASON_LABELS.items())]),
-        validators=[DataRequired(message="请选择退单理由")],
+        _l("退单理由"),
+        choices=options(
+            [("", _l("请选择退单理由")), *((k.value, v) for k, v in RETURN_REASON_LABELS.items())]
+        ),
+        validators=[DataRequired(message=_l("请选择退单理由"))],
     )
-    note = StringField("说明", validators=[Optional(), Length(max=500)])
+    note = StringField(_l("说明"), validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
         """Reason code and note."""
@@ -147,9 +154,9 @@ class UnitChoiceForm(ActionForm):
     """下派 / 派单: the unit to send the case to."""
 
     unit_code = SelectField(
-        "承办单位", validate_choice=False, validators=[DataRequired(message="请选择单位")]
+        _l("承办单位"), validate_choice=False, validators=[DataRequired(message=_l("请选择单位"))]
     )
-    note = StringField("备注", validators=[Optional(), Length(max=500)])
+    note = StringField(_l("备注"), validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
         """Unit code and note."""
@@ -159,8 +166,8 @@ class UnitChoiceForm(ActionForm):
 class DispatchForm(UnitChoiceForm):
     """派单 by a dispatcher: may force a unit that returned the case (强制指派), with the reason."""
 
-    force = BooleanField("强制指派（派回曾退回此工单的单位）")
-    note = StringField("备注（强制指派时必填理由）", validators=[Length(max=500)])
+    force = BooleanField(_l("强制指派（派回曾退回此工单的单位）"))
+    note = StringField(_l("备注（强制指派时必填理由）"), validators=[Length(max=500)])
 
     def validate_note(self, field: Any) -> None:
         """Forcing is audited: its reason is required."""
@@ -177,16 +184,18 @@ class EscalateForm(ActionForm):
 
     # Ticked boxes under a search box (site.js filters them), not a Ctrl-click list; no default target.
     to_unit_codes = SelectMultipleField(
-        "吹哨对象（可多选）",
+        _l("吹哨对象（可多选）"),
         validate_choice=False,
-        validators=[DataRequired(message="请至少选择一个吹哨对象")],
+        validators=[DataRequired(message=_l("请至少选择一个吹哨对象"))],
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
         # Not `required` on each box: a browser would then insist on ticking every one of them.
         # "At least one" is checked on the server, which keeps what was typed (post-redirect-get).
         render_kw={"required": False},
     )
-    note = TextAreaField("上报事由", validators=[DataRequired(message="请填写上报事由"), Length(max=1000)])
+    note = TextAreaField(
+        _l("上报事由"), validators=[DataRequired(message=_l("请填写上报事由")), Length(max=1000)]
+    )
 
     def values(self) -> dict[str, Any]:
         """Unit codes and note."""
@@ -197,7 +206,7 @@ class RespondForm(ActionForm):
     """部门报到: the summoned unit's response."""
 
     response = TextAreaField(
-        "响应内容", validators=[DataRequired(message="请填写响应内容"), Length(max=1000)]
+        _l("响应内容"), validators=[DataRequired(message=_l("请填写响应内容")), Length(max=1000)]
     )
 
     def values(self) -> dict[str, Any]:
@@ -208,8 +217,10 @@ class RespondForm(ActionForm):
 class ExtensionForm(ActionForm):
     """申请延期: the new date (deadline at the end of that working day) and why."""
 
-    new_date = DateField("延期至（日期）", validators=[InputRequired(message="请选择延期后的日期")])
-    reason = TextAreaField("延期理由", validators=[DataRequired(message="请填写延期理由"), Length(max=1000)])
+    new_date = DateField(_l("延期至（日期）"), validators=[InputRequired(message=_l("请选择延期后的日期"))])
+    reason = TextAreaField(
+        _l("延期理由"), validators=[DataRequired(message=_l("请填写延期理由")), Length(max=1000)]
+    )
 
     def values(self) -> dict[str, Any]:
         """New deadline (UTC) and reason."""
@@ -219,16 +230,18 @@ class ExtensionForm(ActionForm):
 class ResolveForm(ActionForm):
     """办结: what was done and the reply to the resident."""
 
-    result = TextAreaField("办理结果", validators=[DataRequired(message="请填写办理结果"), Length(max=2000)])
+    result = TextAreaField(
+        _l("办理结果"), validators=[DataRequired(message=_l("请填写办理结果")), Length(max=2000)]
+    )
     reply = TextAreaField(
-        "答复居民", validators=[DataRequired(message="请填写答复居民的内容"), Length(max=2000)]
+        _l("答复居民"), validators=[DataRequired(message=_l("请填写答复居民的内容")), Length(max=2000)]
     )
     evidence = MultipleFileField(
-        "办结照片（可选，居民可见）", render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
+        _l("办结照片（可选，居民可见）"), render_kw={"accept": "image/jpeg,image/png,image/heic,image/heif"}
     )
 
     # Offered only while summoned units have not reported in (see ``_fill_choices``).
-    despite_unanswered = BooleanField("仍有被吹哨单位未报到，我确认现在办结")
+    despite_unanswered = BooleanField(_l("仍有被吹哨单位未报到，我确认现在办结"))
 
     def values(self) -> dict[str, Any]:
         """Result, reply and whether unanswered summons were confirmed (the evidence photos are stored by
@@ -246,9 +259,9 @@ class MergeForm(ActionForm):
     """合并: the earlier case's tracking number."""
 
     into_tracking_number = StringField(
-        "合并到（受理编号）", validators=[DataRequired(message="请填写目标受理编号"), Length(max=32)]
+        _l("合并到（受理编号）"), validators=[DataRequired(message=_l("请填写目标受理编号")), Length(max=32)]
     )
-    reason = StringField("说明", validators=[Optional(), Length(max=500)])
+    reason = StringField(_l("说明"), validators=[Optional(), Length(max=500)])
 
     def values(self) -> dict[str, Any]:
         """Target tracking number and reason."""
@@ -262,16 +275,16 @@ class CallbackForm(ActionForm):
     """回访: solved? and how satisfied, with a comment (operator by phone, or the resident online)."""
 
     solved = RadioField(
-        "问题是否解决",
-        choices=options([("yes", "已解决"), ("no", "未解决")]),
-        validators=[InputRequired("请选择是否解决")],
+        _l("问题是否解决"),
+        choices=options([("yes", _l("已解决")), ("no", _l("未解决"))]),
+        validators=[InputRequired(_l("请选择是否解决"))],
     )
     satisfaction = RadioField(
-        "满意程度",
+        _l("满意程度"),
         choices=options((k.value, v) for k, v in SATISFACTION_LABELS.items()),
-        validators=[InputRequired("请选择满意程度")],
+        validators=[InputRequired(_l("请选择满意程度"))],
     )
-    comment = TextAreaField("意见", validators=[Optional(), Length(max=1000)])
+    comment = TextAreaField(_l("意见"), validators=[Optional(), Length(max=1000)])
 
     def values(self) -> dict[str, Any]:
         """Solved flag, rating and comment."""
@@ -611,7 +624,7 @@ def act(tracking_number: str, action: str) -> Any:
     if refused is not None:
         if refused.code in FORBIDDEN_CODES:
             abort(403)
-        flash(_(refused.message))
+        flash(message_of(refused))
         return _back_with_draft(case, chosen)
     form = _form(chosen, case, user, formdata=request.form)
     if not form.validate_on_submit():
@@ -624,7 +637,7 @@ def act(tracking_number: str, action: str) -> Any:
         evidence, problems = read_photos(request.files.getlist(form.evidence.name))
         if problems:
             for problem in problems:
-                flash(problem.message)
+                flash(problem.message)  # already translated by read_photos
             return _back_with_draft(case, chosen)
     try:
         services.perform(dbs(), chosen.value, case.id, user, **form.values())
@@ -632,7 +645,7 @@ def act(tracking_number: str, action: str) -> Any:
             attach(dbs(), case, evidence, "evidence")
     except TransitionError as refusal:
         dbs().rollback()
-        flash(_(refusal.message))
+        flash(message_of(refusal))
         return _back_with_draft(case, chosen)
     dbs().commit()
     flash(_("已完成：%(action)s", action=_(chosen.label)))
@@ -715,7 +728,7 @@ def resident_callback(tracking_number: str) -> Any:
         services.callback(dbs(), case.id, actor, **form.values())
     except TransitionError as refusal:
         dbs().rollback()
-        flash(_(refusal.message))
+        flash(message_of(refusal))
         return redirect(back)
     dbs().commit()
     if case.state == State.resolved.value:

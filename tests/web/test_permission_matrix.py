@@ -93,6 +93,9 @@ EXPECT: dict[str, Expect] = {
     # public pages and the JSON API
     "static": Expect(EVERYONE),
     "web.home": Expect(EVERYONE),
+    "i18n.set_language": Expect(
+        EVERYONE, ok=302
+    ),  # POST only: sets the lang cookie, back to a same-site page
     "web.new_request": Expect(EVERYONE),
     "web.lookup": Expect(EVERYONE, ok=302),  # POST only: back home with a message
     "web.submitted": Expect(frozenset(), denied=404, anonymous=404),  # without its private token
