@@ -47,6 +47,12 @@ class CheckboxesField(SelectMultipleField):
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Not `required` on each box (DataRequired would add it): a browser would then refuse to submit
+        # until every box is ticked. "At least one" is the validator's job, answered in Chinese.
+        kwargs.setdefault("render_kw", {"required": False})
+        super().__init__(*args, **kwargs)
+
 
 def _rate_limit(_form: Any, field: Any) -> None:
     try:
