@@ -1,5 +1,6 @@
 """A resident on a 390 px phone: picks the place on the map (community suggested from the boundary),
-sees that someone already reported a similar problem, attaches a photo and finds it on the status page."""
+sees that someone already reported a similar problem, attaches a photo, asks for SMS updates, gets the
+受理 SMS at the local gateway and finds the photo on the status page its link opens."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _boundary_around_the_map_centre() -> None:
 
 
 def test_resident_uses_map_sees_duplicate_hint_and_attaches_a_photo(
-    live_server: str, browser_page: Any
+    live_server: str, browser_page: Any, sms_gateway_fake: Any
 ) -> None:
     _boundary_around_the_map_centre()
     page = browser_page
@@ -81,14 +82,20 @@ def test_resident_uses_map_sees_duplicate_hint_and_attaches_a_photo(
     page.locator("#photo-previews img").wait_for()
     page.fill("#address", "幸福小区 3 栋 2 单元")
     page.fill("#contact_name", "张三")
-    page.fill("#contact_phone", "13812345678")
+    page.fill("#contact_phone", "13812345677")
+    page.check("#sms_opt_in")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path="/tmp/photos-intake-390.png", full_page=True)
     page.screenshot(path=str(ARTIFACTS / "e2e-intake-photo-map-duplicate.png"), full_page=True)
 
     page.click("button[type=submit]")  # not the same problem after all: submit a new request
     page.wait_for_url(re.compile(r"/requests/MH\d{8}-[A-Z2-9]{5}/submitted"))
-    page.click("#status-link")
+    tracking = page.locator("#tracking-number").inner_text()
+    texts = [m["text"] for m in sms_gateway_fake.received if m["to"] == "13812345677"]
+    assert texts and tracking in texts[0] and "张三" not in texts[0]  # the 受理 SMS, no name in it
+    link = re.search(r"https?://\S+", texts[0])
+    assert link is not None
+    page.goto(link.group(0))  # the SMS link opens the private status page
     thumb = page.locator("#photos-intake img")
     thumb.wait_for()
     expect(thumb).to_have_js_property("complete", True)
