@@ -134,6 +134,7 @@ def run_beat_once(app: Flask, interval: int) -> bool:
 
         _safely(messaging.sweep, "message sweep")  # SMS/e-mail whose job was lost (queued/retrying > 15 min)
         _safely(governance_jobs.close_due_votes, "votes")  # co-governance: votes close at their deadline
+        _safely(jobs.purge_phone_codes, "phone codes")  # one-time codes (with their phone) after a day
     return True
 
 

@@ -96,6 +96,14 @@ def sweep(older_than_seconds: int = 60, limit: int = 1000, now: datetime | None 
     return len(stuck)
 
 
+def purge_phone_codes(now: datetime | None = None) -> int:
+    """Delete one-time codes (and the phone number each holds) a day after they were issued."""
+    from routing import phone_codes
+
+    with jobs.unit_of_work() as session:
+        return phone_codes.purge_old(session, now=now)
+
+
 def scan_deadlines(
     warning_share: float = services.DEFAULT_WARNING_SHARE, now: datetime | None = None
 ) -> dict[str, int]:

@@ -23,7 +23,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, func, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, DbSession, utcnow
@@ -79,6 +79,28 @@ TOO_SOON = N_("验证码已发送，请 1 分钟后再重新获取")
 TOO_MANY = N_("获取验证码次数过多，请 1 小时后再试")
 NO_PHONE = N_("账号没有登记手机号码，无法发送验证码")
 INVALID = N_("验证码不正确或已失效，请核对短信或重新获取")
+
+
+KEEP = timedelta(days=1)  # codes (and the phone number each holds) are deleted this long after issue
+
+
+def purge_old(session: DbSession, now: datetime | None = None, keep: timedelta = KEEP) -> int:
+    """Delete codes issued more than ``keep`` ago (long dead: 10 minutes, single use); how many.
+
+    Their delivery-log rows stay, with the masked number only; the hourly limit looks back one hour."""
+    cutoff = (now or utcnow()) - keep
+    old = select(PhoneCode.id).where(PhoneCode.created_at < cutoff).scalar_subquery()
+    session.execute(
+        update(messages.MessageDelivery)
+        .where(messages.MessageDelivery.phone_code_id.in_(old))
+        .values(phone_code_id=None),
+        execution_options={"synchronize_session": False},
+    )
+    result = session.execute(
+        delete(PhoneCode).where(PhoneCode.created_at < cutoff),
+        execution_options={"synchronize_session": False},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def check_rate(session: DbSession, phone: str, now: datetime, max_per_hour: int = MAX_PER_HOUR) -> None:

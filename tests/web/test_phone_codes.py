@@ -253,6 +253,26 @@ def test_late_retry_does_not_send_a_dead_code(session: Session, resident: User, 
             app.config["SMS_GATEWAY_URL"] = None
 
 
+def test_codes_and_their_phone_numbers_are_purged_after_a_day(
+    session: Session, resident: User, app: Flask
+) -> None:
+    from routing import jobs
+
+    with app.test_request_context():
+        phone_codes.issue_code(session, resident, phone_codes.VERIFY, messaging.phone_code_key())
+    session.commit()
+    age_codes(session, resident.id, 25 * 60)  # issued 25 hours ago
+    with app.test_request_context():
+        phone_codes.issue_code(session, resident, phone_codes.RESET, messaging.phone_code_key())
+    session.commit()
+    assert jobs.purge_phone_codes() == 1
+    session.expire_all()
+    left = codes(session, resident.id)
+    assert [c.purpose for c in left] == [phone_codes.RESET]  # today's code stays
+    logged = session.scalars(select(MessageDelivery).where(MessageDelivery.user_id == resident.id)).all()
+    assert len(logged) == 2 and sum(d.phone_code_id is None for d in logged) == 1  # the log keeps its row
+
+
 # --- 忘记密码 --------------------------------------------------------------------------------------
 
 
