@@ -33,15 +33,27 @@ def normalise(text: str) -> str:
     return "".join(ch for ch in folded if ch.isalnum())
 
 
-@lru_cache(maxsize=8192)
 def bigrams(text: str) -> frozenset[str]:
     """The set of two-character sequences of the normalised text (the text itself when shorter).
 
-    Cached: every intake compares against up to CANDIDATES recent descriptions, mostly the same ones."""
+    Cached for texts of ordinary length: every intake compares against up to CANDIDATES recent
+    descriptions, mostly the same ones; long texts are not kept, which bounds the cache (see CACHED_LENGTH)."""
+    return _cached_bigrams(text) if len(text or "") <= CACHED_LENGTH else _bigrams(text)
+
+
+CACHED_LENGTH = (
+    400  # characters: an entry is then ≤ ~40 KB (2,048 of them ≤ ~80 MB; ~10 MB for typical texts)
+)
+
+
+def _bigrams(text: str) -> frozenset[str]:
     plain = normalise(text)
     if len(plain) < 2:
         return frozenset({plain} if plain else ())
     return frozenset(plain[i : i + 2] for i in range(len(plain) - 1))
+
+
+_cached_bigrams = lru_cache(maxsize=2048)(_bigrams)
 
 
 def dice(left: frozenset[str], right: frozenset[str]) -> float:
