@@ -91,20 +91,26 @@ def _enqueue_now(app: Flask, task: str, args: tuple[Any, ...]) -> bool:
     """One attempt to put ``task(*args)`` on its queue; False (logged) when Redis cannot be reached."""
     policy = policy_for(task)
     try:
-        queue = Queue(queue_name(app, policy.queue), connection=redis_for(app))
-        queue.enqueue(
-            "app.tasks.run_task",
-            task,
-            *args,
-            job_id=job_id(app, task, args) if policy.unique_by_args else None,
-            job_timeout=policy.timeout,
-            result_ttl=policy.result_ttl,
-            failure_ttl=policy.failure_ttl,
-            retry=Retry(max=len(policy.retry_intervals), interval=list(policy.retry_intervals))
-            if policy.retry_intervals
-            else None,
-            **policy.extra,
-        )
+        connection = redis_for(app)
+        queue = Queue(queue_name(app, policy.queue), connection=connection)
+        # One round trip: RQ writes the queue registration, the job hash and the push on the pipeline
+        # (without one it sends two MULTI/EXEC blocks).
+        with connection.pipeline() as pipe:
+            queue.enqueue(
+                "app.tasks.run_task",
+                task,
+                *args,
+                job_id=job_id(app, task, args) if policy.unique_by_args else None,
+                job_timeout=policy.timeout,
+                result_ttl=policy.result_ttl,
+                failure_ttl=policy.failure_ttl,
+                retry=Retry(max=len(policy.retry_intervals), interval=list(policy.retry_intervals))
+                if policy.retry_intervals
+                else None,
+                pipeline=pipe,
+                **policy.extra,
+            )
+            pipe.execute()
     except (RedisError, OSError) as exc:
         # The case is committed. enqueue() holds the job and retries it in the background as soon as
         # Redis answers (routing need not wait for the sweeper); the sweeper covers a process that dies.

@@ -34,16 +34,23 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CATEGORIES = ("HW-01", "WY-02", "LJ-01", "SW-01", "ZS-01", "MZ-01")
-COMMUNITIES = ("420102-S1-C1", "420103-S2-C2", "420106-S1-C3")
+# Filled by prepare(): every active category and community of the demo city. Requests spread over them
+# as a city's do (96 communities × 35 categories), so the duplicate check compares a request with the
+# few open cases of its own community and category; a burst in one of them is bounded by
+# routing.duplicates.CANDIDATES.
+CATEGORIES: list[str] = []
+COMMUNITIES: list[str] = []
 
 
 def prepare(url: str) -> None:
     """Schema, demo reference data (units, catalogue, rules) and the bare table."""
+    from sqlalchemy import select
+
     from app import create_app
     from app.demo import load_demo
     from app.extensions import db
     from bench.intake_wsgi import bare_metadata
+    from core.models import Category, Level, Unit
 
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "INSTANCE_PATH": tempfile.mkdtemp()})
     with app.app_context():
@@ -51,6 +58,12 @@ def prepare(url: str) -> None:
         load_demo(db.session, b"bench")
         db.session.commit()
         bare_metadata.create_all(db.engine)
+        CATEGORIES[:] = db.session.scalars(
+            select(Category.code).where(Category.active).order_by(Category.code)
+        )
+        COMMUNITIES[:] = db.session.scalars(
+            select(Unit.code).where(Unit.level == Level.community, Unit.active).order_by(Unit.code)
+        )
         db.session.remove()
         db.engine.dispose()
 
@@ -73,7 +86,7 @@ def body(i: int) -> bytes:
     return json.dumps(
         {
             "category": CATEGORIES[i % len(CATEGORIES)],
-            "community": COMMUNITIES[i % len(COMMUNITIES)],
+            "community": COMMUNITIES[(i // len(CATEGORIES) * 37 + i) % len(COMMUNITIES)],
             "address": f"压测路 {i} 号",
             "description": f"压测诉求第 {i} 件，路灯不亮",
             "contact_name": "压测",
@@ -147,6 +160,8 @@ def bench_one(label: str, url: str, opts: argparse.Namespace, redis_url: str) ->
         str(opts.workers),
         "--worker-class",
         "sync",
+        "--threads",  # gunicorn.conf.py (read from the working directory) sets 4, which selects gthread
+        "1",
         "--bind",
         f"127.0.0.1:{opts.port}",
         "--log-level",

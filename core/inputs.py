@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,9 +138,16 @@ def check_row(obj: Any) -> None:
     state = inspect(obj, raiseerr=False)
     if state is None:
         return
-    mapper, loaded = state.mapper, state.dict  # only loaded values: the guard never emits a query
+    check_values(state.mapper, state.dict)  # only loaded values: the guard never emits a query
+
+
+def check_values(mapper: Any, values: Mapping[str, Any]) -> None:
+    """Raise UnsafeValue when a value about to be written to ``mapper``'s table breaks its column.
+
+    ``values`` are by attribute name: an object's loaded state, or the row a Core INSERT is about to send.
+    """
     for prop in mapper.column_attrs:
-        value = loaded.get(prop.key)
+        value = values.get(prop.key)
         if not isinstance(value, str):
             continue
         column = prop.columns[0]

@@ -16,7 +16,6 @@ from functools import lru_cache
 from sqlalchemy import select, update
 
 from core.db import DbSession
-from core.models import Category, Unit
 from routing.lifecycle import OPEN_STATES
 from routing.models import Case
 
@@ -89,26 +88,26 @@ def snippet(text: str, length: int = 30) -> str:
 def possible_duplicates(
     session: DbSession,
     *,
-    category: str,
-    community: str,
+    category_id: int | None,
+    community_id: int | None,
     description: str,
     now: datetime,
     window_days: int,
     exclude_id: int | None = None,
     threshold: float = THRESHOLD,
 ) -> list[Duplicate]:
-    """Open, unmerged cases of this category and community created within the window, most similar first."""
-    if not (category and community and normalise(description)):
+    """Open, unmerged cases of this category and community created within the window, most similar first.
+
+    By ids (intake has them already): the query walks ``ix_cases_duplicate_lookup`` with no join."""
+    if category_id is None or community_id is None or not normalise(description):
         return []
     rows = session.execute(
         select(
             Case.id, Case.tracking_number, Case.state, Case.created_at, Case.me_too_count, Case.description
         )
-        .join(Category, Category.id == Case.category_id)
-        .join(Unit, Unit.id == Case.community_id)
         .where(
-            Category.code == category.strip(),
-            Unit.code == community.strip(),
+            Case.community_id == community_id,
+            Case.category_id == category_id,
             Case.state.in_(_OPEN),
             Case.merged_into_id.is_(None),
             Case.created_at >= now - timedelta(days=window_days),

@@ -119,6 +119,19 @@ class Case(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
 
 
+_WRITTEN = "minhu_case_events_written"  # session.info: events inserted without a flush (intake)
+
+
+def note_event_written(session: Any, event: CaseEvent) -> None:
+    """Record an event a Core INSERT wrote (no flush saw it), for listeners run at commit (webhooks)."""
+    session.info.setdefault(_WRITTEN, []).append((event.id, event.action))
+
+
+def events_written(session: Any) -> list[tuple[int, str]]:
+    """Take the (id, action) of the events recorded by :func:`note_event_written` in this session."""
+    return list(session.info.pop(_WRITTEN, ()))
+
+
 class CaseEvent(Base):
     """One audited step of a case: who, which unit, from, to, why, when."""
 

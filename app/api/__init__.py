@@ -18,7 +18,7 @@ from app.photos import attach, photo_list, read_photos
 from app.ratelimit import limit_from_config
 from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
-from app.web.public import duplicates_for, token_key
+from app.web.public import duplicates_by_ids, duplicates_for, token_key
 from core import jobs
 from core.catalogue import HANDLING_LEVEL_LABELS, active_categories
 from core.i18n import N_
@@ -176,6 +176,7 @@ def create_request() -> Any:
             channel="api",
             token_key=token_key(),
             idempotency_key=request.headers.get("Idempotency-Key"),
+            details={"api_key_id": partner.id} if partner is not None else None,
         )
     except IntakeRejected as rejected:
         db.session.rollback()
@@ -189,11 +190,11 @@ def create_request() -> Any:
     if result.created:
         # Built before the commit from what was just stored, so the commit expires nothing we reload.
         case = result.case
-        if partner is not None:
-            case.events[0].details = {**(case.events[0].details or {}), "api_key_id": partner.id}
         if images:
             attach(db.session, case, images, "intake")
-        duplicates = duplicates_for(data.category, data.community, data.description, exclude_id=case.id)
+        duplicates = duplicates_by_ids(
+            case.category_id, case.community_id, case.description, exclude_id=case.id
+        )
         body = {
             **case_json(case, full=False, codes=(data.category.strip(), data.community.strip())),
             "token": result.token,

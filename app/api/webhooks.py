@@ -34,7 +34,7 @@ from app.api.models import WEBHOOK_EVENTS, Webhook, WebhookDelivery
 from core import jobs
 from core.db import utcnow
 from core.i18n import N_
-from routing.models import CaseEvent
+from routing.models import CaseEvent, events_written
 
 log = logging.getLogger(__name__)
 # Which lifecycle actions partners hear about, by the event name they subscribe to.
@@ -118,6 +118,7 @@ def _collect(session: Session, _context: Any) -> None:
 @event.listens_for(Session, "after_soft_rollback")
 def _forget(session: Session, _previous: Any) -> None:
     session.info.pop(_PENDING, None)
+    events_written(session)
 
 
 @event.listens_for(Session, "after_commit")
@@ -126,7 +127,8 @@ def _hand_over(session: Session) -> None:
     # its locks (on SQLite a new connection would wait out busy_timeout): only the outermost commit.
     if session.get_nested_transaction() is not None:
         return
-    found = session.info.pop(_PENDING, None)
+    written = [(i, EVENT_BY_ACTION[a]) for i, a in events_written(session) if a in EVENT_BY_ACTION]
+    found = session.info.pop(_PENDING, []) + written
     if not found or not has_app_context():
         return
     try:

@@ -31,9 +31,11 @@ from routing.intake import (
     IntakeRejected,
     Submission,
     case_token,
+    category_by_code,
     check_token,
     find_case,
     normalise_phone,
+    place_by_code,
 )
 from routing.intake import submit as submit_case
 from routing.intake import validate as validate_submission
@@ -69,11 +71,25 @@ def _fill_choices(form: IntakeForm) -> None:
 def duplicates_for(
     category: str, community: str, description: str, exclude_id: int | None = None
 ) -> list[Any]:
-    """Possible duplicates of a request being typed (open cases, same community and category)."""
+    """Possible duplicates of a request being typed (open cases, same community and category codes)."""
+    found_category = category_by_code(db.session, category)
+    place = place_by_code(db.session, community)
+    return duplicates_by_ids(
+        found_category.id if found_category else None,
+        place.community_id if place and place.is_community else None,
+        description,
+        exclude_id,
+    )
+
+
+def duplicates_by_ids(
+    category_id: int | None, community_id: int | None, description: str, exclude_id: int | None = None
+) -> list[Any]:
+    """Possible duplicates among the open cases of this category and community (a stored case's ids)."""
     return possible_duplicates(
         db.session,
-        category=category,
-        community=community,
+        category_id=category_id,
+        community_id=community_id,
         description=description,
         now=utcnow(),
         window_days=int(current_app.config["DUPLICATE_WINDOW_DAYS"]),

@@ -43,7 +43,7 @@ from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
 from app.redis_conn import current_redis
 from app.web.present import STATE_LABELS, register_nav
-from app.web.public import duplicates_for, token_key
+from app.web.public import duplicates_by_ids, token_key
 from core.db import utcnow
 from core.i18n import N_
 from core.images import ProcessedImage
@@ -532,8 +532,8 @@ def _render_case(
         summons=case.summons,
         Action=Action,
         photos=photo_list(case, None),
-        duplicates=duplicates_for(
-            case.category.code, case.community.code, case.description, exclude_id=case.id
+        duplicates=duplicates_by_ids(
+            case.category_id, case.community_id, case.description, exclude_id=case.id
         )
         if case.merged_into_id is None and case.state in OPEN_STATES
         else [],
