@@ -1,15 +1,16 @@
 """JSON intake under gunicorn beside a bare Flask-SQLAlchemy one-row insert, same server, same database, same run.
 
-    .venv/bin/python bench/bench_intake.py [--seconds 10] [--clients 16] [--workers 2] [--port 5150]
+    .venv/bin/python bench/bench_intake.py [--seconds 10] [--rounds 3] [--clients 16] [--workers 2] [--port 5150]
         [--database-url postgresql://postgres@127.0.0.1:5432/postgres] [--redis-url redis://127.0.0.1:6379/0]
         [--only postgresql|sqlite]
 
 For each database (a PostgreSQL database it creates and drops, and a SQLite file in a temporary folder)
 it starts gunicorn (``--workers`` sync workers) on a loopback port serving ``bench/intake_wsgi.py`` —
 the real app at ``/`` and the bare app at ``/bare`` — then runs ``--clients`` concurrent HTTP clients
-for ``--seconds`` against ``POST /api/v1/requests`` and, in the same run, against ``POST /bare/``.
-Prints req/s, p50 and p99 latency, and the ratio intake ÷ bare. Cases are enqueued for routing on
-queues with a unique prefix (deleted at the end); no worker runs, so only intake is measured.
+for ``--seconds`` against ``POST /api/v1/requests`` and then against ``POST /bare/``, ``--rounds`` times
+in turn. Prints req/s, p50 and p99 latency and the ratio intake ÷ bare of each round, and the medians.
+Cases are enqueued for routing on queues with a unique prefix (deleted at the end); no worker runs, so
+only intake is measured.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import http.client
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -173,8 +175,13 @@ def bench_one(label: str, url: str, opts: argparse.Namespace, redis_url: str) ->
         wait_for_port(opts.port, server)
         load(opts.port, "/bare/", opts.clients, 1.0)  # warm both: imports, pools, caches
         load(opts.port, "/api/v1/requests", opts.clients, 1.0)
-        intake = load(opts.port, "/api/v1/requests", opts.clients, opts.seconds)
-        bare = load(opts.port, "/bare/", opts.clients, opts.seconds)
+        # Alternating rounds: the machine's speed drifts (shared host), so each ratio compares measures
+        # taken seconds apart, and the median of the rounds is the figure.
+        rounds = []
+        for _ in range(opts.rounds):
+            intake = load(opts.port, "/api/v1/requests", opts.clients, opts.seconds)
+            bare = load(opts.port, "/bare/", opts.clients, opts.seconds)
+            rounds.append((intake, bare))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -182,21 +189,26 @@ def bench_one(label: str, url: str, opts: argparse.Namespace, redis_url: str) ->
         for key in redis.scan_iter(f"*{prefix}*"):
             redis.delete(key)
         redis.close()
-    print(
-        f"{label:<10} intake {intake['rate']:7.1f} req/s  p50 {intake['p50']:6.1f} ms  p99 {intake['p99']:6.1f} ms"
-        f"  statuses {intake['statuses']}"
-    )
-    print(
-        f"{'':<10} bare   {bare['rate']:7.1f} req/s  p50 {bare['p50']:6.1f} ms  p99 {bare['p99']:6.1f} ms"
-        f"  statuses {bare['statuses']}"
-    )
-    print(f"{'':<10} ratio intake/bare {intake['rate'] / bare['rate']:.2f}", flush=True)
+    for n, (intake, bare) in enumerate(rounds, 1):
+        print(
+            f"{label if n == 1 else '':<10} round {n}  intake {intake['rate']:7.1f} req/s"
+            f"  p50 {intake['p50']:6.1f} ms  p99 {intake['p99']:6.1f} ms  statuses {intake['statuses']}"
+        )
+        print(
+            f"{'':<10}          bare   {bare['rate']:7.1f} req/s  p50 {bare['p50']:6.1f} ms"
+            f"  p99 {bare['p99']:6.1f} ms  statuses {bare['statuses']}"
+        )
+        print(f"{'':<10}          ratio intake/bare {intake['rate'] / bare['rate']:.2f}")
+    ratio = statistics.median(i["rate"] / b["rate"] for i, b in rounds)
+    p99 = statistics.median(i["p99"] for i, _ in rounds)
+    print(f"{'':<10} median of {len(rounds)} rounds: ratio {ratio:.2f}, intake p99 {p99:.1f} ms", flush=True)
 
 
 def main() -> None:
     """Run the benchmark on PostgreSQL and on SQLite and print the table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=5150)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from core.db import DbSession
 from routing.lifecycle import OPEN_STATES
@@ -85,6 +85,29 @@ def snippet(text: str, length: int = 30) -> str:
     return short if len(short) <= length else short[:length] + "…"
 
 
+_CASES = Case.__table__.c
+# Built once (Core, bound parameters): intake runs it on every request.
+_CANDIDATES_QUERY = (
+    select(
+        _CASES.id,
+        _CASES.tracking_number,
+        _CASES.state,
+        _CASES.created_at,
+        _CASES.me_too_count,
+        _CASES.description,
+    )
+    .where(
+        _CASES.community_id == bindparam("community_id"),
+        _CASES.category_id == bindparam("category_id"),
+        _CASES.state.in_(_OPEN),
+        _CASES.merged_into_id.is_(None),
+        _CASES.created_at >= bindparam("since"),
+    )
+    .order_by(_CASES.created_at.desc())
+    .limit(CANDIDATES)
+)
+
+
 def possible_duplicates(
     session: DbSession,
     *,
@@ -101,20 +124,14 @@ def possible_duplicates(
     By ids (intake has them already): the query walks ``ix_cases_duplicate_lookup`` with no join."""
     if category_id is None or community_id is None or not normalise(description):
         return []
-    rows = session.execute(
-        select(
-            Case.id, Case.tracking_number, Case.state, Case.created_at, Case.me_too_count, Case.description
-        )
-        .where(
-            Case.community_id == community_id,
-            Case.category_id == category_id,
-            Case.state.in_(_OPEN),
-            Case.merged_into_id.is_(None),
-            Case.created_at >= now - timedelta(days=window_days),
-        )
-        .order_by(Case.created_at.desc())
-        .limit(CANDIDATES)
-    ).all()
+    rows = session.connection().execute(
+        _CANDIDATES_QUERY,
+        {
+            "community_id": community_id,
+            "category_id": category_id,
+            "since": now - timedelta(days=window_days),
+        },
+    )
     wanted = bigrams(description)
     scored = [(dice(wanted, bigrams(row.description)), row) for row in rows if row.id != exclude_id]
     best = sorted(

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, scoped_session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.db import DbSession, insert_loaded, utcnow
+from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError, fill
 from core.inputs import (
     OutOfRange,
@@ -37,6 +37,7 @@ from core.inputs import (
     visible_length,
 )
 from core.models import Category, Level, Unit, User
+from core.rows import insert_with_child
 from routing import notify
 from routing.models import Case, CaseEvent, note_event_written
 
@@ -484,8 +485,9 @@ def _insert_case(session: DbSession, case_values: dict[str, Any], event_values: 
     Every intake pays for this, so it skips the flush (see :func:`core.db.insert_loaded`); the values were
     checked by :func:`validate`, and the flush guard's own check runs on both rows here all the same.
     """
-    case = insert_loaded(session, Case, case_values, empty=("events", "photos"))
-    event = insert_loaded(session, CaseEvent, {**event_values, "case_id": case.id})
+    case, event = insert_with_child(
+        session, Case, case_values, CaseEvent, event_values, "case_id", parent_empty=("photos",)
+    )
     set_committed_value(case, "events", [event])
     set_committed_value(event, "case", case)
     note_event_written(session, event)
