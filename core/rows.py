@@ -35,7 +35,9 @@ def insert_loaded(
     mapper = inspect(model)
     check_values(mapper, values)
     row = _complete(_table(model), values)
-    result = cast(CursorResult[Any], session.connection().execute(_insert_one(model), row))
+    sent = _sent_columns(_table(model), values)
+    statement = _insert_one(model, sent)
+    result = cast(CursorResult[Any], session.connection().execute(statement, {k: row[k] for k in sent}))
     (key,) = result.one()
     return _loaded(session, mapper, {**row, _pk(model).key: key}, empty)
 
@@ -58,18 +60,26 @@ def insert_with_child(
     parent_mapper, child_mapper = inspect(parent), inspect(child)
     check_values(parent_mapper, parent_values)
     check_values(child_mapper, child_values)
-    parent_row = _complete(_table(parent), parent_values)
-    child_row = _complete(_table(child), {**child_values, foreign_key: None})
+    parent_table, child_table = _table(parent), _table(child)
+    parent_row = _complete(parent_table, parent_values)
+    child_row = _complete(child_table, child_values)
+    parent_sent = _sent_columns(parent_table, parent_values)
+    child_sent = _sent_columns(child_table, child_values) - {foreign_key}
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        params = {**_prefixed("p_", parent_row), **_prefixed("c_", child_row)}
-        params.pop(f"c_{foreign_key}")
-        result = cast(CursorResult[Any], connection.execute(_insert_pair(parent, child, foreign_key), params))
-        child_key, parent_key = tuple(result.one())
+        params = {f"p_{k}": parent_row[k] for k in parent_sent} | {f"c_{k}": child_row[k] for k in child_sent}
+        statement = _insert_pair(parent, child, foreign_key, parent_sent, child_sent)
+        child_key, parent_key = tuple(cast(CursorResult[Any], connection.execute(statement, params)).one())
     else:
-        parent_key = cast(CursorResult[Any], connection.execute(_insert_one(parent), parent_row)).scalar_one()
-        child_row[foreign_key] = parent_key
-        child_key = cast(CursorResult[Any], connection.execute(_insert_one(child), child_row)).scalar_one()
+        parent_key = cast(
+            CursorResult[Any], connection.execute(_insert_one(parent, parent_sent), parent_row)
+        ).scalar_one()
+        child_key = cast(
+            CursorResult[Any],
+            connection.execute(
+                _insert_one(child, child_sent | {foreign_key}), {**child_row, foreign_key: parent_key}
+            ),
+        ).scalar_one()
     parent_obj = _loaded(session, parent_mapper, {**parent_row, _pk(parent).key: parent_key}, parent_empty)
     child_obj = _loaded(
         session, child_mapper, {**child_row, _pk(child).key: child_key, foreign_key: parent_key}, ()
@@ -103,34 +113,50 @@ def _complete(table: Table, values: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
-    return {prefix + key: value for key, value in row.items()}
+def _sent_columns(table: Table, values: dict[str, Any]) -> frozenset[str]:
+    """The columns the INSERT names: those given and those with a default (the rest are NULL anyway).
+
+    Fewer parameters keep the statement within psycopg's cache of converted queries (at most 50
+    parameters), which otherwise re-parses the query text on every execution.
+    """
+    return frozenset(
+        c.key for c in table.columns if not c.primary_key and (c.key in values or c.default is not None)
+    )
 
 
 @cache
-def _insert_one(model: type[Base]) -> Insert:
-    # Built once: its cache key is memoised on the statement.
+def _insert_one(model: type[Base], columns: frozenset[str]) -> Insert:
+    # Built once per column set: its cache key is memoised on the statement.
     table = _table(model)
-    return insert(table).returning(_pk(model))
+    return (
+        insert(table)
+        .values({k: bindparam(k, type_=table.c[k].type) for k in sorted(columns)})
+        .returning(_pk(model))
+    )
 
 
 @cache
-def _insert_pair(parent: type[Base], child: type[Base], foreign_key: str) -> Insert:
+def _insert_pair(
+    parent: type[Base],
+    child: type[Base],
+    foreign_key: str,
+    parent_columns: frozenset[str],
+    child_columns: frozenset[str],
+) -> Insert:
     parent_table, child_table = _table(parent), _table(child)
-    parent_columns = [c for c in parent_table.columns if not c.primary_key]
-    child_columns = [c for c in child_table.columns if not c.primary_key and c.key != foreign_key]
     new_parent = (
         insert(parent_table)
-        .values({c.key: bindparam(f"p_{c.key}", type_=c.type) for c in parent_columns})
+        .values({k: bindparam(f"p_{k}", type_=parent_table.c[k].type) for k in sorted(parent_columns)})
         .returning(_pk(parent))
         .cte("new_parent")
     )
+    names = sorted(child_columns)
     rows = select(
-        new_parent.c[_pk(parent).key], *(bindparam(f"c_{c.key}", type_=c.type) for c in child_columns)
+        new_parent.c[_pk(parent).key], *(bindparam(f"c_{k}", type_=child_table.c[k].type) for k in names)
     )
     return (
         insert(child_table)
-        .from_select([foreign_key, *(c.key for c in child_columns)], rows)
+        .from_select([foreign_key, *names], rows)
         .returning(_pk(child), child_table.c[foreign_key])
     )
 
