@@ -40,49 +40,29 @@ MAX_HOPS_PER_JOB = 4  # city → district → street → community, then a job o
 
 
 def route_case(case_id: int, hop_no: int | None = None) -> str:
-    """Route a case down, one committed hop at a time, in this job; returns what the last hop did.
+    """Route a case down every automatic hop that follows, in one transaction; returns what the last
+    hop did.
 
-    Each hop is its own unit of work with the (case, hop) constraint, exactly as when every hop was a
-    job of its own, but the automatic hops that follow each other run here instead of costing an
-    enqueue and a dequeue each. If a later hop fails transiently, that hop is enqueued as its own job
-    (with its own retries) rather than raising, so a retry never starts again from a hop that is done.
+    The hops are one unit of work (:func:`routing.services.route_down`): all committed together or none,
+    so a transient error anywhere propagates and RQ's retry starts again from the first hop not done.
+    Each hop row keeps its (case, hop) constraint, so a repeated or concurrent job is a no-op.
     """
-    action = "noop"
-    for done in range(MAX_HOPS_PER_JOB):
-        try:
-            with jobs.unit_of_work() as session:
-                result = services.route_step(session, case_id, hop_no=hop_no)
-        except IntegrityError:
-            # A concurrent run of the same hop won the (case, hop) constraint: it goes on from there.
-            return "noop"
-        except DomainError as error:
-            if is_transient(error):
-                return _retry_later(case_id, hop_no, done, error)
-            log.warning("routing of case %s failed for good: %s", case_id, error.code)
-            with jobs.unit_of_work() as session:
-                services.record_failure(session, case_id, ROUTE_CASE, error.code, str(error))
-            return f"failed:{error.code}"
-        except TRANSIENT_ERRORS as error:
-            return _retry_later(case_id, hop_no, done, error)
-        except DBAPIError as error:
-            if not is_transient(error):
-                raise
-            return _retry_later(case_id, hop_no, done, error)
-        action = result.action
-        if result.next_hop is None:
-            return action
-        hop_no = result.next_hop
-    jobs.enqueue(ROUTE_CASE, case_id, hop_no)
-    return action
-
-
-def _retry_later(case_id: int, hop_no: int | None, done: int, error: BaseException) -> str:
-    """The first hop re-raises (RQ retries this job); a later one becomes a job of its own."""
-    if done == 0:
-        raise error
-    log.info("case %s: hop %s enqueued after %s", case_id, hop_no, error.__class__.__name__)
-    jobs.enqueue(ROUTE_CASE, case_id, hop_no)
-    return "deferred"
+    try:
+        with jobs.unit_of_work() as session:
+            result = services.route_down(session, case_id, hop_no=hop_no, max_hops=MAX_HOPS_PER_JOB)
+    except IntegrityError:
+        # A concurrent run of the same hop won the (case, hop) constraint: it goes on from there.
+        return "noop"
+    except DomainError as error:
+        if is_transient(error):
+            raise
+        log.warning("routing of case %s failed for good: %s", case_id, error.code)
+        with jobs.unit_of_work() as session:
+            services.record_failure(session, case_id, ROUTE_CASE, error.code, str(error))
+        return f"failed:{error.code}"
+    if result.next_hop is not None:
+        jobs.enqueue(ROUTE_CASE, case_id, result.next_hop)
+    return result.action
 
 
 def sweep(older_than_seconds: int = 60, limit: int = 1000, now: datetime | None = None) -> int:

@@ -957,14 +957,50 @@ def route_step(
     (case, hop number) backs this up in the database (a violation raises :class:`IntegrityError`, which
     the job treats as a no-op). Raises :class:`RoutingFailed` when the case does not exist.
     """
+    return route_down(session, case_id, hop_no=hop_no, now=now, max_hops=1)
+
+
+def route_down(
+    session: Session,
+    case_id: int,
+    *,
+    hop_no: int | None = None,
+    now: datetime | None = None,
+    max_hops: int = 4,
+) -> HopResult:
+    """Up to ``max_hops`` automatic hops that follow each other, in the session's transaction; returns
+    what the last one did (``next_hop`` set when the chain goes on beyond ``max_hops``).
+
+    The case is locked and loaded once and everything is flushed once: two hops cost one UPDATE of the
+    case and one INSERT each for the hop rows and the events, not a round of statements per hop. The
+    caller commits all the hops together, so nobody sees a case half-way down and a retry after a failure
+    starts again from the first hop (nothing of this call was kept). Each hop is checked and recorded as
+    by :func:`route_step`.
+    """
     now = now or utcnow()
     case, view = _lock_for_routing(session, case_id)
+    result = HopResult("noop")
+    for _ in range(max_hops):
+        step, view = _hop(session, case, view, hop_no, now)
+        if step.action == "noop":
+            break
+        result, hop_no = step, step.next_hop
+        if hop_no is None:
+            break
+    session.flush()
+    return result
+
+
+def _hop(
+    session: Session, case: Case, view: RuleSetView | None, hop_no: int | None, now: datetime
+) -> tuple[HopResult, RuleSetView | None]:
+    """One hop of a locked case (no flush); the rule set view it was routed with."""
     pending = case.state == State.submitted.value or (
         case.state == State.dispatching.value and case.auto_routing
     )
     next_no = (case.hop_count or 0) + 1
     if not pending or (hop_no is not None and hop_no != next_no):
-        return HopResult("noop")
+        return HopResult("noop"), view
     if view is None:  # no rule set published yet, or the case's version is gone
         view = (
             rules_of_version(session, case.rule_set_version)
@@ -1032,8 +1068,7 @@ def route_step(
         notify.announce(session, case, "dispatched")
     elif state is State.triage:
         _tell_unit(session, case.current_unit_id, case, f"工单 {case.tracking_number} 待人工分拨")
-    session.flush()
-    return HopResult(event.action.value, next_no, next_no + 1 if case.auto_routing else None)
+    return HopResult(event.action.value, next_no, next_no + 1 if case.auto_routing else None), view
 
 
 def record_failure(session: Session, case_id: int, task: str, code: str, message: str) -> None:

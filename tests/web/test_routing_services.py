@@ -390,7 +390,7 @@ def test_sweeper_routes_a_case_stuck_in_submitted(session: Session) -> None:
 
 
 def test_one_job_routes_a_case_down_every_level(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
-    """City → district → street → community in one job, each hop its own committed unit of work."""
+    """City → district → street → community in one job and one transaction, a hop row for each hop."""
     from core import jobs as ports
 
     held: list[tuple[str, tuple[Any, ...]]] = []
@@ -407,34 +407,35 @@ def test_one_job_routes_a_case_down_every_level(session: Session, monkeypatch: p
     assert jobs.route_case(case.id, 1) == "noop"  # a repeated job changes nothing
 
 
-def test_a_later_hop_failing_transiently_becomes_its_own_job(
+def test_a_later_hop_failing_transiently_undoes_the_job_and_the_retry_routes_it_all(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy.exc import OperationalError
 
-    from core import jobs as ports
-
-    held: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(ports, "enqueue", lambda task, *args: held.append((task, args)))
     case = new_case(session)
     session.commit()
-    held.clear()
-    real = services.route_step
+    real = services._hop
     calls: list[int | None] = []
 
-    def flaky(db: Any, case_id: int, hop_no: int | None = None) -> Any:
+    def flaky(db: Any, locked: Any, view: Any, hop_no: int | None, now: Any) -> Any:
         calls.append(hop_no)
         if len(calls) == 2:
             raise OperationalError("SELECT 1", {}, Exception("connection lost"))
-        return real(db, case_id, hop_no=hop_no)
+        return real(db, locked, view, hop_no, now)
 
-    monkeypatch.setattr(services, "route_step", flaky)
-    assert jobs.route_case(case.id) == "deferred"
-    assert held == [(jobs.ROUTE_CASE, (case.id, 2))]  # hop 1 is committed; hop 2 retries on its own
-    with pytest.raises(OperationalError):  # a failing first hop is retried by RQ as before
-        calls.clear()
-        calls.append(None)
-        jobs.route_case(case.id, 2)
+    monkeypatch.setattr(services, "_hop", flaky)
+    with pytest.raises(OperationalError):  # RQ retries the job (transient)
+        jobs.route_case(case.id)
+    session.expire_all()
+    # Hop 1 ran, but nothing of the job was kept: no case half-way down, no hop row to skip on retry.
+    assert case.state == State.submitted and case.hop_count in (0, None)
+    assert session.scalars(select(RoutingHop).where(RoutingHop.case_id == case.id)).all() == []
+    monkeypatch.setattr(services, "_hop", real)
+    assert jobs.route_case(case.id) == "dispatch"  # the retry
+    session.expire_all()
+    assert case.state == State.dispatched and case.current_unit.code == COMMUNITY
+    hops = session.scalars(select(RoutingHop.hop_no).where(RoutingHop.case_id == case.id)).all()
+    assert sorted(hops) == [1, 2, 3]
 
 
 def test_route_job_records_permanent_failures(session: Session) -> None:
