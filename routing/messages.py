@@ -12,10 +12,13 @@ the tracking number and a link, never a name or a phone number; the log keeps th
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, and_, or_, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, and_, event, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, utcnow
@@ -122,6 +125,60 @@ def mask_email(address: str | None) -> str:
     return f"{local[:1]}****@{domain}"
 
 
+class StaffRecipients:
+    """Per-process cache, for ``ttl`` seconds, of each unit's active staff with an e-mail address.
+
+    Every dispatch e-mails the receiving unit's staff; the look-up was one query per case routed. A flush
+    in this process that adds, changes or deletes a user empties the cache at once; other processes see
+    such a change within ``ttl`` seconds (the address itself is read again when the e-mail is sent).
+    """
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[int, tuple[float, tuple[tuple[int, str], ...]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, unit_id: int) -> tuple[tuple[int, str], ...]:
+        """(user id, masked address) of the unit's active staff who have an e-mail address."""
+        now = time.monotonic()
+        hit = self._entries.get(unit_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        staff = session.scalars(
+            select(User)
+            .where(User.unit_id == unit_id, User.active.is_(True), User.email.is_not(None), User.email != "")
+            .order_by(User.id)
+        )
+        found = tuple((user.id, mask_email(user.email)) for user in staff if user.is_staff)
+        if not session.info.get(_USERS_TOUCHED):
+            with self._lock:
+                self._entries[unit_id] = (now + self.ttl, found)
+        return found
+
+    def clear(self) -> None:
+        """Forget everything (after a change of users, and between tests)."""
+        with self._lock:
+            self._entries.clear()
+
+
+staff_recipients = StaffRecipients()
+_USERS_TOUCHED = "minhu_users_touched"  # session.info flag: this transaction flushed a User
+
+
+@event.listens_for(Session, "after_flush")
+def _users_flushed(session: Session, _context: Any) -> None:
+    if any(isinstance(o, User) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info[_USERS_TOUCHED] = True
+        staff_recipients.clear()
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _users_settled(session: Session, *_: Any) -> None:
+    if session.info.pop(_USERS_TOUCHED, False):
+        staff_recipients.clear()
+
+
 def plan(session: Session, case: Case, event: str, unit_id: int | None = None) -> list[MessageDelivery]:
     """Queue the messages ``event`` sends about ``case`` as delivery rows (flush only)."""
     if event not in EVENTS:
@@ -144,23 +201,14 @@ def plan(session: Session, case: Case, event: str, unit_id: int | None = None) -
     else:
         target = unit_id if unit_id is not None else case.current_unit_id
         if target is not None:
-            staff = session.scalars(
-                select(User)
-                .where(
-                    User.unit_id == target, User.active.is_(True), User.email.is_not(None), User.email != ""
-                )
-                .order_by(User.id)
-            )
-            for user in staff:
-                if not user.is_staff:
-                    continue
+            for user_id, masked in staff_recipients.get(session, target):
                 rows.append(
                     MessageDelivery(
                         case_id=case.id,
                         channel=EMAIL,
                         event=event,
-                        user_id=user.id,
-                        recipient_masked=mask_email(user.email),
+                        user_id=user_id,
+                        recipient_masked=masked,
                         status=QUEUED,
                         attempts=0,
                         created_at=now,

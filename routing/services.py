@@ -16,9 +16,10 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
@@ -904,6 +905,20 @@ def _next_step(current: Unit | None, target: Unit) -> int:
     return chain[min(start, len(chain) - 1)]
 
 
+@cache
+def _routing_lock() -> Select[Case, int, int, datetime]:
+    """The statement of :func:`_lock_for_routing`, built once (every hop runs it)."""
+    newest = select(func.max(RuleSet.version)).scalar_subquery()
+    return (
+        select(Case, RuleSet.id, RuleSet.version, RuleSet.created_at)
+        .options(joinedload(Case.category, innerjoin=True))
+        .outerjoin(RuleSet, RuleSet.version == func.coalesce(Case.rule_set_version, newest))
+        .where(Case.id == bindparam("case_id"))
+        .with_for_update(of=Case)
+        .execution_options(populate_existing=True)
+    )
+
+
 def _lock_for_routing(session: Session, case_id: int) -> tuple[Case, RuleSetView | None]:
     """The case, locked and fresh, with its category, the units it refers to, and its rule set.
 
@@ -911,16 +926,7 @@ def _lock_for_routing(session: Session, case_id: int) -> tuple[Case, RuleSetView
     to the rule set it must be routed with (its own version, or the newest for a first hop), then every
     unit the hop may touch by id, so the lazy many-to-one attributes are answered from the identity map.
     """
-    newest = select(func.max(RuleSet.version)).scalar_subquery()
-    stmt = (
-        select(Case, RuleSet.id, RuleSet.version, RuleSet.created_at)
-        .options(joinedload(Case.category, innerjoin=True))
-        .outerjoin(RuleSet, RuleSet.version == func.coalesce(Case.rule_set_version, newest))
-        .where(Case.id == case_id)
-        .with_for_update(of=Case)
-        .execution_options(populate_existing=True)
-    )
-    row = session.execute(stmt).first()
+    row = session.execute(_routing_lock(), {"case_id": case_id}).first()
     if row is None:
         raise RoutingFailed("case_missing", N_("工单不存在"))
     case, rule_set_id, version, created_at = row

@@ -129,8 +129,10 @@ def rolled_back_session(app: Flask) -> Iterator[Session]:
     """The ``session`` fixture's transaction, for fixtures of a wider scope (e.g. one per module)."""
     from app.ratelimit import reset_all
     from routing.intake import reference_cache
+    from routing.messages import staff_recipients
 
     reference_cache.clear()  # cached look-ups must not outlive the rolled-back rows they came from
+    staff_recipients.clear()
     reset_all(app)  # this app's own counters, whichever app the shared limiter was last bound to
     with app.app_context():
         connection = db.engine.connect()

@@ -351,3 +351,25 @@ def test_unsatisfied_rating_reopens_and_texts_the_resident(session: Session, gat
     session.commit()
     assert [d.event for d in deliveries(session, case)][-1] == "reopened"
     assert "已重新办理" in gateway.received[-1]["text"]
+
+
+def test_staff_recipients_are_read_once_per_unit_and_forgotten_when_a_user_changes(session: Session) -> None:
+    from sqlalchemy import event
+
+    from core.models import unit_by_code
+    from tests.builders import COMMUNITY
+
+    unit = unit_by_code(session, COMMUNITY)
+    assert unit is not None
+    staff = _staff_with_email(session, COMMUNITY)
+    session.commit()
+    first = messages.staff_recipients.get(session, unit.id)
+    assert (staff.id, "h****@12345.example.cn") in first
+    sent: list[str] = []
+    connection = session.connection()
+    event.listen(connection, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    assert messages.staff_recipients.get(session, unit.id) == first and sent == []  # from the cache
+    staff.active = False
+    session.flush()  # a user changed in this process: the cache is emptied at once
+    assert staff.id not in [user_id for user_id, _ in messages.staff_recipients.get(session, unit.id)]
+    assert sent  # read again
