@@ -182,10 +182,14 @@ def worker(queues: str, burst: bool, fork: bool, beat_interval: int) -> None:
     connection = redis_for(app)
 
     def new_worker() -> Any:
-        # A job of a killed worker is found once its heartbeat lapses (RQ: monitoring interval + 60 s)
-        # by the next maintenance pass: a 5 s interval and a pass every 15 s (RQ's defaults: 30 s and
-        # 10 minutes) bring a SIGKILLed job back within about 80 s.
-        return worker_class(names, connection=connection, maintenance_interval=15, job_monitoring_interval=5)
+        # A job of a killed worker is found by a maintenance pass once its heartbeat lapses (RQ: the
+        # job's timeout + 60 s on a SimpleWorker, monitoring interval + 60 s on a forking one), or one
+        # minute after it was seen stuck between dequeue and start. Passes run every 15 s (RQ: 10 min),
+        # and an idle worker runs them too: its blocking dequeue waits worker_ttl - 15 = 15 s (RQ's
+        # default waits 405 s, and no pass ran meanwhile, so a SIGKILLed job waited for the sweeper).
+        return worker_class(
+            names, connection=connection, maintenance_interval=15, job_monitoring_interval=5, worker_ttl=30
+        )
 
     if burst:
         new_worker().work(burst=True, with_scheduler=True)  # one pass of the scheduler, in this process

@@ -38,7 +38,9 @@ class Policy:
 
 # By the task's package; a task listed in TASKS overrides its package's policy.
 PACKAGES = {
-    "routing": Policy("routing", timeout=60),
+    # A hop takes milliseconds; the timeout also sets when RQ deems a killed worker's job abandoned
+    # (timeout + 60 s on a SimpleWorker), so it is kept short.
+    "routing": Policy("routing", timeout=30),
     "surveys": Policy("scoring", timeout=1800, retry_intervals=(30, 120)),
     "assessment": Policy("scoring", timeout=1800, retry_intervals=(30, 120)),
 }

@@ -89,7 +89,18 @@ class Stack:
             self.redis.wait(timeout=30)
 
     def start_web(self) -> None:
-        command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync"]
+        # --threads 1: gunicorn.conf.py (read from the working directory) sets 4, which selects gthread
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "2",
+            "--worker-class",
+            "sync",
+            "--threads",
+            "1",
+        ]
         command += ["--bind", f"127.0.0.1:{self.opts.web_port}", "--log-level", "error", "app:create_app()"]
         self.web = subprocess.Popen(command, env=self.env, cwd=ROOT, stderr=subprocess.DEVNULL)
         wait_for_port(self.opts.web_port, self.web)
@@ -221,6 +232,33 @@ def tally(engine: Engine, tag: str) -> dict[str, int]:
     return {"stored": row.stored, "routed": row.routed, "doubled": (row.stored - row.keys) + int(over or 0)}
 
 
+def waiting(stack: Stack, engine: Engine, tag: str) -> str:
+    """The cases still unrouted and where their routing job is in RQ (to tell a lost job from a slow one)."""
+    from redis import Redis
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, state, hop_count FROM cases WHERE idempotency_key LIKE :tag "
+                "AND state IN ('submitted', 'dispatching') ORDER BY id LIMIT 10"
+            ),
+            {"tag": f"{tag}-%"},
+        ).all()
+    redis = Redis.from_url(stack.redis_url)
+    found = []
+    for case_id, state, hops in rows:
+        try:
+            job = Job.fetch(f"{stack.prefix}route_case-{case_id}", connection=redis)
+            where = f"job {job.get_status()} (exc: {(job.exc_info or '').strip().splitlines()[-1:]})"
+        except NoSuchJobError:
+            where = "no job in Redis"
+        found.append(f"case {case_id} {state} after {hops or 0} hops: {where}")
+    redis.close()
+    return "  still waiting: " + "; ".join(found)
+
+
 def run_fault(stack: Stack, engine: Engine, admin: Engine, name: str, database: str, settle: float) -> str:
     """Load, break, heal, load on, then wait for routing; one printed line."""
     tag = f"{name}-{uuid.uuid4().hex[:4]}"
@@ -261,6 +299,8 @@ def run_fault(stack: Stack, engine: Engine, admin: Engine, name: str, database: 
             )
         }
     lost = len(accepted - stored_keys)
+    if not done:
+        print(waiting(stack, engine, tag), flush=True)
     return (
         f"{name:<9} accepted {len(accepted):4d}  stored {counts['stored']:4d}  routed {counts['routed']:4d}  "
         f"lost {lost}  doubled {counts['doubled']}  5xx {load.server_errors}  refused {load.refused:3d}  "
@@ -274,7 +314,12 @@ def main() -> None:
     parser.add_argument("--redis-port", type=int, default=5159)
     parser.add_argument("--web-port", type=int, default=5152)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--settle", type=float, default=120, help="seconds to wait for routing after a fault")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=180,
+        help="seconds to wait for routing after a fault (a job in flight on a killed worker: ~90-110 s)",
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
