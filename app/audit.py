@@ -51,9 +51,11 @@ def contact_shown(tracking_number: str) -> None:
 def _after_request(response: Response) -> Response:
     shown: set[str] = g.pop("contacts_shown", set())
     exported = "attachment" in response.headers.get("Content-Disposition", "")
+    if not (shown or exported) or response.status_code >= 500:
+        return response  # nothing to record (most responses): the signed-in user need not be loaded
     actor = _actor()
     # A 422 form page with the contact on it is still a view; a 5xx page is not a delivered response.
-    if actor is None or response.status_code >= 500 or not (shown or (exported and actor.is_staff)):
+    if actor is None or not (shown or (exported and actor.is_staff)):
         return response
     # The view's own transaction is over (committed, or discarded at teardown anyway); the audit rows
     # get a transaction of their own.

@@ -100,6 +100,9 @@ class UnsafeInput(BadRequest):
         self.field = field
 
 
+FORM_MIMETYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
 def refuse_control_characters() -> None:
     """Safety net under every query string and form: NUL and other control characters answer 400.
 
@@ -110,7 +113,11 @@ def refuse_control_characters() -> None:
     if request.endpoint == "static":
         return
     sources = [request.args]
-    if request.method in ("POST", "PUT", "PATCH") and request.endpoint not in FIELD_CHECKED_ENDPOINTS:
+    if (
+        request.method in ("POST", "PUT", "PATCH")
+        and request.mimetype in FORM_MIMETYPES  # other bodies have no form (JSON is checked by its schema)
+        and request.endpoint not in FIELD_CHECKED_ENDPOINTS
+    ):
         sources.append(request.form)
     for source in sources:
         for name, value in source.items(multi=True):

@@ -99,17 +99,15 @@ def _pk(model: type[Base]) -> Column[Any]:
 def _complete(table: Table, values: dict[str, Any]) -> dict[str, Any]:
     """Every column but the primary key: the given value, else its Python default, else NULL."""
     row: dict[str, Any] = {}
-    for column in table.columns:
-        if column.primary_key:
-            continue
-        if column.key in values:
-            row[column.key] = values[column.key]
-        elif column.default is not None and getattr(column.default, "is_scalar", False):
-            row[column.key] = column.default.arg  # type: ignore[attr-defined]
-        elif column.default is not None and getattr(column.default, "is_callable", False):
-            row[column.key] = column.default.arg(None)  # type: ignore[attr-defined]  # SQLAlchemy's ctx form
+    for key, kind, default in _columns(table):
+        if key in values:
+            row[key] = values[key]
+        elif kind == _SCALAR:
+            row[key] = default
+        elif kind == _CALLABLE:
+            row[key] = default(None)  # SQLAlchemy's one-argument (context) form of a callable default
         else:
-            row[column.key] = None
+            row[key] = None
     return row
 
 
@@ -119,9 +117,35 @@ def _sent_columns(table: Table, values: dict[str, Any]) -> frozenset[str]:
     Fewer parameters keep the statement within psycopg's cache of converted queries (at most 50
     parameters), which otherwise re-parses the query text on every execution.
     """
-    return frozenset(
-        c.key for c in table.columns if not c.primary_key and (c.key in values or c.default is not None)
-    )
+    every, defaulted = _column_sets(table)
+    return defaulted | (every & values.keys())
+
+
+_NONE, _SCALAR, _CALLABLE = 0, 1, 2
+
+
+@cache
+def _columns(table: Table) -> tuple[tuple[str, int, Any], ...]:
+    """(key, kind of default, default) of every column but the primary key, read once per table."""
+    found = []
+    for column in table.columns:
+        if column.primary_key:
+            continue
+        default = column.default
+        if default is not None and getattr(default, "is_scalar", False):
+            found.append((column.key, _SCALAR, default.arg))  # type: ignore[attr-defined]
+        elif default is not None and getattr(default, "is_callable", False):
+            found.append((column.key, _CALLABLE, default.arg))  # type: ignore[attr-defined]
+        else:
+            found.append((column.key, _NONE, None))
+    return tuple(found)
+
+
+@cache
+def _column_sets(table: Table) -> tuple[frozenset[str], frozenset[str]]:
+    """(every non-key column, those with a Python default)."""
+    columns = _columns(table)
+    return frozenset(k for k, _, _ in columns), frozenset(k for k, kind, _ in columns if kind != _NONE)
 
 
 @cache

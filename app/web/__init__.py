@@ -52,8 +52,12 @@ PHOTO_ENDPOINTS = frozenset(
 
 def upload_limit() -> None:
     """Raise this request's body limit to UPLOAD_MAX_BYTES for staff uploads (before CSRF reads the form)."""
-    staff = current_user.is_authenticated and current_user.role in UPLOAD_ROLES
-    if request.endpoint in UPLOAD_ENDPOINTS and staff:
+    # The endpoint first: most requests need not load the signed-in user here.
+    if (
+        request.endpoint in UPLOAD_ENDPOINTS
+        and current_user.is_authenticated
+        and current_user.role in UPLOAD_ROLES
+    ):
         request.max_content_length = int(current_app.config["UPLOAD_MAX_BYTES"])
     elif request.endpoint in PHOTO_ENDPOINTS and request.mimetype == "multipart/form-data":
         # Only file parts may be large: Werkzeug holds each text part to MAX_FORM_MEMORY_SIZE (500 KB).
