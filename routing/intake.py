@@ -480,10 +480,10 @@ def submit(
 
 
 def _insert_case(session: DbSession, case_values: dict[str, Any], event_values: dict[str, Any]) -> Case:
-    """The case and its intake event, inserted with two statements and no unit-of-work flush.
+    """The case and its intake event, inserted without a unit-of-work flush (one statement on PostgreSQL).
 
-    Every intake pays for this, so it skips the flush (see :func:`core.db.insert_loaded`); the values were
-    checked by :func:`validate`, and the flush guard's own check runs on both rows here all the same.
+    Every intake pays for this, so it skips the flush (see :mod:`core.rows`); the values were checked by
+    :func:`validate`, and the flush guard's own check runs on both rows all the same.
     """
     case, event = insert_with_child(
         session, Case, case_values, CaseEvent, event_values, "case_id", parent_empty=("photos",)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.inputs import UnsafeValue
 from core.models import Category, Unit
-from core.rows import insert_loaded, insert_with_child
+from core.rows import insert_with_child
 from routing.models import Case, CaseEvent
 from tests.builders import COMMUNITY
 
@@ -80,14 +80,20 @@ def test_parent_and_child_come_back_loaded_with_python_defaults(
 
 
 def test_rows_are_stored_and_later_changes_flush_as_usual(session: Session) -> None:
-    case = insert_loaded(session, Case, _case_values(session, address="原地址"), empty=("events", "photos"))
-    later = insert_loaded(session, CaseEvent, {"case_id": case.id, "action": "note", "reason": "补充"})
+    case, first = insert_with_child(
+        session,
+        Case,
+        _case_values(session, address="原地址"),
+        CaseEvent,
+        {"action": "note", "reason": "补充"},
+        "case_id",
+    )
     case.address = "新地址"
     session.flush()  # an UPDATE guarded by the version column, like any loaded case
     session.expire_all()
     stored = session.get(Case, case.id)
     assert stored is not None and (stored.address, stored.version) == ("新地址", 2)
-    assert [(e.id, e.action, e.reason) for e in stored.events] == [(later.id, "note", "补充")]
+    assert [(e.id, e.action, e.reason) for e in stored.events] == [(first.id, "note", "补充")]
 
 
 def test_a_bad_string_is_refused_before_anything_is_sent(session: Session, statements: list[str]) -> None:
@@ -96,5 +102,5 @@ def test_a_bad_string_is_refused_before_anything_is_sent(session: Session, state
     with pytest.raises(UnsafeValue):
         insert_with_child(session, Case, values, CaseEvent, {"action": "submit"}, "case_id")
     with pytest.raises(UnsafeValue):
-        insert_loaded(session, Case, _case_values(session, address="长" * 201))
+        insert_with_child(session, Case, _case_values(session, address="长" * 201), CaseEvent, {}, "case_id")
     assert not {"INSERT", "WITH"} & set(statements)  # only _case_values' look-ups were sent
