@@ -6,6 +6,9 @@ with its first event, sends two statements; per intake that was over a quarter o
 one statement) and then places the objects in the session exactly as a query would have loaded them, so
 reading them sends no SELECT and later changes to them flush as usual.
 
+A read can ride along (``also``): on PostgreSQL it is a further CTE of the same statement, so it costs no
+round trip and sees the tables as they were before the INSERTs; elsewhere it runs just before them.
+
 What a flush would do and this does too: Python-side column defaults, and the flush guard's check of
 strings (:func:`core.inputs.check_values`) before anything is sent. What it does not do: fire flush events
 (``after_flush`` listeners do not see the rows; callers tell such listeners themselves), or evaluate
@@ -14,12 +17,24 @@ SQL-expression defaults (only models whose defaults are Python values may use it
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Column, CursorResult, Insert, Table, bindparam, insert, inspect, select
+from sqlalchemy import (
+    Column,
+    CursorResult,
+    Insert,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    insert,
+    inspect,
+    select,
+    true,
+)
 from sqlalchemy.orm import Mapper, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from core.db import Base, DbSession
 from core.inputs import check_values
@@ -37,11 +52,15 @@ def insert_with_child(
     foreign_key: str,
     *,
     parent_empty: tuple[str, ...] = (),
-) -> tuple[M, C]:
-    """INSERT a parent row and one child row pointing at it (``foreign_key``); both returned loaded.
+    also: Select[Any] | None = None,
+    also_params: dict[str, Any] | None = None,
+) -> tuple[M, C, list[Row[Any]]]:
+    """INSERT a parent row and one child row pointing at it (``foreign_key``); both returned loaded, with
+    the rows of the read ``also`` (bound with ``also_params``; its first column must never be NULL).
 
-    PostgreSQL gets one statement (the parent's INSERT in a CTE feeding the child's), so one round trip;
-    other databases two.
+    PostgreSQL gets one statement (the parent's INSERT in a CTE feeding the child's, ``also`` in another
+    CTE), so one round trip; other databases two (three with ``also``). ``also`` never sees the new rows;
+    on PostgreSQL its rows carry the two new keys as trailing columns (read the read's columns by name).
     """
     parent_mapper, child_mapper = inspect(parent), inspect(child)
     check_values(parent_mapper, parent_values)
@@ -52,11 +71,21 @@ def insert_with_child(
     parent_sent = _sent_columns(parent_table, parent_values)
     child_sent = _sent_columns(child_table, child_values) - {foreign_key}
     connection = session.connection()
+    found: list[Row[Any]] = []
     if connection.dialect.name == "postgresql":
         params = {f"p_{k}": parent_row[k] for k in parent_sent} | {f"c_{k}": child_row[k] for k in child_sent}
-        statement = _insert_pair(parent, child, foreign_key, parent_sent, child_sent)
-        child_key, parent_key = tuple(cast(CursorResult[Any], connection.execute(statement, params)).one())
+        pair = _insert_pair(parent, child, foreign_key, parent_sent, child_sent)
+        if also is None:
+            child_key, parent_key = tuple(cast(CursorResult[Any], connection.execute(pair, params)).one())
+        else:
+            rows = list(connection.execute(_with_read(pair, also), {**params, **(also_params or {})}))
+            # The read's rows, each with the child's and the parent's keys appended (one row of NULLs
+            # and the keys when it found nothing).
+            child_key, parent_key = rows[0][-2], rows[0][-1]
+            found = [row for row in rows if row[0] is not None]
     else:
+        if also is not None:
+            found = list(connection.execute(also, also_params or {}))
         parent_key = cast(
             CursorResult[Any], connection.execute(_insert_one(parent, parent_sent), parent_row)
         ).scalar_one()
@@ -70,13 +99,15 @@ def insert_with_child(
     child_obj = _loaded(
         session, child_mapper, {**child_row, _pk(child).key: child_key, foreign_key: parent_key}, ()
     )
-    return parent_obj, child_obj
+    return parent_obj, child_obj, found
 
 
+@cache
 def _table(model: type[Base]) -> Table:
     return cast(Table, inspect(model).local_table)
 
 
+@cache
 def _pk(model: type[Base]) -> Column[Any]:
     (key,) = _table(model).primary_key.columns
     return key
@@ -171,11 +202,33 @@ def _insert_pair(
     )
 
 
+@lru_cache(maxsize=32)  # ``also`` is a query built once (module level), so a handful of entries
+def _with_read(pair: Insert, also: Select[Any]) -> Select[Any]:
+    """``pair`` (the child's INSERT … RETURNING) as a CTE, ``also`` as another, joined: one statement."""
+    inserted = pair.cte("new_child")
+    found = also.cte("also")
+    child_key, parent_key = inserted.c
+    return select(
+        *found.c, child_key.label("inserted_child_key"), parent_key.label("inserted_parent_key")
+    ).select_from(inserted.outerjoin(found, true()))
+
+
+@cache
+def _attribute_columns(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
+    """(attribute, column key) of every mapped column, read once per model."""
+    return tuple((prop.key, prop.columns[0].key) for prop in mapper.column_attrs)
+
+
 def _loaded(session: DbSession, mapper: Mapper[Any], row: dict[str, Any], empty: tuple[str, ...]) -> Any:
-    """The object a query would have loaded for ``row``: committed values, no history, no events."""
+    """The object a query would have loaded for ``row``: committed values, no history, no events.
+
+    Column values go straight into the instance's dict, as SQLAlchemy's own loader puts them; a
+    collection needs its adapter, so the ``empty`` ones go through ``set_committed_value``.
+    """
     obj = mapper.class_manager.new_instance()
-    for prop in mapper.column_attrs:
-        set_committed_value(obj, prop.key, row.get(prop.columns[0].key))
+    values = instance_state(obj).dict
+    for attribute, column in _attribute_columns(mapper):
+        values[attribute] = row.get(column)
     for name in empty:
         set_committed_value(obj, name, [])
     make_transient_to_detached(obj)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal_column, select, update
 
 from core.db import DbSession
 from routing.lifecycle import OPEN_STATES
@@ -26,10 +28,12 @@ _OPEN = tuple(s.value for s in OPEN_STATES)
 _DIGITS = re.compile(r"\d{5,}")  # phone numbers and the like are not shown back in a snippet
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+")  # \w is str.isalnum() and "_": this keeps exactly the alphanumerics
+
+
 def normalise(text: str) -> str:
     """Lower-case letters, digits and CJK characters only (NFKC: full-width forms fold to ASCII)."""
-    folded = unicodedata.normalize("NFKC", text or "").lower()
-    return "".join(ch for ch in folded if ch.isalnum())
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", text or "").lower())
 
 
 def bigrams(text: str) -> frozenset[str]:
@@ -49,7 +53,7 @@ def _bigrams(text: str) -> frozenset[str]:
     plain = normalise(text)
     if len(plain) < 2:
         return frozenset({plain} if plain else ())
-    return frozenset(plain[i : i + 2] for i in range(len(plain) - 1))
+    return frozenset(map(str.__add__, plain, plain[1:]))
 
 
 _cached_bigrams = lru_cache(maxsize=2048)(_bigrams)
@@ -86,8 +90,10 @@ def snippet(text: str, length: int = 30) -> str:
 
 
 _CASES = Case.__table__.c
-# Built once (Core, bound parameters): intake runs it on every request.
-_CANDIDATES_QUERY = (
+# Built once (Core, bound parameters): intake runs it on every request, on PostgreSQL inside the case's
+# INSERT statement (routing.intake). The open states are literals: an expanding IN parameter would be
+# re-rendered on every execution.
+CANDIDATES_QUERY = (
     select(
         _CASES.id,
         _CASES.tracking_number,
@@ -99,13 +105,44 @@ _CANDIDATES_QUERY = (
     .where(
         _CASES.community_id == bindparam("community_id"),
         _CASES.category_id == bindparam("category_id"),
-        _CASES.state.in_(_OPEN),
+        _CASES.state.in_([literal_column(f"'{state}'") for state in _OPEN]),
         _CASES.merged_into_id.is_(None),
         _CASES.created_at >= bindparam("since"),
     )
     .order_by(_CASES.created_at.desc())
     .limit(CANDIDATES)
 )
+
+
+def candidate_params(category_id: int, community_id: int, now: datetime, window_days: int) -> dict[str, Any]:
+    """The parameters of :data:`CANDIDATES_QUERY` for one community and category."""
+    return {
+        "community_id": community_id,
+        "category_id": category_id,
+        "since": now - timedelta(days=window_days),
+    }
+
+
+def rank(
+    rows: Iterable[Any],
+    description: str,
+    *,
+    exclude_id: int | None = None,
+    threshold: float = THRESHOLD,
+) -> list[Duplicate]:
+    """The rows of :data:`CANDIDATES_QUERY` as similar to ``description`` as ``threshold``, best first."""
+    wanted = bigrams(description)
+    scored = [(dice(wanted, bigrams(row.description)), row) for row in rows if row.id != exclude_id]
+    best = sorted(
+        ((score, row) for score, row in scored if score >= threshold),
+        key=lambda pair: (-pair[0], pair[1].tracking_number),
+    )[:MAX_SUGGESTIONS]
+    return [
+        Duplicate(
+            row.tracking_number, row.state, row.created_at, row.me_too_count, snippet(row.description), score
+        )
+        for score, row in best
+    ]
 
 
 def possible_duplicates(
@@ -125,25 +162,9 @@ def possible_duplicates(
     if category_id is None or community_id is None or not normalise(description):
         return []
     rows = session.connection().execute(
-        _CANDIDATES_QUERY,
-        {
-            "community_id": community_id,
-            "category_id": category_id,
-            "since": now - timedelta(days=window_days),
-        },
+        CANDIDATES_QUERY, candidate_params(category_id, community_id, now, window_days)
     )
-    wanted = bigrams(description)
-    scored = [(dice(wanted, bigrams(row.description)), row) for row in rows if row.id != exclude_id]
-    best = sorted(
-        ((score, row) for score, row in scored if score >= threshold),
-        key=lambda pair: (-pair[0], pair[1].tracking_number),
-    )[:MAX_SUGGESTIONS]
-    return [
-        Duplicate(
-            row.tracking_number, row.state, row.created_at, row.me_too_count, snippet(row.description), score
-        )
-        for score, row in best
-    ]
+    return rank(rows, description, exclude_id=exclude_id, threshold=threshold)
 
 
 def add_me_too(session: DbSession, case: Case) -> bool:

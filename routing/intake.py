@@ -21,7 +21,7 @@ from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import event, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, scoped_session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -39,6 +39,7 @@ from core.inputs import (
 from core.models import Category, Level, Unit, User
 from core.rows import insert_with_child
 from routing import notify
+from routing.duplicates import CANDIDATES_QUERY, Duplicate, candidate_params, rank
 from routing.models import Case, CaseEvent, note_event_written
 
 CHANNELS = ("web", "phone", "api")
@@ -112,11 +113,13 @@ class Submission:
 
 @dataclass(frozen=True)
 class Intake:
-    """The stored case, whether this call created it, and the resident's private token."""
+    """The stored case, whether this call created it, the resident's private token and, when asked
+    for, the open cases it may duplicate."""
 
     case: Case
     created: bool
     token: str
+    duplicates: list[Duplicate] = dataclass_field(default_factory=list)
 
 
 def normalise_phone(raw: str) -> str:
@@ -390,9 +393,20 @@ def submit(
     idempotency_key: str | None = None,
     now: datetime | None = None,
     details: dict[str, Any] | None = None,
+    duplicates_within_days: int | None = None,
+    standalone: bool = False,
 ) -> Intake:
     """Store one case in state ``submitted`` with its intake event (the caller commits); ``details`` are
     added to the event's (the partner key that filed it).
+
+    ``duplicates_within_days``: also find the open cases of the same community and category created
+    within that many days that read alike (``Intake.duplicates``; on PostgreSQL in the insert statement).
+
+    ``standalone``: the caller writes nothing else before it commits. When this call also begins the
+    transaction, on PostgreSQL the case and its event are then stored by one autocommitted statement — no
+    BEGIN and COMMIT round trips; anything else flushed in that transaction is refused (it would not be
+    atomic with the case). A resident who asked for the 受理 SMS gets the usual transaction (the SMS is
+    planned as a row beside the case).
 
     A failed insert (a duplicate tracking number or a racing idempotency key) is retried: inside a
     savepoint when the session already holds the caller's work, else by rolling back what this call began.
@@ -405,6 +419,9 @@ def submit(
     # same transaction is kept by a savepoint around the insert.
     plain = session() if isinstance(session, scoped_session) else session
     owns_transaction = not plain.in_transaction() and not (plain.new or plain.dirty or plain.deleted)
+    one_statement = standalone and owns_transaction and not data.sms_opt_in and _autocommits(plain)
+    if one_statement:
+        _begin_autocommit(plain)
     key = (idempotency_key or "").strip()[: column_length(Case.idempotency_key)] or None
     if key and forbidden_character(key, multiline=False):
         raise IntakeRejected(
@@ -420,6 +437,8 @@ def submit(
             return replay
     now = now or utcnow()
     for _attempt in range(5):
+        if one_statement and not plain.in_transaction():
+            _begin_autocommit(plain)  # again after a failed attempt's rollback
         category, community, errors = validate(session, data, channel)
         if errors:
             raise IntakeRejected(errors)
@@ -458,12 +477,17 @@ def submit(
             "details": {"channel": channel, **(details or {})},
             "created_at": now,
         }
+        lookup = (
+            candidate_params(category.id, community.community_id, now, duplicates_within_days)
+            if duplicates_within_days is not None
+            else None
+        )
         try:
             if owns_transaction:
-                case = _insert_case(session, case_values, event_values)
+                case, candidates = _insert_case(session, case_values, event_values, lookup)
             else:
                 with session.begin_nested():
-                    case = _insert_case(session, case_values, event_values)
+                    case, candidates = _insert_case(session, case_values, event_values, lookup)
         except IntegrityError:
             # Either the same idempotency key won a race, or the random suffix collided: look, then retry.
             if owns_transaction:
@@ -475,23 +499,65 @@ def submit(
                     return replay
             continue
         notify.announce(plain, case, "accepted")  # the 受理 SMS, when the resident opted in
-        return Intake(case, True, case_token(token_key, case.tracking_number))
+        duplicates = rank(candidates, case.description) if lookup is not None else []
+        return Intake(case, True, case_token(token_key, case.tracking_number), duplicates)
     raise RuntimeError("could not allocate a tracking number")
 
 
-def _insert_case(session: DbSession, case_values: dict[str, Any], event_values: dict[str, Any]) -> Case:
-    """The case and its intake event, inserted without a unit-of-work flush (one statement on PostgreSQL).
+def _insert_case(
+    session: DbSession,
+    case_values: dict[str, Any],
+    event_values: dict[str, Any],
+    lookup: dict[str, Any] | None,
+) -> tuple[Case, list[Any]]:
+    """The case and its intake event, inserted without a unit-of-work flush (one statement on PostgreSQL),
+    and the duplicate candidates of ``lookup`` (read in that statement, so without the new case).
 
     Every intake pays for this, so it skips the flush (see :mod:`core.rows`); the values were checked by
     :func:`validate`, and the flush guard's own check runs on both rows all the same.
     """
-    case, event = insert_with_child(
-        session, Case, case_values, CaseEvent, event_values, "case_id", parent_empty=("photos",)
+    case, event, candidates = insert_with_child(
+        session,
+        Case,
+        case_values,
+        CaseEvent,
+        event_values,
+        "case_id",
+        parent_empty=("photos",),
+        also=CANDIDATES_QUERY if lookup is not None else None,
+        also_params=lookup,
     )
     set_committed_value(case, "events", [event])
     set_committed_value(event, "case", case)
     note_event_written(session, event)
-    return case
+    return case, candidates
+
+
+_ONE_STATEMENT = "minhu_intake_one_statement"  # session.info flag: this transaction autocommits
+
+
+def _autocommits(session: Session) -> bool:
+    """Whether this session may store a case by one autocommitted statement: bound to a PostgreSQL
+    engine (not to a connection whose transaction a caller holds, as tests do)."""
+    bind = session.get_bind()
+    return isinstance(bind, Engine) and bind.dialect.name == "postgresql"
+
+
+def _begin_autocommit(session: Session) -> None:
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    session.info[_ONE_STATEMENT] = True
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_more_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(_ONE_STATEMENT) and (session.new or session.dirty or session.deleted):
+        raise RuntimeError("a standalone intake's transaction stores the case only (see intake.submit)")
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _end_autocommit(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_ONE_STATEMENT, None)
 
 
 def _replay(session: DbSession, key: str, fingerprint: str, token_key: bytes) -> Intake | None:

@@ -18,7 +18,7 @@ from app.photos import attach, photo_list, read_photos
 from app.ratelimit import limit_from_config
 from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
-from app.web.public import duplicates_by_ids, duplicates_for, token_key
+from app.web.public import duplicates_for, token_key
 from core import jobs
 from core.catalogue import HANDLING_LEVEL_LABELS, active_categories
 from core.i18n import N_
@@ -177,6 +177,8 @@ def create_request() -> Any:
             token_key=token_key(),
             idempotency_key=request.headers.get("Idempotency-Key"),
             details={"api_key_id": partner.id} if partner is not None else None,
+            duplicates_within_days=int(current_app.config["DUPLICATE_WINDOW_DAYS"]),
+            standalone=not images,  # photos are stored beside the case, in its transaction
         )
     except IntakeRejected as rejected:
         db.session.rollback()
@@ -192,13 +194,10 @@ def create_request() -> Any:
         case = result.case
         if images:
             attach(db.session, case, images, "intake")
-        duplicates = duplicates_by_ids(
-            case.category_id, case.community_id, case.description, exclude_id=case.id
-        )
         body = {
             **case_json(case, full=False, codes=(data.category.strip(), data.community.strip())),
             "token": result.token,
-            "possible_duplicates": [d.tracking_number for d in duplicates],
+            "possible_duplicates": [d.tracking_number for d in result.duplicates],
         }
         case_id = case.id
         db.session.commit()

@@ -25,13 +25,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.integration.conftest import CI, DATABASE_URL, postgresql_app
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CI = os.environ.get("CI", "").lower() == "true"
-_DB = os.environ.get("DATABASE_URL", "")
-DATABASE_URL = (
-    _DB if _DB.startswith(("postgresql", "postgres")) else "postgresql://postgres@127.0.0.1:5432/test"
-)
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -61,53 +58,19 @@ def alive(pid: int) -> bool:
         return False
 
 
-def _postgres_missing() -> str | None:
-    engine = create_engine(make_url(DATABASE_URL).set(drivername="postgresql+psycopg"))
-    try:
-        engine.connect().close()
-    except Exception as exc:
-        return f"PostgreSQL unreachable: {exc.__class__.__name__}"
-    finally:
-        engine.dispose()
-    return None
-
-
 @pytest.fixture(scope="module")
 def pg_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """An app on a fresh PostgreSQL database with the demo reference data, jobs run inline."""
-    missing = _postgres_missing()
-    if missing:
-        if CI:
-            pytest.fail(missing)
-        pytest.skip(missing)
-    from app import create_app
-    from app.demo import load_demo
+    with postgresql_app(tmp_path_factory.mktemp("res-instance"), "minhu_res") as app:
+        _add_test_routes(app)
+        yield app
+
+
+def _add_test_routes(app: Any) -> None:
+    """Routes whose database connection the server ends in the middle of their work."""
     from app.extensions import db
-    from core import jobs as core_jobs
 
-    admin_url = make_url(DATABASE_URL).set(drivername="postgresql+psycopg")
-    name = f"minhu_res_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    saved = (core_jobs._session_factory, core_jobs._enqueuer)
-    app = create_app(
-        {
-            "INSTANCE_PATH": str(tmp_path_factory.mktemp("res-instance")),
-            "DATABASE_URL": admin_url.set(database=name).render_as_string(hide_password=False),
-            "SECRET_KEY": "res-secret",
-            "RQ_ASYNC": False,
-        }
-    )
-    with app.app_context():
-        db.create_all()
-        with app.test_request_context():
-            from app.web.public import token_key
-
-            load_demo(db.session, token_key())
-        db.session.commit()
-        db.session.remove()
-    app.extensions["resil_db_name"] = name
+    app.extensions["resil_db_name"] = app.extensions["test_db_name"]
     calls: dict[str, int] = {"once": 0, "after_commit": 0}
 
     @app.get("/_test/killed-once")
@@ -129,16 +92,6 @@ def pg_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         return {"calls": calls["after_commit"]}
 
     app.extensions["resil_calls"] = calls
-    try:
-        yield app
-    finally:
-        core_jobs.configure(*saved)  # type: ignore[arg-type]
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def terminate_connections(database: str) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -54,7 +54,7 @@ def test_parent_and_child_come_back_loaded_with_python_defaults(
 ) -> None:
     values = _case_values(session)
     statements.clear()
-    case, first = insert_with_child(
+    case, first, _ = insert_with_child(
         session,
         Case,
         values,
@@ -80,7 +80,7 @@ def test_parent_and_child_come_back_loaded_with_python_defaults(
 
 
 def test_rows_are_stored_and_later_changes_flush_as_usual(session: Session) -> None:
-    case, first = insert_with_child(
+    case, first, _ = insert_with_child(
         session,
         Case,
         _case_values(session, address="原地址"),
@@ -104,3 +104,52 @@ def test_a_bad_string_is_refused_before_anything_is_sent(session: Session, state
     with pytest.raises(UnsafeValue):
         insert_with_child(session, Case, _case_values(session, address="长" * 201), CaseEvent, {}, "case_id")
     assert not {"INSERT", "WITH"} & set(statements)  # only _case_values' look-ups were sent
+
+
+# A read riding along: the cases of one community, as they were before the INSERT.
+_SAME_COMMUNITY = (
+    select(Case.__table__.c.id, Case.__table__.c.tracking_number)
+    .where(Case.__table__.c.community_id == bindparam("community"))
+    .order_by(Case.__table__.c.id)
+)
+
+
+def test_a_read_rides_along_and_does_not_see_the_new_rows(session: Session, statements: list[str]) -> None:
+    values = _case_values(session)
+    before = session.execute(_SAME_COMMUNITY, {"community": values["community_id"]}).all()
+    assert before  # the builders' city has cases in this community
+    statements.clear()
+    case, first, rows = insert_with_child(
+        session,
+        Case,
+        values,
+        CaseEvent,
+        {"action": "submit"},
+        "case_id",
+        also=_SAME_COMMUNITY,
+        also_params={"community": values["community_id"]},
+    )
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    assert statements == (["WITH"] if postgresql else ["SELECT", "INSERT", "INSERT"])
+    assert [(r.id, r.tracking_number) for r in rows] == [(r.id, r.tracking_number) for r in before]
+    assert case.id not in {r.id for r in rows} and first.case_id == case.id
+    stored = session.execute(_SAME_COMMUNITY, {"community": values["community_id"]}).all()
+    assert [r.id for r in stored] == [*(r.id for r in before), case.id]
+
+
+def test_a_read_that_finds_nothing_still_returns_the_new_keys(session: Session) -> None:
+    values = _case_values(session)
+    case, first, rows = insert_with_child(
+        session,
+        Case,
+        values,
+        CaseEvent,
+        {"action": "submit"},
+        "case_id",
+        also=_SAME_COMMUNITY,
+        also_params={"community": -1},
+    )
+    assert rows == []
+    session.expire_all()
+    stored = session.get(CaseEvent, first.id)
+    assert stored is not None and stored.case_id == case.id == session.get(Case, case.id).id  # type: ignore[union-attr]
