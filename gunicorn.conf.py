@@ -15,6 +15,7 @@ gunicorn writes no access log of its own: the app logs one JSON line per request
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -80,6 +81,12 @@ def on_starting(server: Any) -> None:
             else:
                 child.unlink()
     directory.mkdir(parents=True, exist_ok=True)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Freeze what loading the app allocated (~300,000 objects): the cyclic collector never walks them
+    again. A full collection otherwise walked them all, ~0.2 s every few thousand requests."""
+    gc.freeze()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -199,6 +200,7 @@ def worker(queues: str, burst: bool, fork: bool, beat_interval: int) -> None:
 
     scheduler = SchedulerThread(names, connection)
     scheduler.start()
+    gc.freeze()  # the loaded app's objects: the cyclic collector never walks them again (as gunicorn.conf.py)
     try:
         run_until_stopped(new_worker, connection)
     finally:
