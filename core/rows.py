@@ -7,7 +7,8 @@ one statement) and then places the objects in the session exactly as a query wou
 reading them sends no SELECT and later changes to them flush as usual.
 
 A read can ride along (``also``): on PostgreSQL it is a further CTE of the same statement, so it costs no
-round trip and sees the tables as they were before the INSERTs; elsewhere it runs just before them.
+round trip and sees the tables as they were before the INSERTs; elsewhere it runs just after them and
+leaves the new parent's row out.
 
 What a flush would do and this does too: Python-side column defaults, and the flush guard's check of
 strings (:func:`core.inputs.check_values`) before anything is sent. What it does not do: fire flush events
@@ -56,11 +57,14 @@ def insert_with_child(
     also_params: dict[str, Any] | None = None,
 ) -> tuple[M, C, list[Row[Any]]]:
     """INSERT a parent row and one child row pointing at it (``foreign_key``); both returned loaded, with
-    the rows of the read ``also`` (bound with ``also_params``; its first column must never be NULL).
+    the rows of the read ``also`` (bound with ``also_params``; its first column must never be NULL and,
+    when it reads the parent's table, must be its primary key).
 
     PostgreSQL gets one statement (the parent's INSERT in a CTE feeding the child's, ``also`` in another
-    CTE), so one round trip; other databases two (three with ``also``). ``also`` never sees the new rows;
-    on PostgreSQL its rows carry the two new keys as trailing columns (read the read's columns by name).
+    CTE), so one round trip; its rows carry the two new keys as trailing columns (read the read's columns
+    by name). Other databases get two INSERTs and then ``also``. Either way ``also`` returns no row of
+    the new parent: a CTE sees the tables as they were before the statement, and elsewhere rows whose
+    first column is the new parent's key are left out.
     """
     parent_mapper, child_mapper = inspect(parent), inspect(child)
     check_values(parent_mapper, parent_values)
@@ -84,8 +88,6 @@ def insert_with_child(
             child_key, parent_key = rows[0][-2], rows[0][-1]
             found = [row for row in rows if row[0] is not None]
     else:
-        if also is not None:
-            found = list(connection.execute(also, also_params or {}))
         parent_key = cast(
             CursorResult[Any], connection.execute(_insert_one(parent, parent_sent), parent_row)
         ).scalar_one()
@@ -95,6 +97,11 @@ def insert_with_child(
                 _insert_one(child, child_sent | {foreign_key}), {**child_row, foreign_key: parent_key}
             ),
         ).scalar_one()
+        if also is not None:
+            # After the INSERTs: a read first would hold SQLite to a snapshot that another writer's commit
+            # makes stale ("database is locked" at the INSERT, not a wait).
+            rows = connection.execute(also, also_params or {})
+            found = [row for row in rows if row[0] != parent_key]
     parent_obj = _loaded(session, parent_mapper, {**parent_row, _pk(parent).key: parent_key}, parent_empty)
     child_obj = _loaded(
         session, child_mapper, {**child_row, _pk(child).key: child_key, foreign_key: parent_key}, ()

@@ -130,7 +130,7 @@ def test_a_read_rides_along_and_does_not_see_the_new_rows(session: Session, stat
         also_params={"community": values["community_id"]},
     )
     postgresql = session.get_bind().dialect.name == "postgresql"
-    assert statements == (["WITH"] if postgresql else ["SELECT", "INSERT", "INSERT"])
+    assert statements == (["WITH"] if postgresql else ["INSERT", "INSERT", "SELECT"])
     assert [(r.id, r.tracking_number) for r in rows] == [(r.id, r.tracking_number) for r in before]
     assert case.id not in {r.id for r in rows} and first.case_id == case.id
     stored = session.execute(_SAME_COMMUNITY, {"community": values["community_id"]}).all()
