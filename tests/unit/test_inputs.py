@@ -102,3 +102,26 @@ def test_flush_guard_refuses_nul_and_over_long_strings_on_sqlite() -> None:
         )
         session.flush()
     engine.dispose()
+
+
+def test_forbidden_characters_are_exactly_unicodes_controls_surrogates_and_bidi_overrides() -> None:
+    """The regular expression refuses what the category-based rule refuses, at every code point."""
+    import unicodedata
+
+    from core.inputs import BIDI_CONTROLS, LINE_BREAKS, forbidden_character
+
+    def by_category(char: str, multiline: bool) -> bool:
+        if char == "\t" or (multiline and char in LINE_BREAKS):
+            return False
+        return unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS or char in "\ufffe\uffff"
+
+    for multiline in (True, False):
+        differ = [
+            hex(code)
+            for code in range(0x110000)
+            if (forbidden_character(chr(code), multiline) is not None) != by_category(chr(code), multiline)
+        ]
+        assert differ == [], (multiline, differ[:10])
+    assert forbidden_character("路灯\x00坏了") == "\x00"
+    assert forbidden_character("第一行\n第二行") is None
+    assert forbidden_character("第一行\n第二行", multiline=False) == "\n"
