@@ -60,20 +60,33 @@ def forbidden_character(value: str, multiline: bool = True) -> str | None:
     return found.group() if found else None
 
 
-def visible_length(value: str) -> int:
-    """How many characters of ``value`` show as something (not spaces, format characters or blanks)."""
-    return sum(
-        1
-        for char in value
-        if not char.isspace()
+def _visible(char: str) -> bool:
+    return (
+        not char.isspace()
         and unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Me")
         and char not in BLANK_LOOKING
     )
 
 
+def visible_length(value: str) -> int:
+    """How many characters of ``value`` show as something (not spaces, format characters or blanks)."""
+    return sum(1 for char in value if _visible(char))
+
+
+def has_visible(value: str | None, at_least: int = 1) -> bool:
+    """Whether ``value`` shows at least ``at_least`` characters; stops reading once it has found them."""
+    found = 0
+    for char in value or "":
+        if _visible(char):
+            found += 1
+            if found >= at_least:
+                return True
+    return at_least <= 0
+
+
 def is_blank(value: str | None) -> bool:
     """True when nothing visible was written (empty, spaces, zero-width or other invisible characters)."""
-    return not value or visible_length(value) == 0
+    return not has_visible(value)
 
 
 def text_problem(

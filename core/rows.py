@@ -100,8 +100,8 @@ def insert_with_child(
         if also is not None:
             # After the INSERTs: a read first would hold SQLite to a snapshot that another writer's commit
             # makes stale ("database is locked" at the INSERT, not a wait).
-            rows = connection.execute(also, also_params or {})
-            found = [row for row in rows if row[0] != parent_key]
+            read = connection.execute(also, also_params or {})
+            found = [row for row in read if row[0] != parent_key]
     parent_obj = _loaded(session, parent_mapper, {**parent_row, _pk(parent).key: parent_key}, parent_empty)
     child_obj = _loaded(
         session, child_mapper, {**child_row, _pk(child).key: child_key, foreign_key: parent_key}, ()

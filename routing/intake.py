@@ -16,7 +16,7 @@ import threading
 import time
 from base64 import urlsafe_b64encode
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -33,8 +33,8 @@ from core.inputs import (
     bounded_number,
     column_length,
     forbidden_character,
+    has_visible,
     is_blank,
-    visible_length,
 )
 from core.models import Category, Level, Unit, User
 from core.rows import insert_with_child
@@ -107,8 +107,15 @@ class Submission:
     sms_opt_in: bool = False
 
     def fingerprint(self) -> str:
-        """Stable hash of the content, to tell an idempotent replay from a reused key."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()
+        """Stable hash of the content, to tell an idempotent replay from a reused key.
+
+        The fields are flat values, so this is ``asdict(self)`` without its deep copy (the same JSON, so
+        the same hash as the fingerprints already stored)."""
+        values = {name: getattr(self, name) for name in _SUBMISSION_FIELDS}
+        return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_SUBMISSION_FIELDS = tuple(f.name for f in fields(Submission))
 
 
 @dataclass(frozen=True)
@@ -320,7 +327,7 @@ def validate(
         value = getattr(data, name) or ""
         if need(name, value, required) and len(value.strip()) > LIMITS[name]:
             errors.append(FieldError(name, "too_long", too_long, {"max": LIMITS[name]}))
-    if not is_blank(data.description) and visible_length(data.description) < MIN_DESCRIPTION:
+    if not is_blank(data.description) and not has_visible(data.description, MIN_DESCRIPTION):
         errors.append(
             FieldError(
                 "description",

@@ -125,3 +125,24 @@ def test_forbidden_characters_are_exactly_unicodes_controls_surrogates_and_bidi_
     assert forbidden_character("路灯\x00坏了") == "\x00"
     assert forbidden_character("第一行\n第二行") is None
     assert forbidden_character("第一行\n第二行", multiline=False) == "\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "at_least", "expected"),
+    [
+        ("路灯坏了", 4, True),
+        ("路灯坏了", 5, False),
+        ("路 灯\u200b坏\u3164了", 4, True),  # a space, a zero-width space and a Hangul filler do not count
+        ("\u200b\u3164 \u00a0", 1, False),
+        ("e\u0301", 2, False),  # a combining accent shows with its letter, not as a character of its own
+        ("", 0, True),
+        (None, 1, False),
+    ],
+)
+def test_has_visible_counts_what_visible_length_counts(
+    value: str | None, at_least: int, expected: bool
+) -> None:
+    from core.inputs import has_visible, visible_length
+
+    assert has_visible(value, at_least) is expected
+    assert (visible_length(value or "") >= at_least) is expected
