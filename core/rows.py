@@ -10,6 +10,10 @@ A read can ride along (``also``): on PostgreSQL it is a further CTE of the same 
 round trip and sees the tables as they were before the INSERTs; elsewhere it runs just after them and
 leaves the new parent's row out.
 
+Given a Connection instead of a Session, the statements run on it and the objects come back detached:
+for a connection in AUTOCOMMIT mode the rows are committed when the call returns, so no session's
+transaction holds them (intake's one-statement case).
+
 What a flush would do and this does too: Python-side column defaults, and the flush guard's check of
 strings (:func:`core.inputs.check_values`) before anything is sent. What it does not do: fire flush events
 (``after_flush`` listeners do not see the rows; callers tell such listeners themselves), or evaluate
@@ -23,6 +27,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Column,
+    Connection,
     CursorResult,
     Insert,
     Row,
@@ -45,7 +50,7 @@ C = TypeVar("C", bound=Base)
 
 
 def insert_with_child(
-    session: DbSession,
+    target: DbSession | Connection,
     parent: type[M],
     parent_values: dict[str, Any],
     child: type[C],
@@ -65,6 +70,8 @@ def insert_with_child(
     by name). Other databases get two INSERTs and then ``also``. Either way ``also`` returns no row of
     the new parent: a CTE sees the tables as they were before the statement, and elsewhere rows whose
     first column is the new parent's key are left out.
+
+    ``target``: a session (the objects are placed in it, persistent) or a connection (they are detached).
     """
     parent_mapper, child_mapper = inspect(parent), inspect(child)
     check_values(parent_mapper, parent_values)
@@ -74,7 +81,10 @@ def insert_with_child(
     child_row = _complete(child_table, child_values)
     parent_sent = _sent_columns(parent_table, parent_values)
     child_sent = _sent_columns(child_table, child_values) - {foreign_key}
-    connection = session.connection()
+    if isinstance(target, Connection):
+        connection, session = target, None
+    else:
+        connection, session = target.connection(), target
     found: list[Row[Any]] = []
     if connection.dialect.name == "postgresql":
         params = {f"p_{k}": parent_row[k] for k in parent_sent} | {f"c_{k}": child_row[k] for k in child_sent}
@@ -226,8 +236,9 @@ def _attribute_columns(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
     return tuple((prop.key, prop.columns[0].key) for prop in mapper.column_attrs)
 
 
-def _loaded(session: DbSession, mapper: Mapper[Any], row: dict[str, Any], empty: tuple[str, ...]) -> Any:
-    """The object a query would have loaded for ``row``: committed values, no history, no events.
+def _loaded(session: DbSession | None, mapper: Mapper[Any], row: dict[str, Any], empty: tuple[str, ...]) -> Any:
+    """The object a query would have loaded for ``row``: committed values, no history, no events;
+    placed in ``session`` (persistent), else left detached.
 
     Column values go straight into the instance's dict, as SQLAlchemy's own loader puts them; a
     collection needs its adapter, so the ``empty`` ones go through ``set_committed_value``.
@@ -239,5 +250,6 @@ def _loaded(session: DbSession, mapper: Mapper[Any], row: dict[str, Any], empty:
     for name in empty:
         set_committed_value(obj, name, [])
     make_transient_to_detached(obj)
-    session.add(obj)
+    if session is not None:
+        session.add(obj)
     return obj

@@ -15,13 +15,14 @@ import secrets
 import threading
 import time
 from base64 import urlsafe_b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, scoped_session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -409,11 +410,12 @@ def submit(
     ``duplicates_within_days``: also find the open cases of the same community and category created
     within that many days that read alike (``Intake.duplicates``; on PostgreSQL in the insert statement).
 
-    ``standalone``: the caller writes nothing else before it commits. When this call also begins the
-    transaction, on PostgreSQL the case and its event are then stored by one autocommitted statement — no
-    BEGIN and COMMIT round trips; anything else flushed in that transaction is refused (it would not be
-    atomic with the case). A resident who asked for the 受理 SMS gets the usual transaction (the SMS is
-    planned as a row beside the case).
+    ``standalone``: nothing else need be atomic with the case. On PostgreSQL the case and its event are
+    then stored by one autocommitted statement on a connection of their own — no BEGIN and COMMIT round
+    trips, and the session is not used for the write: the case is committed when this returns, and
+    ``Intake.case`` and its event are detached objects (their columns loaded, their relations not). The
+    caller still commits the session: that hands the intake event over to the webhooks. A resident who
+    asked for the 受理 SMS gets the usual transaction (the SMS is planned as a row beside the case).
 
     A failed insert (a duplicate tracking number or a racing idempotency key) is retried: inside a
     savepoint when the session already holds the caller's work, else by rolling back what this call began.
@@ -426,9 +428,7 @@ def submit(
     # same transaction is kept by a savepoint around the insert.
     plain = session() if isinstance(session, scoped_session) else session
     owns_transaction = not plain.in_transaction() and not (plain.new or plain.dirty or plain.deleted)
-    one_statement = standalone and owns_transaction and not data.sms_opt_in and _autocommits(plain)
-    if one_statement:
-        _begin_autocommit(plain)
+    one_statement = standalone and not data.sms_opt_in and _autocommits(plain)
     key = (idempotency_key or "").strip()[: column_length(Case.idempotency_key)] or None
     if key and forbidden_character(key, multiline=False):
         raise IntakeRejected(
@@ -444,8 +444,6 @@ def submit(
             return replay
     now = now or utcnow()
     for _attempt in range(5):
-        if one_statement and not plain.in_transaction():
-            _begin_autocommit(plain)  # again after a failed attempt's rollback
         category, community, errors = validate(session, data, channel)
         if errors:
             raise IntakeRejected(errors)
@@ -490,14 +488,17 @@ def submit(
             else None
         )
         try:
-            if owns_transaction:
-                case, candidates = _insert_case(session, case_values, event_values, lookup)
+            if one_statement:
+                with _autocommit_connection(plain) as connection:
+                    case, candidates = _insert_case(connection, case_values, event_values, lookup)
+            elif owns_transaction:
+                case, candidates = _insert_case(plain, case_values, event_values, lookup)
             else:
                 with session.begin_nested():
-                    case, candidates = _insert_case(session, case_values, event_values, lookup)
+                    case, candidates = _insert_case(plain, case_values, event_values, lookup)
         except IntegrityError:
             # Either the same idempotency key won a race, or the random suffix collided: look, then retry.
-            if owns_transaction:
+            if owns_transaction and not one_statement:
                 session.rollback()
             reference_cache.clear()  # or a cached unit/category vanished (foreign key): look it up again
             if key:
@@ -505,6 +506,7 @@ def submit(
                 if replay:
                     return replay
             continue
+        note_event_written(plain, case.events[0])  # for the webhooks, when the session commits
         notify.announce(plain, case, "accepted")  # the 受理 SMS, when the resident opted in
         duplicates = rank(candidates, case.description) if lookup is not None else []
         return Intake(case, True, case_token(token_key, case.tracking_number), duplicates)
@@ -512,7 +514,7 @@ def submit(
 
 
 def _insert_case(
-    session: DbSession,
+    target: Session | Connection,
     case_values: dict[str, Any],
     event_values: dict[str, Any],
     lookup: dict[str, Any] | None,
@@ -524,7 +526,7 @@ def _insert_case(
     :func:`validate`, and the flush guard's own check runs on both rows all the same.
     """
     case, event, candidates = insert_with_child(
-        session,
+        target,
         Case,
         case_values,
         CaseEvent,
@@ -536,11 +538,7 @@ def _insert_case(
     )
     set_committed_value(case, "events", [event])
     set_committed_value(event, "case", case)
-    note_event_written(session, event)
     return case, candidates
-
-
-_ONE_STATEMENT = "minhu_intake_one_statement"  # session.info flag: this transaction autocommits
 
 
 def _autocommits(session: Session) -> bool:
@@ -550,21 +548,11 @@ def _autocommits(session: Session) -> bool:
     return isinstance(bind, Engine) and bind.dialect.name == "postgresql"
 
 
-def _begin_autocommit(session: Session) -> None:
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    session.info[_ONE_STATEMENT] = True
-
-
-@event.listens_for(Session, "before_flush")
-def _refuse_more_writes(session: Session, _context: Any, _instances: Any) -> None:
-    if session.info.get(_ONE_STATEMENT) and (session.new or session.dirty or session.deleted):
-        raise RuntimeError("a standalone intake's transaction stores the case only (see intake.submit)")
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _end_autocommit(session: Session, transaction: Any) -> None:
-    if transaction.parent is None:
-        session.info.pop(_ONE_STATEMENT, None)
+@contextmanager
+def _autocommit_connection(session: Session) -> Iterator[Connection]:
+    """A connection of the session's engine pool in AUTOCOMMIT mode (reset when it goes back)."""
+    with cast(Engine, session.get_bind()).connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _replay(session: DbSession, key: str, fingerprint: str, token_key: bytes) -> Intake | None:

@@ -111,24 +111,28 @@ def test_a_resident_who_wants_the_sms_gets_a_transaction(pg_app: Any, sent: list
         db.session.remove()
 
 
-def test_nothing_else_may_be_written_beside_a_standalone_intake(pg_app: Any) -> None:
+def test_a_standalone_intake_is_committed_apart_from_the_session(pg_app: Any) -> None:
+    from sqlalchemy import inspect
+
     from app.extensions import db
     from core.models import Unit
     from routing.intake import Submission, submit
 
     with pg_app.test_request_context():
-        result = submit(db.session, Submission(**BODY), channel="api", token_key=b"k", standalone=True)
+        body = {**BODY, "address": "一条语句路 3 号"}
+        result = submit(db.session, Submission(**body), channel="api", token_key=b"k", standalone=True)
         assert result.created
+        # Stored by its own autocommitted statement: the objects are detached, their columns loaded.
+        assert inspect(result.case).detached and inspect(result.case.events[0]).detached
+        assert result.case.address == "一条语句路 3 号" and result.case.events[0].action == "submit"
+        assert result.case not in db.session and result.case.events[0] not in db.session
+        # The session's own work is another transaction: rolling it back leaves the case stored.
         unit = db.session.scalar(select(Unit).where(Unit.code == BODY["community"]))
         assert unit is not None
         unit.name = "改名社区"
-        with pytest.raises(RuntimeError, match="standalone intake"):
-            db.session.flush()  # autocommitted, it would not be atomic with the case: refused
-        db.session.rollback()
-        # The next transaction of the same session is an ordinary one again.
-        db.session.execute(select(Unit.id).limit(1))
-        connection = db.session.connection().connection.dbapi_connection
-        assert connection is not None and connection.info.transaction_status.name == "INTRANS"
+        db.session.flush()
         db.session.rollback()
         assert db.session.scalar(select(Unit.name).where(Unit.code == BODY["community"])) != "改名社区"
+        number = result.case.tracking_number
         db.session.remove()
+    assert _stored(pg_app, number) == ("一条语句路 3 号", "submitted", 1, [("submit", {"channel": "api"})])
