@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask, current_app, render_template, request
 from flask_babel import gettext as _
 from flask_limiter import RateLimitExceeded
 from flask_limiter.util import get_remote_address
-from limits.storage import RedisStorage, Storage
+from limits import RateLimitItem, parse
+from limits.storage import RedisStorage, Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from redis import Redis
 from redis.exceptions import RedisError
 
 from app.errors import api_error, wants_json
 from app.extensions import limiter
 from app.redis_conn import redis_for
+
+log = logging.getLogger(__name__)
 
 
 class AppRedisStorage(RedisStorage):
@@ -77,6 +83,89 @@ class AppRedisStorage(RedisStorage):
         raise AttributeError(name)
 
 
+class Counter:
+    """One family of limits counted with the ``limits`` library directly, without Flask-Limiter's
+    per-request evaluation (it resolves every declared, blueprint and default limit of the endpoint on
+    each request: for a JSON intake as many instructions as its SQL statement). The JSON API counts its
+    per-address and per-key limits with this: one Redis round trip each.
+
+    Counts live in the app's Redis (or the storage named by the ``storage_setting`` configuration key),
+    so every web process shares them; while that storage fails they are counted in this process's
+    memory, as Flask-Limiter's in-memory fallback does, so Redis down never takes the API down.
+    """
+
+    storages: list[Any] = []  # noqa: RUF012 - every storage any counter used (reset_all clears them)
+
+    def __init__(self, name: str, storage_setting: str | None = None) -> None:
+        self.name = name
+        self.storage_setting = storage_setting
+        self.failing = False
+
+    def _limiters(self) -> tuple[FixedWindowRateLimiter, FixedWindowRateLimiter]:
+        """(shared, in-memory) strategies of the current app, built on first use."""
+        extension = f"minhu_counter_{self.name}"
+        state = current_app.extensions.get(extension)
+        if state is None:
+            uri = (current_app.config.get(self.storage_setting) if self.storage_setting else None) or (
+                "minhu-app-redis://"
+            )
+            prefix = f"{current_app.config.get('RQ_QUEUE_PREFIX', '')}minhu-{self.name}"
+            options = {"key_prefix": prefix} if uri.startswith(("minhu-app-redis", "redis")) else {}
+            storages = (storage_from_string(uri, **options), storage_from_string("memory://"))
+            Counter.storages.extend(storages)
+            state = current_app.extensions[extension] = (
+                FixedWindowRateLimiter(storages[0]),
+                FixedWindowRateLimiter(storages[1]),
+            )
+        return state
+
+    def hit(self, limit: str, *identifiers: str) -> bool:
+        """Count one use; False when ``limit`` (e.g. "300 per minute") is used up for ``identifiers``."""
+        shared, fallback = self._limiters()
+        item = _parsed(limit)
+        try:
+            allowed = shared.hit(item, self.name, *identifiers)
+        except (RedisError, OSError) as exc:
+            if not self.failing:
+                log.warning(
+                    "%s limit storage unavailable (%s); counting in this process",
+                    self.name,
+                    exc.__class__.__name__,
+                )
+                self.failing = True
+            return fallback.hit(item, self.name, *identifiers)
+        self.failing = False
+        return allowed
+
+    def retry_after(self, limit: str, *identifiers: str) -> int:
+        """Seconds until the window of ``limit`` for ``identifiers`` resets (at least 1)."""
+        shared, fallback = self._limiters()
+        item = _parsed(limit)
+        try:
+            stats = shared.get_window_stats(item, self.name, *identifiers)
+        except (RedisError, OSError):
+            stats = fallback.get_window_stats(item, self.name, *identifiers)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+
+@lru_cache(maxsize=64)
+def _parsed(limit: str) -> RateLimitItem:
+    return parse(limit)
+
+
+def too_many(seconds: int) -> Any:
+    """The 429 answer: a Chinese page, or the API's structured error; ``Retry-After`` in seconds."""
+    minutes = max(1, math.ceil(seconds / 60))
+    message = _("尝试过于频繁，请 %(minutes)s 分钟后再试", minutes=minutes)
+    if wants_json():
+        response, status = api_error(429, [{"field": None, "code": "rate_limited", "message": message}])
+    else:
+        response, status = render_template("error.html", status=429, message=message), 429
+    response = current_app.make_response((response, status))
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def limit_from_config(name: str) -> Callable[[], str]:
     """A limit string read from the app's configuration at request time (so tests and deployers set it)."""
     return lambda: str(current_app.config[name])
@@ -121,9 +210,11 @@ def reset_all(app: Flask | None = None) -> None:
         if fallback is not None:
             fallback.reset()
         limiter._storage_dead = False
-    from app.api.keys import reset_counters
-
-    reset_counters()
+    for storage in Counter.storages:
+        try:
+            storage.reset()
+        except (RedisError, OSError):
+            continue  # the storage of a Redis that went away has nothing left to clear
 
 
 def init_app(app: Flask) -> None:
@@ -137,13 +228,4 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded) -> Any:
-        seconds = _retry_after()
-        minutes = max(1, math.ceil(seconds / 60))
-        message = _("尝试过于频繁，请 %(minutes)s 分钟后再试", minutes=minutes)
-        if wants_json():
-            response, status = api_error(429, [{"field": None, "code": "rate_limited", "message": message}])
-        else:
-            response, status = render_template("error.html", status=429, message=message), 429
-        response = app.make_response((response, status))
-        response.headers["Retry-After"] = str(seconds)
-        return response
+        return too_many(_retry_after())

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
 from app.api.schemas import read_request
@@ -15,7 +16,7 @@ from app.errors import api_error
 from app.extensions import csrf, db, limiter
 from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
-from app.ratelimit import limit_from_config
+from app.ratelimit import Counter, too_many
 from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
 from app.web.public import duplicates_for, token_key
@@ -34,9 +35,23 @@ bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
 OPTIONAL = ("street", "district", "lat", "lng", "anonymous", "sms_opt_in")
 API_FIELDS = {"idempotency_key": "Idempotency-Key"}  # intake field names the API spells differently
-# One budget for the whole API, declared once with the blueprint: declaring it in init_app added
-# another copy of the limit for every app a process builds, so each call was counted once per app.
-limiter.shared_limit(limit_from_config("API_LIMIT"), scope="api")(bp)
+# One budget per address for the whole API (API_LIMIT), counted directly (see ratelimit.Counter):
+# Flask-Limiter leaves the API's requests alone.
+ADDRESS_LIMIT = Counter("api")
+
+
+@limiter.request_filter
+def _counted_by_the_api() -> bool:
+    return request.blueprint == bp.name
+
+
+@bp.before_request
+def _address_limit() -> Any:
+    limit = str(current_app.config["API_LIMIT"])
+    address = get_remote_address()
+    if not ADDRESS_LIMIT.hit(limit, address):
+        return too_many(ADDRESS_LIMIT.retry_after(limit, address))
+    return None
 
 
 def init_app(app: Flask) -> None:

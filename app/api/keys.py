@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
-from flask import current_app, request
+from flask import request
 from limits import parse
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
-from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from app.api.models import SCOPES, ApiKey
+from app.ratelimit import Counter
 from core import audit
 from core.db import DbSession, utcnow
-
-log = logging.getLogger(__name__)
 
 KEY_PREFIX = "mh"
 
@@ -87,48 +81,7 @@ def find(session: DbSession, presented: str | None) -> KeyCheck:
     return KeyCheck(key, None)
 
 
-def _limiters() -> tuple[FixedWindowRateLimiter, FixedWindowRateLimiter]:
-    """The per-key limiter (the app's Redis unless API_KEY_LIMIT_STORAGE_URI names another storage,
-    so every web process counts the same window) and an in-memory one used while that storage fails."""
-    state = current_app.extensions.get("api_key_limiter")
-    if state is None:
-        import app.ratelimit  # noqa: F401 - registers the minhu-app-redis:// storage scheme
-
-        uri = current_app.config.get("API_KEY_LIMIT_STORAGE_URI") or "minhu-app-redis://"
-        prefix = f"{current_app.config.get('RQ_QUEUE_PREFIX', '')}minhu-api-keys"
-        options = {"key_prefix": prefix} if uri.startswith(("minhu-app-redis", "redis")) else {}
-        storages = (storage_from_string(uri, **options), storage_from_string("memory://"))
-        _storages.extend(storages)
-        state = current_app.extensions["api_key_limiter"] = (
-            FixedWindowRateLimiter(storages[0]),
-            FixedWindowRateLimiter(storages[1]),
-        )
-    return state
-
-
-_storages: list[Any] = []  # every storage the per-key limiters were built on (reset_counters clears them)
-
-
-def reset_counters() -> None:
-    """Forget every per-key count (tests; the storage of a Redis that went away is skipped)."""
-    for storage in _storages:
-        try:
-            storage.reset()
-        except (RedisError, OSError):
-            continue
-
-
-def _hit(limit: str, key_id: int) -> bool:
-    """Count one use against the key's limit; False when the window is used up."""
-    shared, fallback = _limiters()
-    item = parse(limit)
-    try:
-        return shared.hit(item, "api-key", str(key_id))
-    except (RedisError, OSError) as exc:  # Redis down must not take the partner API down with it
-        log.warning(
-            "api_key limit storage unavailable (%s); counting in this process", exc.__class__.__name__
-        )
-        return fallback.hit(item, "api-key", str(key_id))
+_COUNTER = Counter("api-keys", "API_KEY_LIMIT_STORAGE_URI")
 
 
 def authorise(session: DbSession, presented: str | None, scope: str) -> KeyCheck:
@@ -140,7 +93,7 @@ def authorise(session: DbSession, presented: str | None, scope: str) -> KeyCheck
     if scope not in (key.scopes or []):
         record_use(session, key, scope, "scope")
         return KeyCheck(None, "scope")
-    if not _hit(key.rate_limit or "60/minute", key.id):
+    if not _COUNTER.hit(key.rate_limit or "60/minute", str(key.id)):
         record_use(session, key, scope, "rate_limited")
         return KeyCheck(None, "rate_limited")
     key.last_used_at = utcnow()

@@ -214,3 +214,35 @@ def test_counters_live_in_the_apps_redis(app: Flask, client: Any, session: Sessi
     keys = [k.decode() for k in conn.scan_iter(match="*login-account*")]
     assert keys, "the failed sign-in was counted in Redis"
     assert any("admin" in key for key in keys)
+
+
+def test_api_limit_counts_in_this_process_while_redis_fails(
+    app: Flask,
+    client: Any,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis down does not take the API down, nor lift its limit: the count goes on in memory."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from app.api import ADDRESS_LIMIT
+
+    monkeypatch.setitem(app.config, "API_LIMIT", "2 per minute")
+    monkeypatch.setattr(ADDRESS_LIMIT, "failing", False)
+    with app.app_context():
+        shared, _fallback = ADDRESS_LIMIT._limiters()
+
+    def down(*_args: Any) -> Any:
+        raise RedisConnectionError("Redis is down")
+
+    monkeypatch.setattr(shared, "hit", down)
+    monkeypatch.setattr(shared, "get_window_stats", down)
+    here = {"REMOTE_ADDR": "198.51.100.78"}
+    assert client.get("/api/v1/categories", environ_base=here).status_code == 200
+    assert client.get("/api/v1/units", environ_base=here).status_code == 200
+    response = client.get("/api/v1/categories", environ_base=here)
+    assert response.status_code == 429 and response.get_json()["errors"][0]["code"] == "rate_limited"
+    assert 0 < int(response.headers["Retry-After"]) <= 61
+    # Said once when the storage failed, not once per request.
+    assert sum("limit storage unavailable" in r.getMessage() for r in caplog.records) == 1
