@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import config as app_config
 from app import db_resilience, i18n, logging_setup, ops
+from app.application import App
 from app.extensions import babel, csrf, db, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance = Path(
         (config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH") or ROOT / "instance"
     )
-    app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
+    app = App(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.update(app_config.load(instance, config))
     _configure_logging(app)
 

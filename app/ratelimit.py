@@ -8,6 +8,7 @@ under ``/api/``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -166,6 +167,27 @@ def too_many(seconds: int) -> Any:
     return response
 
 
+COUNTED_APART: set[str] = set()  # blueprints whose limits a Counter counts (Flask-Limiter skips them)
+
+
+def count_apart(blueprint_name: str) -> None:
+    """Flask-Limiter leaves the blueprint's requests alone: its views count their limits with Counter."""
+    COUNTED_APART.add(blueprint_name)
+
+
+def _unless_counted_apart(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """A Flask-Limiter hook that does nothing for a blueprint counted apart (it returns what a
+    response hook was given: the response)."""
+
+    @functools.wraps(hook)
+    def run(*args: Any) -> Any:
+        if request.blueprint in COUNTED_APART:
+            return args[0] if args else None
+        return hook(*args)
+
+    return run
+
+
 def limit_from_config(name: str) -> Callable[[], str]:
     """A limit string read from the app's configuration at request time (so tests and deployers set it)."""
     return lambda: str(current_app.config[name])
@@ -224,7 +246,20 @@ def init_app(app: Flask) -> None:
     # Redis down must not take sign-in and intake down with it: count in process memory meanwhile.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    hooks: tuple[dict[Any, list[Callable[..., Any]]], ...] = (
+        app.before_request_funcs,
+        app.after_request_funcs,
+        app.teardown_request_funcs,
+    )
+    before = [list(registry.get(None, ())) for registry in hooks]
     limiter.init_app(app)
+    # Flask-Limiter's request hooks (check, headers, clean-up) are skipped for blueprints that count
+    # their own limits: resolving that an endpoint has none costs as much as counting one.
+    for registry, known in zip(hooks, before, strict=True):
+        functions = registry.get(None, [])
+        for position, hook in enumerate(functions):
+            if hook not in known:
+                functions[position] = _unless_counted_apart(hook)
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded) -> Any:

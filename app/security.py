@@ -142,17 +142,25 @@ def _unsafe_value(exc: UnsafeValue) -> Any:
     return render_template("error.html", status=422, message=message), 422
 
 
-def security_headers(response: Response) -> Response:
-    """Headers of every response; see the module docstring for the caching rule."""
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Frame-Options", "DENY"),
+    ("Permissions-Policy", PERMISSIONS_POLICY),
     # No Referer leaves the site (it would carry the status page's private ?k= token); no MIME sniffing.
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
+    ("Referrer-Policy", "same-origin"),
+    ("X-Content-Type-Options", "nosniff"),
+)
+
+
+def security_headers(response: Response) -> Response:
+    """Headers of every response (a view's own value of one is kept); see the module docstring for the
+    caching rule."""
+    headers = response.headers
+    present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers iterates (name, value)
+    wanted: tuple[tuple[str, str], ...] = SECURITY_HEADERS
     if current_app.config.get("FORCE_HTTPS"):
-        headers.setdefault("Strict-Transport-Security", HSTS)
+        wanted = (*wanted, ("Strict-Transport-Security", HSTS))
+    headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
     if request.endpoint != "static":
         # Overrides send_file's "no-cache" too: evidence downloads and exports hold personal data.
         headers["Cache-Control"] = "no-store"

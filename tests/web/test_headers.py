@@ -49,6 +49,22 @@ def test_every_page_gets_csp_without_inline_script_framing_and_permissions(
         assert "Strict-Transport-Security" not in headers  # plain-http development default
 
 
+def test_a_views_own_security_header_is_kept_and_not_doubled() -> None:
+    from flask import Response
+
+    app = Flask(__name__)
+    app.after_request(security.security_headers)
+
+    @app.get("/embed")
+    def embed() -> Response:
+        return Response("ok", headers={"x-frame-options": "SAMEORIGIN"})
+
+    headers = app.test_client().get("/embed").headers
+    assert headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert headers["Referrer-Policy"] == "same-origin" and headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Cache-Control"] == "no-store"
+
+
 def test_templates_carry_no_inline_script_handlers_or_styles() -> None:
     handler = re.compile(r"<[^>]*\son[a-z]+\s*=", re.IGNORECASE)
     found = []
