@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import event, inspect
@@ -169,16 +170,25 @@ def check_values(mapper: Any, values: Mapping[str, Any]) -> None:
 
     ``values`` are by attribute name: an object's loaded state, or the row a Core INSERT is about to send.
     """
-    for prop in mapper.column_attrs:
-        value = values.get(prop.key)
+    for key, column, length in _checked_columns(mapper):
+        value = values.get(key)
         if not isinstance(value, str):
             continue
+        if forbidden_character(value) is not None:
+            raise UnsafeValue(mapper.local_table.name, column, CONTROL)
+        if length and len(value) > length:
+            raise UnsafeValue(mapper.local_table.name, column, too_long(length))
+
+
+@cache
+def _checked_columns(mapper: Any) -> tuple[tuple[str, str, int | None], ...]:
+    """(attribute, column name, maximum length or None) of every mapped column, read once per model."""
+    found = []
+    for prop in mapper.column_attrs:
         column = prop.columns[0]
         length = getattr(column.type, "length", None)
-        if forbidden_character(value) is not None:
-            raise UnsafeValue(mapper.local_table.name, column.name, CONTROL)
-        if length and len(value) > length:
-            raise UnsafeValue(mapper.local_table.name, column.name, too_long(int(length)))
+        found.append((prop.key, column.name, int(length) if length else None))
+    return tuple(found)
 
 
 def guard_flush(session: Any, _context: Any, _instances: Any) -> None:

@@ -236,7 +236,9 @@ def _attribute_columns(mapper: Mapper[Any]) -> tuple[tuple[str, str], ...]:
     return tuple((prop.key, prop.columns[0].key) for prop in mapper.column_attrs)
 
 
-def _loaded(session: DbSession | None, mapper: Mapper[Any], row: dict[str, Any], empty: tuple[str, ...]) -> Any:
+def _loaded(
+    session: DbSession | None, mapper: Mapper[Any], row: dict[str, Any], empty: tuple[str, ...]
+) -> Any:
     """The object a query would have loaded for ``row``: committed values, no history, no events;
     placed in ``session`` (persistent), else left detached.
 

@@ -61,6 +61,8 @@ MIN_DESCRIPTION = 5
 # Mainland China's bounding box: a point outside it is a typing error, not a place in the city.
 LAT_RANGE, LNG_RANGE = (18.0, 54.0), (73.0, 136.0)
 _TRACKING_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read out on the phone
+_TRACKING_DIGITS = 5
+_TRACKING_SPACE = len(_TRACKING_ALPHABET) ** _TRACKING_DIGITS
 
 
 @dataclass(frozen=True)
@@ -386,8 +388,14 @@ def check_token(key: bytes, tracking_number: str, token: str | None) -> bool:
 
 def new_tracking_number(now: datetime) -> str:
     """Readable tracking number with the date, e.g. MH20261126-7K3QX."""
-    suffix = "".join(secrets.choice(_TRACKING_ALPHABET) for _ in range(5))
-    return f"MH{now:%Y%m%d}-{suffix}"
+    # One draw of 32^5 values, written in the alphabet's five digits: as uniform as five secrets.choice
+    # calls, with one read of the system's random source instead of five.
+    number = secrets.randbelow(_TRACKING_SPACE)
+    digits = []
+    for _ in range(_TRACKING_DIGITS):
+        number, digit = divmod(number, len(_TRACKING_ALPHABET))
+        digits.append(_TRACKING_ALPHABET[digit])
+    return f"MH{now:%Y%m%d}-{''.join(digits)}"
 
 
 def submit(
