@@ -131,6 +131,13 @@ class Intake:
     token: str
     duplicates: list[Duplicate] = dataclass_field(default_factory=list)
 
+    @property
+    def needs_routing(self) -> bool:
+        """Whether the caller queues the case's routing once it has committed: a new case, or a replay
+        of one still waiting — the request that stored it may have stopped before queueing its job (a
+        repeated routing job is a no-op)."""
+        return self.created or self.case.state == "submitted"
+
 
 def normalise_phone(raw: str) -> str:
     """Strip spaces, dashes and a +86 prefix from a phone number (mobile or landline)."""
@@ -495,6 +502,10 @@ def submit(
             if duplicates_within_days is not None
             else None
         )
+        if one_statement and owns_transaction and plain.in_transaction():
+            # Look-ups of this call (a cache miss) began a read transaction: end it now, so that once the
+            # case is committed the request has no database work left that could fail.
+            plain.rollback()
         try:
             if one_statement:
                 with _autocommit_connection(plain) as connection:

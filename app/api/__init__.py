@@ -216,8 +216,15 @@ def create_request() -> Any:
         db.session.commit()
         jobs.enqueue("routing.jobs.route_case", case_id)
         return jsonify(body), 201
+    body, case_id, waiting = (
+        {**case_json(result.case, full=False), "token": result.token},
+        result.case.id,
+        result.needs_routing,
+    )
     db.session.commit()
-    return jsonify({**case_json(result.case, full=False), "token": result.token}), 200
+    if waiting:
+        jobs.enqueue("routing.jobs.route_case", case_id)
+    return jsonify(body), 200
 
 
 @bp.get("/requests/<tracking_number>")

@@ -371,9 +371,9 @@ def create_request(ext: str) -> Response:
                 token=secrets.token_urlsafe(18), case_id=case.id, api_key_id=event.details["api_key_id"]
             )
         )
-    case_id = case.id
+    case_id, waiting = case.id, result.needs_routing
     db.session.commit()
-    if result.created:
+    if waiting:
         jobs.enqueue("routing.jobs.route_case", case_id)
     case = db.session.get(Case, case_id) or case
     notice = _("诉求已受理，编号 %(n)s；联系方式不会通过开放接口公开", n=case.tracking_number)

@@ -152,9 +152,10 @@ def _intake(channel: str, template: str) -> Any:
         else:
             if result.created and images:
                 attach(db.session, result.case, images, "intake")
+            case_id, waiting = result.case.id, result.needs_routing
             db.session.commit()
-            if result.created:
-                jobs.enqueue("routing.jobs.route_case", result.case.id)
+            if waiting:
+                jobs.enqueue("routing.jobs.route_case", case_id)
             return redirect(
                 url_for("web.submitted", tracking_number=result.case.tracking_number, k=result.token)
             )

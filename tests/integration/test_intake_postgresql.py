@@ -136,3 +136,23 @@ def test_a_standalone_intake_is_committed_apart_from_the_session(pg_app: Any) ->
         number = result.case.tracking_number
         db.session.remove()
     assert _stored(pg_app, number) == ("一条语句路 3 号", "submitted", 1, [("submit", {"channel": "api"})])
+
+
+def test_look_ups_of_a_cache_miss_end_before_the_case_is_committed(
+    pg_app: Any, sent: list[tuple[str, str]]
+) -> None:
+    """After the autocommitted statement the request has no database work left that could fail (a
+    failure there once re-ran a request whose case was already stored, and the replay never queued it)."""
+    from app.extensions import db
+    from routing.intake import Submission, reference_cache, submit
+
+    reference_cache.clear()
+    with pg_app.test_request_context():
+        sent.clear()
+        body = {**BODY, "address": "一条语句路 4 号"}
+        result = submit(db.session, Submission(**body), channel="api", token_key=b"k", standalone=True)
+        assert result.created and not db.session().in_transaction()
+        db.session.remove()
+    *look_ups, last = sent
+    assert look_ups and all(status == "INTRANS" for _word, status in look_ups)  # the category, the place
+    assert last == ("WITH", "IDLE")

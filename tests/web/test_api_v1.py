@@ -280,6 +280,20 @@ def test_same_idempotency_key_and_body_replays_one_case(
     a, b = first.get_json(), second.get_json()
     assert (a["tracking_number"], a["token"]) == (b["tracking_number"], b["token"])
     assert case_count(session) == before + 1
+    # Still waiting to be routed (nothing ran the recorded job): the replay queues it again, since the
+    # first request may have stopped between storing the case and queueing it (a repeated job is a no-op).
+    assert len(enqueued) == 2 and enqueued[0] == enqueued[1]
+
+
+def test_a_replay_of_a_case_already_routed_queues_nothing(
+    client: Any, session: Session, enqueued: list[Any]
+) -> None:
+    first = post(client, headers={"Idempotency-Key": "api-key-routed"})
+    case = session.scalar(select(Case).where(Case.tracking_number == first.get_json()["tracking_number"]))
+    assert case is not None
+    case.state = "dispatched"
+    session.flush()
+    assert post(client, headers={"Idempotency-Key": "api-key-routed"}).status_code == 200
     assert len(enqueued) == 1
 
 
