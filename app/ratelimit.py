@@ -15,7 +15,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from flask import Flask, current_app, render_template, request
@@ -149,7 +148,7 @@ class Counter:
         return max(1, math.ceil(stats.reset_time - time.time()))
 
 
-@lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)
 def _parsed(limit: str) -> RateLimitItem:
     return parse(limit)
 
