@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "REGISTER_LIMIT": "10 per hour",  # resident registrations per address
     "INTAKE_LIMIT": "30 per hour",  # web intake submissions per address
     "SURVEY_ANSWER_LIMIT": "60 per hour",  # survey answers per address (a community centre shares one)
-    "API_LIMIT": "300 per minute",  # every JSON API call per address (partner systems included)
+    "API_LIMIT": "300 per minute",  # every API call per address, /api/v1 and Open311 together (partners included)
     # One-time SMS codes (verify a resident's phone, reset a password; routing/phone_codes.py): new codes
     # per account or typed username/phone, per address, and wrong-code checks per address. The database
     # also refuses a second code to one phone within 60 s and more than PHONE_CODE_MAX_PER_HOUR an hour.

@@ -35,21 +35,28 @@ bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 FIELDS = ("category", "community", "address", "description", "contact_name", "contact_phone")
 OPTIONAL = ("street", "district", "lat", "lng", "anonymous", "sms_opt_in")
 API_FIELDS = {"idempotency_key": "Idempotency-Key"}  # intake field names the API spells differently
-# One budget per address for the whole API (API_LIMIT), counted directly (see ratelimit.Counter):
-# Flask-Limiter leaves the API's requests alone.
+# One budget per address for the whole API (API_LIMIT: v1 and Open311 together), counted directly (see
+# ratelimit.Counter): Flask-Limiter leaves the API's requests alone.
 ADDRESS_LIMIT = Counter("api")
 count_apart(bp.name)
 
 
-@bp.before_request
-def _address_limit() -> Any:
+def over_address_limit() -> int | None:
+    """Count this call against its address's API budget: None while within it, else the seconds until
+    the window resets."""
     if not current_app.config["RATELIMIT_ENABLED"]:
         return None
     limit = str(current_app.config["API_LIMIT"])
     address = get_remote_address()
-    if not ADDRESS_LIMIT.hit(limit, address):
-        return too_many(ADDRESS_LIMIT.retry_after(limit, address))
-    return None
+    if ADDRESS_LIMIT.hit(limit, address):
+        return None
+    return ADDRESS_LIMIT.retry_after(limit, address)
+
+
+@bp.before_request
+def _address_limit() -> Any:
+    seconds = over_address_limit()
+    return too_many(seconds) if seconds is not None else None
 
 
 def init_app(app: Flask) -> None:

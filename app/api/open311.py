@@ -9,6 +9,7 @@ e-mail) are taken in but never leave through Open311; descriptions leave with ph
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import xml.etree.ElementTree as ET
@@ -20,10 +21,11 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from app.api import keys
+from app.api import keys, over_address_limit
 from app.api.models import Open311Token
 from app.extensions import csrf, db
 from app.i18n import message_of
+from app.ratelimit import count_apart
 from app.web.public import token_key
 from core import jobs
 from core.catalogue import active_categories
@@ -37,6 +39,7 @@ from routing.models import Case
 from routing.narrative import describe
 
 bp = Blueprint("open311", __name__, url_prefix="/open311/v2")
+count_apart(bp.name)  # its limits are the API's own (per address, per key): Flask-Limiter skips it
 FORMAT = "<any(xml,json):ext>"
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-12-01T00:00:00+08:00"
@@ -114,6 +117,18 @@ def _fmt() -> str:
 @bp.errorhandler(Open311Error)
 def _open311_error(exc: Open311Error) -> Response:
     return error(_fmt(), exc.status, exc.description)
+
+
+@bp.before_request
+def _address_limit() -> Response | None:
+    """The API's per-address budget (API_LIMIT, shared with /api/v1), answered in the request's format."""
+    seconds = over_address_limit()
+    if seconds is None:
+        return None
+    minutes = max(1, math.ceil(seconds / 60))
+    response = error(_fmt(), 429, _("尝试过于频繁，请 %(minutes)s 分钟后再试", minutes=minutes))
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @bp.before_request

@@ -370,3 +370,22 @@ def test_georeport_client_reads_services_definitions_and_requests(
     entry = listed if isinstance(listed, dict) else listed[0]  # xmltodict gives one entry as a dict
     assert entry["service_request_id"] == case.tracking_number
     assert api.get_service_request(case.tracking_number)["service_request_id"] == case.tracking_number
+
+
+def test_the_apis_per_address_budget_covers_open311_too(
+    app: Any, client: Any, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API_LIMIT is one budget per address for /api/v1 and Open311 together; over it, Open311 answers
+    429 in its own error format, with Retry-After."""
+    monkeypatch.setitem(app.config, "API_LIMIT", "3 per minute")
+    here = {"REMOTE_ADDR": "198.51.100.79"}
+    assert client.get("/api/v1/categories", environ_base=here).status_code == 200
+    assert client.get(f"{BASE}/services.json", environ_base=here).status_code == 200
+    assert client.get(f"{BASE}/services.xml", environ_base=here).status_code == 200
+    refused = client.get(f"{BASE}/services.json", environ_base=here)
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 61
+    assert refused.get_json()[0]["code"] == 429 and "分钟后再试" in refused.get_json()[0]["description"]
+    as_xml = client.get(f"{BASE}/services.xml", environ_base=here)
+    assert as_xml.status_code == 429 and b"<errors><error><code>429</code>" in as_xml.data
+    assert client.get("/api/v1/units", environ_base=here).status_code == 429  # the same budget
+    assert client.get(f"{BASE}/services.json").status_code == 200  # another address is not affected
