@@ -425,12 +425,13 @@ def submit(
     ``duplicates_within_days``: also find the open cases of the same community and category created
     within that many days that read alike (``Intake.duplicates``; on PostgreSQL in the insert statement).
 
-    ``standalone``: nothing else need be atomic with the case. On PostgreSQL the case and its event are
-    then stored by one autocommitted statement on a connection of their own — no BEGIN and COMMIT round
-    trips, and the session is not used for the write: the case is committed when this returns, and
-    ``Intake.case`` and its event are detached objects (their columns loaded, their relations not). The
-    caller still commits the session: that hands the intake event over to the webhooks. A resident who
-    asked for the 受理 SMS gets the usual transaction (the SMS is planned as a row beside the case).
+    ``standalone``: nothing else need be atomic with the case. The case and its event are then stored on
+    a connection of their own — on PostgreSQL by one autocommitted statement, no BEGIN and COMMIT round
+    trips; elsewhere in a short transaction of their own — and the session is not used for the write:
+    the case is committed when this returns, and ``Intake.case`` and its event are detached objects
+    (their columns loaded, their relations not). The caller still commits the session: that hands the
+    intake event over to the webhooks. A resident who asked for the 受理 SMS gets the caller's
+    transaction (the SMS is planned as a row beside the case).
 
     A failed insert (a duplicate tracking number or a racing idempotency key) is retried: inside a
     savepoint when the session already holds the caller's work, else by rolling back what this call began.
@@ -443,7 +444,7 @@ def submit(
     # same transaction is kept by a savepoint around the insert.
     plain = session() if isinstance(session, scoped_session) else session
     owns_transaction = not plain.in_transaction() and not (plain.new or plain.dirty or plain.deleted)
-    one_statement = standalone and not data.sms_opt_in and _autocommits(plain)
+    apart = standalone and not data.sms_opt_in and _may_store_apart(plain)
     key = (idempotency_key or "").strip()[: column_length(Case.idempotency_key)] or None
     if key and forbidden_character(key, multiline=False):
         raise IntakeRejected(
@@ -502,13 +503,13 @@ def submit(
             if duplicates_within_days is not None
             else None
         )
-        if one_statement and owns_transaction and plain.in_transaction():
+        if apart and owns_transaction and plain.in_transaction():
             # Look-ups of this call (a cache miss) began a read transaction: end it now, so that once the
             # case is committed the request has no database work left that could fail.
             plain.rollback()
         try:
-            if one_statement:
-                with _autocommit_connection(plain) as connection:
+            if apart:
+                with _connection_apart(plain) as connection:
                     case, candidates = _insert_case(connection, case_values, event_values, lookup)
             elif owns_transaction:
                 case, candidates = _insert_case(plain, case_values, event_values, lookup)
@@ -517,7 +518,7 @@ def submit(
                     case, candidates = _insert_case(plain, case_values, event_values, lookup)
         except IntegrityError:
             # Either the same idempotency key won a race, or the random suffix collided: look, then retry.
-            if owns_transaction and not one_statement:
+            if owns_transaction and not apart:
                 session.rollback()
             reference_cache.clear()  # or a cached unit/category vanished (foreign key): look it up again
             if key:
@@ -560,18 +561,24 @@ def _insert_case(
     return case, candidates
 
 
-def _autocommits(session: Session) -> bool:
-    """Whether this session may store a case by one autocommitted statement: bound to a PostgreSQL
+def _may_store_apart(session: Session) -> bool:
+    """Whether a standalone case may be stored on a connection of its own: the session is bound to an
     engine (not to a connection whose transaction a caller holds, as tests do)."""
-    bind = session.get_bind()
-    return isinstance(bind, Engine) and bind.dialect.name == "postgresql"
+    return isinstance(session.get_bind(), Engine)
 
 
 @contextmanager
-def _autocommit_connection(session: Session) -> Iterator[Connection]:
-    """A connection of the session's engine pool in AUTOCOMMIT mode (reset when it goes back)."""
-    with cast(Engine, session.get_bind()).connect() as connection:
-        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+def _connection_apart(session: Session) -> Iterator[Connection]:
+    """A connection of the session's engine pool that commits what runs on it: on PostgreSQL in
+    AUTOCOMMIT mode (the one statement commits itself; the mode is reset when it goes back), elsewhere in
+    a short transaction of its own, committed on leaving."""
+    engine = cast(Engine, session.get_bind())
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        with engine.begin() as connection:
+            yield connection
 
 
 def _replay(session: DbSession, key: str, fingerprint: str, token_key: bytes) -> Intake | None:

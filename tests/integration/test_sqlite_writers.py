@@ -89,3 +89,47 @@ def test_concurrent_sqlite_writers_store_every_request(tmp_path: Path) -> None:
         stored = conn.execute(text("SELECT count(*) FROM cases")).scalar_one() - before
     engine.dispose()
     assert stored == PROCESSES * REQUESTS
+
+
+def test_a_standalone_intake_commits_apart_from_the_session_on_sqlite(tmp_path: Path) -> None:
+    """On SQLite the case and its event get a short transaction of their own on another connection: the
+    objects come back detached and stay stored when the session's own work is rolled back."""
+    from sqlalchemy import inspect, select
+
+    from app import create_app
+    from app.demo import load_demo
+    from app.extensions import db
+    from core.models import Unit
+    from routing.intake import Submission, submit
+    from routing.models import Case
+
+    database = f"sqlite:///{tmp_path / 'apart.sqlite3'}"
+    app = create_app({"DATABASE_URL": database, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "apart"})
+    body = {
+        "category": "HW-01",
+        "community": "420102-S1-C1",
+        "address": "独立事务路 1 号",
+        "description": "路灯坏了三天，晚上看不清路",
+        "contact_name": "测试",
+        "contact_phone": "13800001234",
+    }
+    with app.app_context():
+        db.create_all()
+        load_demo(db.session, b"apart")
+        db.session.commit()
+        with app.test_request_context():
+            result = submit(db.session, Submission(**body), channel="api", token_key=b"k", standalone=True)
+            assert result.created and inspect(result.case).detached
+            assert result.case not in db.session and result.case.events[0].action == "submit"
+            unit = db.session.scalar(select(Unit).where(Unit.code == body["community"]))
+            assert unit is not None
+            unit.name = "改名社区"
+            db.session.flush()
+            db.session.rollback()
+            number = result.case.tracking_number
+            db.session.remove()
+        stored = db.session.scalar(select(Case).where(Case.tracking_number == number))
+        assert stored is not None and [e.action for e in stored.events] == ["submit"]
+        assert db.session.scalar(select(Unit.name).where(Unit.code == body["community"])) != "改名社区"
+        db.session.remove()
+        db.engine.dispose()
