@@ -50,6 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         audit,
         auth,
         cli,
+        dispatch,
         errors,
         models,  # noqa: F401 - registers every table on the metadata (migrations, create_all)
         ratelimit,
@@ -65,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     cli.init_app(app)
     _configure_jobs(app)
+    dispatch.database_hands_over(app)  # a bad ROUTING_HANDOFF fails at start-up, not at the first intake
     _trust_proxies(app)
     security.init_app(app)
     return app

@@ -196,15 +196,23 @@ def worker(queues: str, burst: bool, fork: bool, beat_interval: int) -> None:
         new_worker().work(burst=True, with_scheduler=True)  # one pass of the scheduler, in this process
         return
     # RQ's forked scheduler dies on a Redis outage; this thread retries instead (see app/rq_scheduler).
+    from app.dispatch import Dispatcher, database_hands_over
     from app.rq_scheduler import SchedulerThread
 
     scheduler = SchedulerThread(names, connection)
     scheduler.start()
+    # On PostgreSQL new cases reach routing through the database: one routing worker in the city
+    # listens and queues their first hop, the others stand by (see app/dispatch).
+    dispatcher = Dispatcher(app) if queue_name(app, "routing") in names and database_hands_over(app) else None
+    if dispatcher is not None:
+        dispatcher.start()
     gc.freeze()  # the loaded app's objects: the cyclic collector never walks them again (as gunicorn.conf.py)
     try:
         run_until_stopped(new_worker, connection)
     finally:
         scheduler.stop()
+        if dispatcher is not None:
+            dispatcher.stop()
 
 
 def run_until_stopped(new_worker: Callable[[], Any], connection: Any, wait: float = 1.0) -> None:

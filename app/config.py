@@ -26,6 +26,10 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_INLINE_BYTES": 256 * 1024,  # paper uploads above this are imported by an RQ job, with progress
     "RQ_ASYNC": True,  # False runs jobs inline (tests of the web tier without a worker)
     "RQ_QUEUE_PREFIX": "",  # lets parallel test runs share one Redis without sharing queues
+    # Who queues a new case's first routing hop: "database" (PostgreSQL: a trigger notifies the routing
+    # workers' dispatcher at commit, app/dispatch.py), "web" (the process that stored it, after its
+    # commit), "auto" (database on PostgreSQL with RQ_ASYNC on, else web).
+    "ROUTING_HANDOFF": "auto",
     "WTF_CSRF_ENABLED": True,
     "WTF_CSRF_TIME_LIMIT": None,  # a resident may take long to type; the token lives with the session
     "BABEL_DEFAULT_LOCALE": "zh_Hans_CN",
@@ -114,6 +118,7 @@ ENVIRONMENT: dict[str, type] = {
     "PUBLIC_BASE_URL": str,
     "FORCE_HTTPS": bool,
     "RQ_QUEUE_PREFIX": str,
+    "ROUTING_HANDOFF": str,
     "LOG_LEVEL": str,
     "LOG_FORMAT": str,
     "METRICS_TOKEN": str,

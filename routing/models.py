@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     Boolean,
     Date,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -117,6 +119,24 @@ class Case(Base):
     )
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
+
+
+# On PostgreSQL the database hands every new case to routing: a trigger sends its id on this channel
+# when the INSERT commits (nothing if it rolls back), and the routing workers' dispatcher, listening,
+# queues its first hop (app/dispatch.py). One source for the models (create_all) and the migration.
+ROUTING_CHANNEL = "minhu_case_submitted"
+HANDOFF_DDL = (
+    "CREATE OR REPLACE FUNCTION minhu_notify_case_submitted() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    f"BEGIN PERFORM pg_notify('{ROUTING_CHANNEL}', CAST(NEW.id AS text)); RETURN NULL; END $$",
+    "CREATE TRIGGER cases_notify_submitted AFTER INSERT ON cases FOR EACH ROW "
+    "WHEN (NEW.state = 'submitted') EXECUTE FUNCTION minhu_notify_case_submitted()",
+)
+HANDOFF_DROP = (
+    "DROP TRIGGER IF EXISTS cases_notify_submitted ON cases",
+    "DROP FUNCTION IF EXISTS minhu_notify_case_submitted()",
+)
+for _statement in HANDOFF_DDL:
+    event.listen(Case.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
 _WRITTEN = "minhu_case_events_written"  # session.info: events inserted without a flush (intake)

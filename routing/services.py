@@ -1103,6 +1103,18 @@ def stuck_cases(
     return [(case_id, (hops or 0) + 1) for case_id, hops in session.execute(stmt)]
 
 
+def waiting_case_ids(session: Session, after_id: int = 0, limit: int = 1000) -> list[int]:
+    """Ids of cases still in ``submitted`` (no hop yet), above ``after_id``, oldest first: a page of what a
+    dispatcher catches up on when it starts listening."""
+    stmt = (
+        select(Case.id)
+        .where(Case.state == State.submitted.value, Case.id > after_id)
+        .order_by(Case.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
 # --- deadline scan -----------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.api.schemas import read_request
 from app.auth import signed_in_user
+from app.dispatch import queue_routing
 from app.errors import api_error
 from app.extensions import csrf, db
 from app.i18n import message_of
@@ -20,7 +21,6 @@ from app.ratelimit import Counter, count_apart, too_many
 from app.security import MAX_JSON_DEPTH, json_too_deep
 from app.web.present import STATE_LABELS, contact_name, contact_phone
 from app.web.public import duplicates_for, token_key
-from core import jobs
 from core.catalogue import HANDLING_LEVEL_LABELS, active_categories
 from core.i18n import N_
 from core.models import Unit
@@ -221,7 +221,7 @@ def create_request() -> Any:
         }
         case_id = case.id
         db.session.commit()
-        jobs.enqueue("routing.jobs.route_case", case_id)
+        queue_routing(case_id, created=True)
         return jsonify(body), 201
     body, case_id, waiting = (
         {**case_json(result.case, full=False), "token": result.token},
@@ -230,7 +230,7 @@ def create_request() -> Any:
     )
     db.session.commit()
     if waiting:
-        jobs.enqueue("routing.jobs.route_case", case_id)
+        queue_routing(case_id, created=False)
     return jsonify(body), 200
 
 

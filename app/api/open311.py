@@ -23,11 +23,11 @@ from sqlalchemy.orm import selectinload
 
 from app.api import keys, over_address_limit
 from app.api.models import Open311Token
+from app.dispatch import queue_routing
 from app.extensions import csrf, db
 from app.i18n import message_of
 from app.ratelimit import count_apart
 from app.web.public import token_key
-from core import jobs
 from core.catalogue import active_categories
 from core.db import utcnow
 from core.models import Category, Level, Unit
@@ -386,10 +386,10 @@ def create_request(ext: str) -> Response:
                 token=secrets.token_urlsafe(18), case_id=case.id, api_key_id=event.details["api_key_id"]
             )
         )
-    case_id, waiting = case.id, result.needs_routing
+    case_id, created, waiting = case.id, result.created, result.needs_routing
     db.session.commit()
     if waiting:
-        jobs.enqueue("routing.jobs.route_case", case_id)
+        queue_routing(case_id, created)
     case = db.session.get(Case, case_id) or case
     notice = _("诉求已受理，编号 %(n)s；联系方式不会通过开放接口公开", n=case.tracking_number)
     body: dict[str, Any]

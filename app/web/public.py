@@ -11,13 +11,13 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from app.auth import roles_required, signed_in_user
+from app.dispatch import queue_routing
 from app.extensions import db, limiter
 from app.i18n import message_of
 from app.photos import attach, photo_list, read_photos
 from app.ratelimit import form_key, limit_from_config
 from app.security import public_url
 from app.web.forms import IntakeForm, LookupForm
-from core import jobs
 from core.catalogue import active_categories
 from core.db import utcnow
 from core.models import Role, Unit
@@ -152,10 +152,10 @@ def _intake(channel: str, template: str) -> Any:
         else:
             if result.created and images:
                 attach(db.session, result.case, images, "intake")
-            case_id, waiting = result.case.id, result.needs_routing
+            case_id, created, waiting = result.case.id, result.created, result.needs_routing
             db.session.commit()
             if waiting:
-                jobs.enqueue("routing.jobs.route_case", case_id)
+                queue_routing(case_id, created)
             return redirect(
                 url_for("web.submitted", tracking_number=result.case.tracking_number, k=result.token)
             )

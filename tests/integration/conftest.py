@@ -20,6 +20,23 @@ DATABASE_URL = (
 )
 
 
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def redis_missing() -> str | None:
+    """Why the real Redis cannot be used here (None when it can)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:
+        return f"Redis at {REDIS_URL} unreachable: {exc.__class__.__name__}"
+    finally:
+        client.close()
+    return None
+
+
 def postgres_missing() -> str | None:
     """Why PostgreSQL cannot be used here (None when it can)."""
     engine = create_engine(make_url(DATABASE_URL).set(drivername="postgresql+psycopg"))
