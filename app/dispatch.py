@@ -70,6 +70,19 @@ def libpq_url(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def lock_parts(key: int) -> tuple[int, int]:
+    """How ``pg_locks`` shows a bigint advisory lock: (classid, objid), the high and low 32 bits."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+
+LEADER_QUERY = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND d.datname = current_database()"
+    " AND l.classid::bigint = :classid AND l.objid::bigint = :objid)"
+)
+
+
 class Dispatcher(threading.Thread):
     """Queues the first routing hop of every case the database announces, while it holds the lead."""
 

@@ -194,6 +194,27 @@ def calendar_warnings(today: Any = None) -> list[dict[str, str]]:
     ]
 
 
+def dispatcher_warnings(app: Flask) -> list[dict[str, str]]:
+    """On PostgreSQL hand-off: a warning when no routing worker holds the dispatcher's lock (new cases
+    would then wait for the beat's sweeper)."""
+    from app.dispatch import LEADER_QUERY, database_hands_over, lock_key, lock_parts
+
+    if not database_hands_over(app):
+        return []
+    classid, objid = lock_parts(lock_key(app))
+    if db.session.scalar(text(LEADER_QUERY), {"classid": classid, "objid": objid}):
+        return []
+    return [
+        {
+            "check": "dispatcher",
+            "code": "no_dispatcher",
+            "message": _(
+                "没有派单分发进程：新工单要等补派扫描（每分钟）才会派出，请运行处理 routing 队列的 flask worker"
+            ),
+        }
+    ]
+
+
 @bp.get("/readyz")
 def readyz() -> Any:
     """Readiness: database, Redis and migrations at head; 503 naming what failed; calendar as a warning."""
@@ -210,7 +231,7 @@ def readyz() -> Any:
         "status": "fail" if failed else "ok",
         "failed": failed,
         "checks": checks,
-        "warnings": calendar_warnings(),
+        "warnings": [*calendar_warnings(), *dispatcher_warnings(app)] if checks["database"]["ok"] else [],
     }
     db.session.rollback()
     response = jsonify(body)

@@ -1,4 +1,4 @@
-"""``flask routing sweep|scan|beat|rules-import|rules-export``, and the periodic sweeper thread.
+"""``flask routing sweep|scan|beat|dispatch|rules-import|rules-export``, and the periodic sweeper thread.
 
 Periodic mechanism: :func:`start_beat` runs the sweeper and the deadline scan every ``interval``
 seconds in a daemon thread of a long-lived process (``flask routing beat`` runs it in the foreground).
@@ -109,6 +109,28 @@ def beat_command(interval: int, once: bool) -> None:
     while True:
         run_beat_once(app, interval)
         time.sleep(interval)
+
+
+@routing_cli.command("dispatch")
+def dispatch_command() -> None:
+    """Hand new cases to the routing queue as PostgreSQL announces them, in the foreground (every
+    ``flask worker`` serving the routing queue runs this too; one process leads, the others stand by)."""
+    import signal
+
+    from app.dispatch import Dispatcher, database_hands_over
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not database_hands_over(app):
+        raise click.ClickException(
+            "新工单由受理它的 Web 进程入队（ROUTING_HANDOFF 不是 database / 非 PostgreSQL）"
+        )
+    dispatcher = Dispatcher(app)
+    stopped = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stopped.set())
+    dispatcher.start()
+    stopped.wait()
+    dispatcher.stop()
 
 
 def run_beat_once(app: Flask, interval: int) -> bool:

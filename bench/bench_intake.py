@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/bench_intake.py [--seconds 3] [--rounds 15] [--clients 16] [--workers 2] [--port 5150]
         [--database-url postgresql://postgres@127.0.0.1:5432/postgres] [--redis-url redis://127.0.0.1:6379/0]
-        [--only postgresql|sqlite]
+        [--only postgresql|sqlite] [--dispatcher]
 
 For each database (a PostgreSQL database it creates and drops, and a SQLite file in a temporary folder)
 it starts gunicorn (``--workers`` sync workers) on a loopback port serving ``bench/intake_wsgi.py`` —
 the real app at ``/`` and the bare app at ``/bare`` — then runs ``--clients`` concurrent HTTP clients
 for ``--seconds`` against ``POST /api/v1/requests`` and then against ``POST /bare/``, ``--rounds`` times
 in turn. Prints req/s, p50 and p99 latency and the ratio intake ÷ bare of each round, and the medians.
-Cases are enqueued for routing on queues with a unique prefix (deleted at the end); no worker runs, so
-only intake is measured.
+Cases go to routing queues with a unique prefix (deleted at the end); no worker runs, so only intake is
+measured. On SQLite the web process enqueues each case after its commit. On PostgreSQL the database
+hands new cases over (a trigger notifies at commit) to the routing workers' dispatcher, which this
+benchmark does not run unless ``--dispatcher`` is given: then ``flask routing dispatch`` runs beside
+gunicorn on the same machine (its CPU shared with the server's, as on a one-host deployment) and the
+end of the run checks that every stored case reached the queue.
 """
 
 from __future__ import annotations
@@ -171,6 +175,13 @@ def bench_one(label: str, url: str, opts: argparse.Namespace, redis_url: str) ->
         "bench.intake_wsgi:build()",
     ]
     server = subprocess.Popen(command, env=env, cwd=ROOT)
+    dispatcher = (
+        subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "app", "routing", "dispatch"], env=env, cwd=ROOT
+        )
+        if opts.dispatcher and url.startswith("postgresql")
+        else None
+    )
     try:
         wait_for_port(opts.port, server)
         load(opts.port, "/bare/", opts.clients, 1.0)  # warm both: imports, pools, caches
@@ -183,9 +194,15 @@ def bench_one(label: str, url: str, opts: argparse.Namespace, redis_url: str) ->
             intake = load(opts.port, "/api/v1/requests", opts.clients, opts.seconds)
             bare = load(opts.port, "/bare/", opts.clients, opts.seconds)
             rounds.append((intake, bare))
+        # Without a dispatcher nothing takes PostgreSQL's notifications: count at once (0 expected).
+        expect_jobs = dispatcher is not None or not url.startswith("postgresql")
+        handed = handed_over(url, redis_url, prefix, seconds=30 if expect_jobs else 0)
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if dispatcher is not None:
+            dispatcher.terminate()
+            dispatcher.wait(timeout=30)
         redis = Redis.from_url(redis_url)
         for key in redis.scan_iter(f"*{prefix}*"):
             redis.delete(key)
@@ -203,6 +220,32 @@ def bench_one(label: str, url: str, opts: argparse.Namespace, redis_url: str) ->
     ratio = statistics.median(i["rate"] / b["rate"] for i, b in rounds)
     p99 = statistics.median(i["p99"] for i, _ in rounds)
     print(f"{'':<10} median of {len(rounds)} rounds: ratio {ratio:.2f}, intake p99 {p99:.1f} ms", flush=True)
+    print(f"{'':<10} {handed}", flush=True)
+
+
+def handed_over(url: str, redis_url: str, prefix: str, seconds: float = 30) -> str:
+    """How many of the cases stored through the API have their routing job queued (waiting up to
+    ``seconds`` for the dispatcher to catch up)."""
+    from app.config import normalise_database_url
+
+    engine = create_engine(normalise_database_url(url))
+    redis = Redis.from_url(redis_url)
+    try:
+        with engine.connect() as conn:
+            stored = {
+                f"{prefix}route_case-{i}"
+                for i in conn.scalars(text("SELECT id FROM cases WHERE channel = 'api'"))
+            }
+        deadline = time.monotonic() + seconds
+        while True:
+            queued = stored & {j.decode() for j in redis.lrange(f"rq:queue:{prefix}routing", 0, -1)}
+            if len(queued) == len(stored) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+        redis.close()
+    return f"cases stored {len(stored)}, their routing jobs queued {len(queued)}"
 
 
 def main() -> None:
@@ -219,6 +262,7 @@ def main() -> None:
     )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--only", choices=("postgresql", "sqlite"))
+    parser.add_argument("--dispatcher", action="store_true", help="run the routing dispatcher (PostgreSQL)")
     opts = parser.parse_args()
     print(f"{opts.clients} clients, gunicorn {opts.workers} sync workers, {opts.seconds:.0f} s per measure")
     if opts.only != "sqlite":

@@ -43,7 +43,11 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         redis = Redis.from_url(REDIS_URL)
         dispatchers: list[Any] = []
         try:
-            yield {"app": app, "queue": Queue(f"{prefix}routing", connection=redis), "dispatchers": dispatchers}
+            yield {
+                "app": app,
+                "queue": Queue(f"{prefix}routing", connection=redis),
+                "dispatchers": dispatchers,
+            }
         finally:
             for dispatcher in dispatchers:
                 dispatcher.stop()
@@ -166,3 +170,19 @@ def test_one_dispatcher_leads_and_another_takes_over_when_it_goes(stack: dict[st
     missed = post_case(app)
     assert eventually(lambda: missed in queued_cases(queue), seconds=15)
     assert eventually(standby.leading.is_set)
+
+
+def test_readiness_warns_while_no_dispatcher_listens(stack: dict[str, Any]) -> None:
+    app = stack["app"]
+
+    def warnings() -> list[str]:
+        response = app.test_client().get("/readyz")  # 503 here: create_all, not migrations, made the schema
+        assert response.get_json()["checks"]["database"]["ok"] is True
+        return [w["code"] for w in response.get_json()["warnings"]]
+
+    assert "no_dispatcher" in warnings()
+    dispatcher = start(stack)
+    assert eventually(dispatcher.leading.is_set)
+    assert "no_dispatcher" not in warnings()
+    dispatcher.stop()
+    assert eventually(lambda: "no_dispatcher" in warnings())
