@@ -1,34 +1,46 @@
-"""Hand-off of new cases to routing: by the database on PostgreSQL, by the web process elsewhere.
+"""Hand-off of new cases to routing: the database tells the routing workers, not the web process.
 
-On PostgreSQL a trigger on ``cases`` sends each new case's id on a channel when the inserting
-transaction commits (routing/models.py). :class:`Dispatcher` — a thread of the ``flask worker``
-processes that serve the routing queue — listens and queues the case's first hop. Intake then sends no
-job from the web process: the hand-off is atomic with the case's commit (no window between commit and
-enqueue in which a dying web process leaves a case waiting for the sweeper), and a web request talks
-to Redis only for its rate limit.
+:class:`Dispatcher` — a thread of the ``flask worker`` processes that serve the routing queue — queues
+the first hop of every case stored in ``submitted``. Intake then sends no job from the web process: the
+hand-off follows from the case's commit (no window between commit and enqueue in which a dying web
+process leaves a case waiting for the sweeper), and a web request talks to Redis only for its rate
+limit.
 
-One dispatcher works at a time across all workers and machines: it holds a PostgreSQL advisory lock on
-its listening connection, so the lock goes when its process or connection dies and a standby takes over
-within a second. Notifications sent while nobody listens are not kept by PostgreSQL, so whoever starts
-listening first queues every case still waiting in ``submitted`` (paged by id). A failed enqueue
-(Redis down) is held and retried by :mod:`app.queue`; a second job for a case is a no-op.
+- PostgreSQL: a trigger on ``cases`` sends each new case's id on a channel when the inserting
+  transaction commits (routing/models.py); the dispatcher listens. One dispatcher works at a time
+  across all workers and machines: it holds an advisory lock on its listening connection, so the lock
+  goes when its process or connection dies and a standby takes over within a second.
+- SQLite (one host): the dispatcher reads the cases stored since the last it saw, every
+  ``poll`` seconds. SQLite has one writer at a time, so ids are committed in increasing order and
+  none is passed over. One dispatcher per host holds a file lock in the instance folder.
 
-Elsewhere (SQLite, or RQ_ASYNC off) the process that stored the case enqueues after its commit.
+Notifications sent while nobody listens are not kept, so whoever takes the lead first queues every case
+still waiting in ``submitted`` (paged by id). A failed enqueue (Redis down) is held and retried by
+:mod:`app.queue`; a second job for a case is a no-op. With RQ jobs run inline (RQ_ASYNC off, the web
+tier's tests) the process that stored the case runs its routing after the commit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from flask import Flask, current_app
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app import queue
+from app.extensions import db
 from core import jobs
 from routing.models import ROUTING_CHANNEL
 
@@ -43,12 +55,13 @@ def database_hands_over(app: Flask) -> bool:
     mode = app.config.get("ROUTING_HANDOFF") or "auto"
     if mode not in HANDOFFS:
         raise ValueError(f"ROUTING_HANDOFF must be one of {', '.join(HANDOFFS)}, not {mode!r}")
-    on_postgresql = str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql")
     if mode == "auto":
-        return on_postgresql and bool(app.config.get("RQ_ASYNC", True))
-    if mode == "database" and not on_postgresql:
-        raise ValueError("ROUTING_HANDOFF=database needs PostgreSQL (its LISTEN/NOTIFY)")
+        return bool(app.config.get("RQ_ASYNC", True))
     return mode == "database"
+
+
+def on_postgresql(app: Flask) -> bool:
+    return str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql")
 
 
 def queue_routing(case_id: int, created: bool) -> None:
@@ -76,6 +89,36 @@ def lock_parts(key: int) -> tuple[int, int]:
     return unsigned >> 32, unsigned & 0xFFFF_FFFF
 
 
+def lock_file(app: Flask) -> Path:
+    """The file whose lock makes one dispatcher per host on SQLite (per queue prefix)."""
+    return Path(app.instance_path) / f"routing-dispatcher{app.config.get('RQ_QUEUE_PREFIX') or ''}.lock"
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` while inside, if no other process holds it (yields whether
+    taken); the system drops it when the process dies."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def dispatcher_running(app: Flask, session: Any) -> bool:
+    """Whether some process holds this app's dispatcher lead (for /readyz)."""
+    if on_postgresql(app):
+        classid, objid = lock_parts(lock_key(app))
+        return bool(session.scalar(text(LEADER_QUERY), {"classid": classid, "objid": objid}))
+    with file_lock(lock_file(app)) as taken:
+        return not taken
+
+
 LEADER_QUERY = (
     "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
     " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND d.datname = current_database()"
@@ -86,13 +129,14 @@ LEADER_QUERY = (
 class Dispatcher(threading.Thread):
     """Queues the first routing hop of every case the database announces, while it holds the lead."""
 
-    def __init__(self, app: Flask, retry: float = 1.0, page: int = 1000) -> None:
+    def __init__(self, app: Flask, retry: float = 1.0, page: int = 1000, poll: float = 0.2) -> None:
         super().__init__(name="routing-dispatcher", daemon=True)
         self.app = app
         self.retry = retry  # seconds between attempts at the lead, and between checks of stop()
         self.page = page
-        self.conninfo = libpq_url(app.config["SQLALCHEMY_DATABASE_URI"])
-        self.key = lock_key(app)
+        self.poll = poll  # SQLite: seconds between looks for new cases
+        self.postgresql = on_postgresql(app)
+        self._bound: Engine | None = None
         self.stopping = threading.Event()
         self.leading = threading.Event()  # set while this thread holds the lead and listens
         self.failures = 0
@@ -112,7 +156,8 @@ class Dispatcher(threading.Thread):
                 self.failures += 1
             finally:
                 self.leading.clear()
-            self.stopping.wait(min(MAX_BACKOFF, self.retry * 2 ** min(self.failures, 4)))
+            # One `retry` after the first failure (a terminated connection), then doubling up to MAX_BACKOFF.
+            self.stopping.wait(min(MAX_BACKOFF, self.retry * 2 ** max(self.failures - 1, 0)))
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stopping.set()
@@ -120,8 +165,16 @@ class Dispatcher(threading.Thread):
             self.join(timeout)
 
     def _serve(self) -> None:
+        if self.postgresql:
+            self._listen()
+        else:
+            self._watch()
+
+    def _listen(self) -> None:
+        """PostgreSQL: take the advisory lock, LISTEN, catch up, then queue each case announced."""
+        conninfo = libpq_url(self.app.config["SQLALCHEMY_DATABASE_URI"])
         with psycopg.connect(
-            self.conninfo, autocommit=True, connect_timeout=5, keepalives=1, keepalives_idle=30
+            conninfo, autocommit=True, connect_timeout=5, keepalives=1, keepalives_idle=30
         ) as connection:
             while not self._take_lead(connection):
                 if self.stopping.wait(self.retry):
@@ -138,24 +191,52 @@ class Dispatcher(threading.Thread):
                     self._hand_over(int(notice.payload))
 
     def _take_lead(self, connection: psycopg.Connection[Any]) -> bool:
-        row = connection.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+        row = connection.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.app),)).fetchone()
         return bool(row and row[0])
+
+    def _watch(self) -> None:
+        """SQLite: take the host's file lock, catch up, then queue what was stored since, every ``poll``."""
+        with file_lock(lock_file(self.app)) as taken:
+            if not taken:
+                self.stopping.wait(self.retry)
+                return
+            self.leading.set()
+            if self.failures:
+                log.info("routing dispatcher: database is back after %d failed attempts", self.failures)
+                self.failures = 0
+            last = 0
+            count, last = self._queue_waiting(last)
+            log.info("routing dispatcher: watching (%d waiting case(s) queued)", count)
+            while not self.stopping.wait(self.poll):
+                _count, last = self._queue_waiting(last)
 
     def catch_up(self) -> int:
         """Queue every case still waiting in ``submitted``; how many."""
+        return self._queue_waiting(0)[0]
+
+    def _queue_waiting(self, after: int) -> tuple[int, int]:
+        """Queue the cases waiting in ``submitted`` with ids above ``after``: how many, and the last id."""
         from routing.services import waiting_case_ids
 
-        factory = self.app.extensions["session_factory"]
-        after, count = 0, 0
+        count = 0
         while True:
-            with factory() as session:
+            # A plain session: the jobs' sessions begin IMMEDIATE on SQLite, which would take the write
+            # lock at every look.
+            with Session(self._engine()) as session:
                 ids = waiting_case_ids(session, after_id=after, limit=self.page)
             for case_id in ids:
                 self._hand_over(case_id)
             count += len(ids)
+            if ids:
+                after = ids[-1]
             if len(ids) < self.page:
-                return count
-            after = ids[-1]
+                return count, after
+
+    def _engine(self) -> Engine:
+        if self._bound is None:
+            with self.app.app_context():
+                self._bound = db.engine
+        return self._bound
 
     def _hand_over(self, case_id: int) -> None:
         queue.enqueue(self.app, ROUTE_CASE, (case_id,))  # held and retried by app.queue if Redis is down

@@ -195,14 +195,11 @@ def calendar_warnings(today: Any = None) -> list[dict[str, str]]:
 
 
 def dispatcher_warnings(app: Flask) -> list[dict[str, str]]:
-    """On PostgreSQL hand-off: a warning when no routing worker holds the dispatcher's lock (new cases
-    would then wait for the beat's sweeper)."""
-    from app.dispatch import LEADER_QUERY, database_hands_over, lock_key, lock_parts
+    """A warning when the database hands new cases over but no routing worker holds the dispatcher's
+    lead (they would then wait for the beat's sweeper)."""
+    from app.dispatch import database_hands_over, dispatcher_running
 
-    if not database_hands_over(app):
-        return []
-    classid, objid = lock_parts(lock_key(app))
-    if db.session.scalar(text(LEADER_QUERY), {"classid": classid, "objid": objid}):
+    if not database_hands_over(app) or dispatcher_running(app, db.session):
         return []
     return [
         {

@@ -1,13 +1,13 @@
-"""PostgreSQL hands new cases to routing: the trigger notifies at commit, the dispatcher queues the hop.
-
-Real PostgreSQL (LISTEN/NOTIFY, advisory locks) and real Redis (the RQ queue the jobs land on).
-"""
+"""The database hands new cases to routing and the dispatcher queues their first hop: on PostgreSQL a
+trigger notifies at commit (LISTEN/NOTIFY, an advisory lock for the lead), on SQLite the dispatcher
+watches for new ids (a file lock for the lead). Real PostgreSQL and real Redis (the RQ queue)."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,44 @@ BODY = {
 }
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """An app on its own PostgreSQL database queueing to real Redis (async), in database hand-off."""
+@contextmanager
+def sqlite_app(instance: Path, **config: Any) -> Iterator[Any]:
+    """An app on a SQLite file of its own, demo reference data loaded."""
+    from app import create_app
+    from app.demo import load_demo
+    from app.extensions import db
+    from core import jobs as core_jobs
+
+    saved = (core_jobs._session_factory, core_jobs._enqueuer)
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(instance),
+            "DATABASE_URL": f"sqlite:///{instance / 'dispatch.sqlite3'}",
+            "SECRET_KEY": "dispatch-secret",
+            **config,
+        }
+    )
+    try:
+        with app.app_context():
+            db.create_all()
+            with app.test_request_context():
+                from app.web.public import token_key
+
+                load_demo(db.session, token_key())
+            db.session.commit()
+            db.session.remove()
+        yield app
+    finally:
+        core_jobs.configure(*saved)  # type: ignore[arg-type]
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """An app queueing to real Redis (async jobs), so in database hand-off: on a PostgreSQL database of
+    its own (LISTEN/NOTIFY) and on a SQLite file (watched)."""
     missing = redis_missing()
     if missing:
         if CI:
@@ -39,12 +74,18 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         pytest.skip(missing)
     prefix = f"dispatch-{uuid.uuid4().hex[:8]}-"
     config = {"RQ_ASYNC": True, "REDIS_URL": REDIS_URL, "RQ_QUEUE_PREFIX": prefix, "RATELIMIT_ENABLED": False}
-    with postgresql_app(tmp_path, "minhu_dispatch", **config) as app:
+    opened = (
+        postgresql_app(tmp_path, "minhu_dispatch", **config)
+        if request.param == "postgresql"
+        else sqlite_app(tmp_path, **config)
+    )
+    with opened as app:
         redis = Redis.from_url(REDIS_URL)
         dispatchers: list[Any] = []
         try:
             yield {
                 "app": app,
+                "backend": request.param,
                 "queue": Queue(f"{prefix}routing", connection=redis),
                 "dispatchers": dispatchers,
             }
@@ -59,7 +100,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def start(stack: dict[str, Any]) -> Any:
     from app.dispatch import Dispatcher
 
-    dispatcher = Dispatcher(stack["app"], retry=0.2)
+    dispatcher = Dispatcher(stack["app"], retry=0.2, poll=0.05)
     stack["dispatchers"].append(dispatcher)
     dispatcher.start()
     return dispatcher
@@ -155,6 +196,11 @@ def test_one_dispatcher_leads_and_another_takes_over_when_it_goes(stack: dict[st
     leader, standby = (first, second) if first.leading.is_set() else (second, first)
     leader.stop()
     assert eventually(standby.leading.is_set)
+    if stack["backend"] != "postgresql":
+        queue.empty()
+        later = post_case(app)
+        assert eventually(lambda: later in queued_cases(queue))
+        return
     # The database ends the new leader's connection (a restart, an operator's pg_terminate_backend):
     # it reconnects, takes the lead again and catches up on what was stored meanwhile.
     queue.empty()
