@@ -15,9 +15,9 @@ from app import config as app_config
 from app import db_resilience, i18n, logging_setup, ops
 from app.application import App
 from app.extensions import babel, csrf, db, login_manager, migrate
-from core.db import SQLITE_BEGIN
 
 ROOT = Path(__file__).resolve().parent.parent
+SQLITE_BEGIN = "minhu_sqlite_begin"  # execution option: how a SQLite transaction begins
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -107,11 +107,8 @@ def _configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        # Jobs ask for BEGIN IMMEDIATE (see _configure_jobs); pages keep deferred transactions; a read
-        # that must hold no snapshot (intake's look-up) asks for none.
-        statement = connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN")
-        if statement:
-            connection.exec_driver_sql(statement)
+        # Jobs ask for BEGIN IMMEDIATE (see _configure_jobs); pages keep deferred transactions.
+        connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
 
 
 def _configure_jobs(app: Flask) -> None:

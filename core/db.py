@@ -24,11 +24,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# Execution option: the statement that begins a SQLite transaction ("BEGIN", "BEGIN IMMEDIATE"; None
-# for none, so each statement commits itself). The app's engine listener reads it.
-SQLITE_BEGIN = "minhu_sqlite_begin"
-
-
 def utcnow() -> datetime:
     """Current time as a naive UTC datetime (the storage convention of every timestamp column)."""
     return datetime.now(UTC).replace(tzinfo=None)

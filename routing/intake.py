@@ -15,7 +15,8 @@ import secrets
 import threading
 import time
 from base64 import urlsafe_b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
 from datetime import datetime
@@ -26,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, scoped_session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.db import SQLITE_BEGIN, DbSession, utcnow
+from core.db import DbSession, utcnow
 from core.i18n import N_, DomainError, fill
 from core.inputs import (
     OutOfRange,
@@ -508,7 +509,8 @@ def submit(
             plain.rollback()
         try:
             if apart:
-                case, candidates = _store_apart(plain, case_values, event_values, lookup)
+                with _connection_apart(plain) as connection:
+                    case, candidates = _insert_case(connection, case_values, event_values, lookup)
             elif owns_transaction:
                 case, candidates = _insert_case(plain, case_values, event_values, lookup)
             else:
@@ -565,30 +567,18 @@ def _may_store_apart(session: Session) -> bool:
     return isinstance(session.get_bind(), Engine)
 
 
-def _store_apart(
-    session: Session,
-    case_values: dict[str, Any],
-    event_values: dict[str, Any],
-    lookup: dict[str, Any] | None,
-) -> tuple[Case, list[Any]]:
-    """The case, its event and the duplicate candidates, committed on a pooled connection of the session's
-    engine: on PostgreSQL by the one statement in AUTOCOMMIT mode (the mode is reset when the connection
-    goes back); on SQLite the look-up first, in no transaction (like the PostgreSQL statement it sees the
-    table before the INSERTs, and it pins no snapshot), then the two INSERTs in a short transaction, so
-    the write lock other writers wait for is held for those alone."""
+@contextmanager
+def _connection_apart(session: Session) -> Iterator[Connection]:
+    """A connection of the session's engine pool that commits what runs on it: on PostgreSQL in
+    AUTOCOMMIT mode (the one statement commits itself; the mode is reset when it goes back), elsewhere in
+    a short transaction of its own, committed on leaving."""
     engine = cast(Engine, session.get_bind())
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-            return _insert_case(autocommit, case_values, event_values, lookup)
-    candidates: list[Any] = []
-    if lookup is not None:
-        with engine.connect() as reader:
-            reader.execution_options(**{SQLITE_BEGIN: None})
-            candidates = list(reader.execute(CANDIDATES_QUERY, lookup))
-    with engine.begin() as connection:
-        case, _none = _insert_case(connection, case_values, event_values, None)
-    return case, candidates
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        with engine.begin() as connection:
+            yield connection
 
 
 def _replay(session: DbSession, key: str, fingerprint: str, token_key: bytes) -> Intake | None:
