@@ -94,7 +94,7 @@ def test_concurrent_sqlite_writers_store_every_request(tmp_path: Path) -> None:
 def test_a_standalone_intake_commits_apart_from_the_session_on_sqlite(tmp_path: Path) -> None:
     """On SQLite the case and its event get a short transaction of their own on another connection: the
     objects come back detached and stay stored when the session's own work is rolled back."""
-    from sqlalchemy import inspect, select
+    from sqlalchemy import func, inspect, select
 
     from app import create_app
     from app.demo import load_demo
@@ -131,5 +131,21 @@ def test_a_standalone_intake_commits_apart_from_the_session_on_sqlite(tmp_path: 
         stored = db.session.scalar(select(Case).where(Case.tracking_number == number))
         assert stored is not None and [e.action for e in stored.events] == ["submit"]
         assert db.session.scalar(select(Unit.name).where(Unit.code == body["community"])) != "改名社区"
+        db.session.remove()
+        # The duplicate look-up, on the same short transaction after the INSERTs, finds the earlier case
+        # and never the new one.
+        with app.test_request_context():
+            again = submit(
+                db.session,
+                Submission(**body),
+                channel="api",
+                token_key=b"k",
+                standalone=True,
+                duplicates_within_days=30,
+            )
+            found = [d.tracking_number for d in again.duplicates]
+            assert number in found and again.case.tracking_number not in found
+            db.session.remove()
+        assert db.session.scalar(select(func.count()).where(Case.description == body["description"])) == 2
         db.session.remove()
         db.engine.dispose()
