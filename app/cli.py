@@ -201,8 +201,8 @@ def worker(queues: str, burst: bool, fork: bool, beat_interval: int) -> None:
 
     scheduler = SchedulerThread(names, connection)
     scheduler.start()
-    # On PostgreSQL new cases reach routing through the database: one routing worker in the city
-    # listens and queues their first hop, the others stand by (see app/dispatch).
+    # New cases reach routing through the database: one routing worker (per city on PostgreSQL, per host
+    # on SQLite) queues their first hop, the others stand by (see app/dispatch).
     dispatcher = Dispatcher(app) if queue_name(app, "routing") in names and database_hands_over(app) else None
     if dispatcher is not None:
         dispatcher.start()

@@ -140,7 +140,6 @@ class Dispatcher(threading.Thread):
         self.stopping = threading.Event()
         self.leading = threading.Event()  # set while this thread holds the lead and listens
         self.failures = 0
-        self.handed = 0  # cases queued (notified or caught up), for tests and logs
 
     def run(self) -> None:
         """Lead (or stand by) until :meth:`stop`; a lost connection is logged once and retried."""
@@ -240,4 +239,3 @@ class Dispatcher(threading.Thread):
 
     def _hand_over(self, case_id: int) -> None:
         queue.enqueue(self.app, ROUTE_CASE, (case_id,))  # held and retried by app.queue if Redis is down
-        self.handed += 1

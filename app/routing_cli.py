@@ -113,7 +113,7 @@ def beat_command(interval: int, once: bool) -> None:
 
 @routing_cli.command("dispatch")
 def dispatch_command() -> None:
-    """Hand new cases to the routing queue as PostgreSQL announces them, in the foreground (every
+    """Hand new cases to the routing queue as the database makes them known, in the foreground (every
     ``flask worker`` serving the routing queue runs this too; one process leads, the others stand by)."""
     import signal
 
@@ -122,7 +122,7 @@ def dispatch_command() -> None:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     if not database_hands_over(app):
         raise click.ClickException(
-            "新工单由受理它的 Web 进程入队（ROUTING_HANDOFF 不是 database / 非 PostgreSQL）"
+            "新工单由受理它的 Web 进程入队（ROUTING_HANDOFF=web，或 RQ_ASYNC 关闭、任务在进程内运行）"
         )
     dispatcher = Dispatcher(app)
     stopped = threading.Event()

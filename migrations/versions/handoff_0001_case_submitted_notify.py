@@ -2,7 +2,8 @@
 
 An AFTER INSERT trigger on cases sends the new case's id on the ``minhu_case_submitted`` channel
 (delivered when the inserting transaction commits). The routing workers listen and queue the first hop,
-so intake no longer enqueues from the web process. Nothing on SQLite (the web process enqueues there).
+so intake no longer enqueues from the web process. Nothing on SQLite (the dispatcher watches for new ids
+there).
 
 Revision ID: handoff_0001
 Revises: phonecode_0001
