@@ -138,7 +138,8 @@ class Dispatcher(threading.Thread):
         self.postgresql = on_postgresql(app)
         self._bound: Engine | None = None
         self.stopping = threading.Event()
-        self.leading = threading.Event()  # set while this thread holds the lead and listens
+        # Set while this thread holds the lead, once it has caught up on the cases already waiting.
+        self.leading = threading.Event()
         self.failures = 0
 
     def run(self) -> None:
@@ -179,11 +180,11 @@ class Dispatcher(threading.Thread):
                 if self.stopping.wait(self.retry):
                     return
             connection.execute(f"LISTEN {ROUTING_CHANNEL}")  # before catching up: no case falls between
-            self.leading.set()
             if self.failures:
                 log.info("routing dispatcher: database is back after %d failed attempts", self.failures)
                 self.failures = 0
             caught_up = self.catch_up()
+            self.leading.set()
             log.info("routing dispatcher: listening (%d waiting case(s) queued)", caught_up)
             while not self.stopping.is_set():
                 for notice in connection.notifies(timeout=self.retry):
@@ -199,12 +200,11 @@ class Dispatcher(threading.Thread):
             if not taken:
                 self.stopping.wait(self.retry)
                 return
-            self.leading.set()
             if self.failures:
                 log.info("routing dispatcher: database is back after %d failed attempts", self.failures)
                 self.failures = 0
-            last = 0
-            count, last = self._queue_waiting(last)
+            count, last = self._queue_waiting(0)
+            self.leading.set()
             log.info("routing dispatcher: watching (%d waiting case(s) queued)", count)
             while not self.stopping.wait(self.poll):
                 _count, last = self._queue_waiting(last)
