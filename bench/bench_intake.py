@@ -9,12 +9,12 @@ it starts gunicorn (``--workers`` sync workers) on a loopback port serving ``ben
 the real app at ``/`` and the bare app at ``/bare`` — then runs ``--clients`` concurrent HTTP clients
 for ``--seconds`` against ``POST /api/v1/requests`` and then against ``POST /bare/``, ``--rounds`` times
 in turn. Prints req/s, p50 and p99 latency and the ratio intake ÷ bare of each round, and the medians.
-Cases go to routing queues with a unique prefix (deleted at the end); no worker runs, so only intake is
-measured. On SQLite the web process enqueues each case after its commit. On PostgreSQL the database
-hands new cases over (a trigger notifies at commit) to the routing workers' dispatcher, which this
-benchmark does not run unless ``--dispatcher`` is given: then ``flask routing dispatch`` runs beside
-gunicorn on the same machine (its CPU shared with the server's, as on a one-host deployment) and the
-end of the run checks that every stored case reached the queue.
+No worker runs, so only intake is measured. The database hands new cases over to the routing workers'
+dispatcher (PostgreSQL: a trigger notifies at commit; SQLite: the dispatcher watches for new ids),
+which this benchmark does not run unless ``--dispatcher`` is given: then ``flask routing dispatch``
+runs beside gunicorn on the same machine (its CPU shared with the server's, as on a one-host
+deployment), queueing onto routing queues with a unique prefix (deleted at the end), and the end of
+the run checks that every stored case reached the queue.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def bench_one(label: str, url: str, opts: argparse.Namespace, redis_url: str) ->
         subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "app", "routing", "dispatch"], env=env, cwd=ROOT
         )
-        if opts.dispatcher and url.startswith("postgresql")
+        if opts.dispatcher
         else None
     )
     try:
@@ -194,9 +194,8 @@ def bench_one(label: str, url: str, opts: argparse.Namespace, redis_url: str) ->
             intake = load(opts.port, "/api/v1/requests", opts.clients, opts.seconds)
             bare = load(opts.port, "/bare/", opts.clients, opts.seconds)
             rounds.append((intake, bare))
-        # Without a dispatcher nothing takes PostgreSQL's notifications: count at once (0 expected).
-        expect_jobs = dispatcher is not None or not url.startswith("postgresql")
-        handed = handed_over(url, redis_url, prefix, seconds=30 if expect_jobs else 0)
+        # Without a dispatcher nothing hands the cases over: count at once (0 expected).
+        handed = handed_over(url, redis_url, prefix, seconds=30 if dispatcher is not None else 0)
     finally:
         server.terminate()
         server.wait(timeout=30)
